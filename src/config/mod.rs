@@ -1,0 +1,213 @@
+//! `scimwatch.toml`: typed, strict, with positions (`../shared/spec/config.md`).
+//!
+//! Contract:
+//! - Unknown keys are errors; every problem in a file is reported at once, each naming the
+//!   file, line, key, what is wrong and, when a near name exists, "did you mean …".
+//! - Secrets are read by reference (`*_env`, `*_file`, inline only for testing) into
+//!   [`Secret`], whose `Debug`/`Display` never show the value.
+//! - Relative paths are resolved against the config file's folder.
+//! - `SCIMWATCH__SECTION__KEY` environment variables override scalar keys of top-level
+//!   tables; an override naming an unknown key is an error naming the variable (never its
+//!   value).
+//!
+//! Parsing lives in `load.rs` (on top of `strict.rs`, the span-keeping TOML reader shared
+//! with `mapping::parse`); this file only holds the types the rest of the program uses.
+
+mod load;
+pub mod strict;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::model::{Email, IdpKind};
+
+pub use load::{load, load_str, ConfigError};
+pub use strict::{Problem, Problems};
+
+/// A secret value. Never printed: `Debug` and `Display` show `***`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+    /// The value, for the one place that puts it on the wire.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl std::fmt::Display for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The file this came from (absolute when loaded from disk).
+    pub path: PathBuf,
+    /// Its folder: relative paths in the config and the `mapping` field of findings are
+    /// relative to it.
+    pub base_dir: PathBuf,
+    pub idp: IdpConfig,
+    pub workspaces: Vec<WorkspaceConfig>,
+    pub mappings: MappingsConfig,
+    pub sync: SyncConfig,
+    pub triggers: TriggersConfig,
+    pub enforce: EnforceConfig,
+    pub store: StoreConfig,
+    pub server: ServerConfig,
+    pub policy: PolicyConfig,
+    /// Non-fatal notes from loading (an inline secret, ...), to log once.
+    pub warnings: Vec<String>,
+}
+
+impl Config {
+    pub fn workspace(&self, name: &str) -> Option<&WorkspaceConfig> {
+        self.workspaces.iter().find(|w| w.name == name)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UserAttribute {
+    Login,
+    Email,
+    UserPrincipalName,
+    Mail,
+}
+
+#[derive(Clone, Debug)]
+pub struct IdpConfig {
+    pub kind: IdpKind,
+    /// Okta: the org URL; azure_ad: the Graph base.
+    pub url: String,
+    pub credential: IdpCredential,
+    pub user_attribute: UserAttribute,
+    pub propagation_window: Duration,
+    pub event_lookback: Duration,
+}
+
+#[derive(Clone, Debug)]
+pub enum IdpCredential {
+    /// Okta SSWS API token.
+    OktaToken(Secret),
+    /// Okta OAuth 2.0 service app with `private_key_jwt` (and DPoP when `dpop`).
+    OktaOAuth(OktaOAuth),
+    /// Entra ID app registration (built with the Azure AD issue).
+    Azure(AzureCredential),
+}
+
+#[derive(Clone, Debug)]
+pub struct OktaOAuth {
+    pub client_id: String,
+    /// PEM text of the RSA or EC private key (read from `private_key_file`).
+    pub private_key_pem: Secret,
+    pub key_id: Option<String>,
+    pub scopes: Vec<String>,
+    pub dpop: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct AzureCredential {
+    pub tenant_id: String,
+    pub client_id: String,
+    pub secret: AzureSecret,
+    pub login_url: String,
+}
+
+#[derive(Clone, Debug)]
+pub enum AzureSecret {
+    ClientSecret(Secret),
+    Certificate {
+        certificate_pem: String,
+        key_pem: Secret,
+    },
+}
+
+#[derive(Clone, Debug)]
+pub struct WorkspaceConfig {
+    pub name: String,
+    pub api_url: String,
+    pub token: Secret,
+    pub scim_actors: Vec<String>,
+    pub automation_actors: Vec<String>,
+    pub self_actor: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct MappingsConfig {
+    /// Absolute, or relative to the current directory when the config came from a string.
+    pub dir: PathBuf,
+}
+
+#[derive(Clone, Debug)]
+pub struct SyncConfig {
+    pub interval: Duration,
+}
+
+#[derive(Clone, Debug)]
+pub struct TriggersConfig {
+    pub okta_hook_secret: Option<Secret>,
+    pub okta_hook_header: String,
+    pub system_log_poll: Duration,
+    pub audit_poll: Duration,
+    pub graph_client_state: Option<Secret>,
+    pub graph_notification_url: Option<String>,
+    pub graph_delta_poll: Duration,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EnforceMode {
+    Off,
+    Plan,
+    Apply,
+}
+
+#[derive(Clone, Debug)]
+pub struct EnforceConfig {
+    pub mode: EnforceMode,
+    pub max_changes: u32,
+    pub revert_expired: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct StoreConfig {
+    pub path: PathBuf,
+    pub retain: Duration,
+    pub chain_key: Option<Secret>,
+}
+
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    pub listen: String,
+    pub hooks_listen: Option<String>,
+    pub auth_token: Option<Secret>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UnmanagedUsers {
+    Alert,
+    Ignore,
+}
+
+/// `[policy]`: in `scimwatch.toml` the defaults for every workspace; a mapping file's
+/// `[policy]` overrides them for its workspace (field by field: `None` means "not set
+/// here").
+#[derive(Clone, Debug, Default)]
+pub struct PolicyConfig {
+    pub allow: Option<Vec<Email>>,
+    pub unmanaged_users: Option<UnmanagedUsers>,
+    pub corporate_domains: Option<Vec<String>>,
+    pub max_owners: Option<u32>,
+    pub expiry_notice: Option<Duration>,
+    /// Only in `scimwatch.toml`.
+    pub consistent: Vec<Vec<String>>,
+}

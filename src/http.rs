@@ -1,0 +1,443 @@
+//! The one place that retries and paces HTTP requests (STYLE.md habit 5).
+//!
+//! Every client (Okta, Graph, Segment) sends through an [`Http`] built with a
+//! [`ServicePolicy`] that knows how its service talks about limits:
+//! - *pacing*: a governor rate limiter (a steady budget) plus a pause the policy derives
+//!   from the rate-limit headers of each answer (the remaining budget spread until reset);
+//! - *429*: wait what the server says (`Retry-After`, `X-Rate-Limit-Reset` against `Date`,
+//!   `msBeforeNext`, ...), then try again;
+//! - *5xx, timeouts, connection errors*: exponential backoff with jitter (backon).
+//!
+//! Contract: [`Http::send`] returns the final answer whatever its status (the caller maps
+//! 4xx and exhausted 5xx into its typed errors) and fails only when no answer came at all.
+//! Nothing above this module loops on errors. Request counts per service, endpoint and
+//! status are kept in [`RequestStats`] for the benchmark and metrics.
+
+use std::collections::BTreeMap;
+use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use backon::{ExponentialBuilder, Retryable};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use reqwest::header::HeaderMap;
+use reqwest::{Method, StatusCode};
+
+/// What a service's answers say about waiting. One impl per service.
+pub trait ServicePolicy: Send + Sync + 'static {
+    /// For a 429 (or 503): how long the server asks us to wait, if it says.
+    fn retry_after(&self, status: StatusCode, headers: &HeaderMap, body: &[u8])
+        -> Option<Duration>;
+    /// After any answer: how long to hold the *next* request back so as not to run the
+    /// budget dry (for example, the remaining requests spread until the window resets).
+    fn pause_after(&self, headers: &HeaderMap) -> Option<Duration>;
+}
+
+/// A finished exchange: status, headers and the whole body.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: bytes::Bytes,
+    /// The final URL (after redirects), for error messages.
+    pub url: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HttpError {
+    /// No answer at all after the retries (connection refused, DNS, timeout, TLS).
+    #[error("no answer from {url} after {attempts} attempts")]
+    Transport {
+        url: String,
+        attempts: u32,
+        #[source]
+        source: reqwest::Error,
+    },
+}
+
+impl HttpError {
+    pub fn url(&self) -> &str {
+        match self {
+            HttpError::Transport { url, .. } => url,
+        }
+    }
+}
+
+/// Retry knobs. Defaults suit production; tests shrink them.
+#[derive(Clone, Debug)]
+pub struct RetryConfig {
+    /// Retries after the first attempt, for 5xx and transport errors.
+    pub max_retries: usize,
+    pub min_backoff: Duration,
+    pub max_backoff: Duration,
+    /// Retries of 429 answers (each waits what the server said).
+    pub max_rate_limited: usize,
+    /// A server hint longer than this is capped (a bad clock must not stall us for hours).
+    pub max_hint: Duration,
+    /// Per-request timeout.
+    pub timeout: Duration,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        RetryConfig {
+            max_retries: 4,
+            min_backoff: Duration::from_millis(500),
+            max_backoff: Duration::from_secs(30),
+            max_rate_limited: 8,
+            max_hint: Duration::from_secs(120),
+            timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+impl RetryConfig {
+    /// Fast retries for tests against local servers.
+    pub fn fast() -> Self {
+        RetryConfig {
+            max_retries: 3,
+            min_backoff: Duration::from_millis(10),
+            max_backoff: Duration::from_millis(50),
+            max_rate_limited: 5,
+            max_hint: Duration::from_secs(5),
+            timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Requests sent, by (service, endpoint, status). Status 0 means "no answer".
+#[derive(Default, Debug)]
+pub struct RequestStats {
+    counts: Mutex<BTreeMap<(String, String, u16), u64>>,
+    waited: Mutex<Duration>,
+}
+
+impl RequestStats {
+    pub fn new() -> Arc<RequestStats> {
+        Arc::new(RequestStats::default())
+    }
+    fn record(&self, service: &str, endpoint: &str, status: u16) {
+        if let Ok(mut c) = self.counts.lock() {
+            *c.entry((service.to_string(), endpoint.to_string(), status))
+                .or_default() += 1;
+        }
+    }
+    fn add_wait(&self, d: Duration) {
+        if let Ok(mut w) = self.waited.lock() {
+            *w += d;
+        }
+    }
+    /// Every (service, endpoint, status) with its count.
+    pub fn snapshot(&self) -> BTreeMap<(String, String, u16), u64> {
+        self.counts.lock().map(|c| c.clone()).unwrap_or_default()
+    }
+    /// Total requests per service.
+    pub fn by_service(&self) -> BTreeMap<String, u64> {
+        let mut out = BTreeMap::new();
+        for ((svc, _, _), n) in self.snapshot() {
+            *out.entry(svc).or_default() += n;
+        }
+        out
+    }
+    /// Total requests per (service, endpoint).
+    pub fn by_endpoint(&self) -> BTreeMap<(String, String), u64> {
+        let mut out = BTreeMap::new();
+        for ((svc, ep, _), n) in self.snapshot() {
+            *out.entry((svc, ep)).or_default() += n;
+        }
+        out
+    }
+    pub fn total(&self) -> u64 {
+        self.snapshot().values().sum()
+    }
+    /// Time spent waiting on rate limits (pacing pauses and 429 hints).
+    pub fn waited(&self) -> Duration {
+        self.waited.lock().map(|w| *w).unwrap_or_default()
+    }
+}
+
+/// A paced, retrying HTTP client for one service (one Okta org, one Segment workspace).
+#[derive(Clone)]
+pub struct Http {
+    client: reqwest::Client,
+    service: &'static str,
+    policy: Arc<dyn ServicePolicy>,
+    limiter: Option<Arc<DefaultDirectRateLimiter>>,
+    hold_until: Arc<Mutex<Option<Instant>>>,
+    retry: RetryConfig,
+    stats: Arc<RequestStats>,
+}
+
+/// One request to make: built afresh for every attempt (bodies and per-request auth
+/// headers, such as a DPoP proof, must be new each time).
+pub type BuildRequest<'a> = dyn Fn(&reqwest::Client) -> reqwest::RequestBuilder + Send + Sync + 'a;
+
+enum Attempt {
+    /// Retry after the server's hint (429).
+    RateLimited(Option<Duration>, Answer),
+    /// Retry with backoff (5xx).
+    ServerError(Answer),
+    Transport(reqwest::Error, String),
+}
+
+impl Attempt {
+    fn is_rate_limited(&self) -> bool {
+        matches!(self, Attempt::RateLimited(..))
+    }
+}
+
+impl Http {
+    /// `per_minute`: the steady request budget this client allows itself (None: only the
+    /// header-driven pacing).
+    pub fn new(
+        service: &'static str,
+        policy: Arc<dyn ServicePolicy>,
+        per_minute: Option<u32>,
+        retry: RetryConfig,
+        stats: Arc<RequestStats>,
+    ) -> Http {
+        let limiter = per_minute.and_then(NonZeroU32::new).map(|n| {
+            // Allow a small burst so that a pass does not start with a stall.
+            let burst = NonZeroU32::new((n.get() / 10).max(1)).unwrap_or(NonZeroU32::MIN);
+            Arc::new(RateLimiter::direct(Quota::per_minute(n).allow_burst(burst)))
+        });
+        let client = reqwest::Client::builder()
+            .timeout(retry.timeout)
+            .user_agent(concat!("scimwatch/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .unwrap_or_else(|_| reqwest::Client::new());
+        Http {
+            client,
+            service,
+            policy,
+            limiter,
+            hold_until: Arc::new(Mutex::new(None)),
+            retry,
+            stats,
+        }
+    }
+
+    pub fn service(&self) -> &'static str {
+        self.service
+    }
+
+    pub fn stats(&self) -> &Arc<RequestStats> {
+        &self.stats
+    }
+
+    pub fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+
+    /// Sends `build` until it gets an answer that is not a 429/5xx, or retries run out.
+    /// `endpoint` is the request's template ("GET /api/v1/groups/{id}/users") for stats.
+    pub async fn send(
+        &self,
+        endpoint: &str,
+        build: &BuildRequest<'_>,
+    ) -> Result<Answer, HttpError> {
+        let mut rate_limited = 0usize;
+        loop {
+            let backoff = ExponentialBuilder::default()
+                .with_min_delay(self.retry.min_backoff)
+                .with_max_delay(self.retry.max_backoff)
+                .with_max_times(self.retry.max_retries)
+                .with_jitter();
+            let result = (|| async { self.attempt(endpoint, build).await })
+                .retry(backoff)
+                .when(|a: &Attempt| !a.is_rate_limited())
+                .notify(|a: &Attempt, dur| match a {
+                    Attempt::ServerError(ans) => tracing::warn!(
+                        service = self.service, endpoint, status = ans.status.as_u16(),
+                        retry_in = ?dur, "Server error, retrying."
+                    ),
+                    Attempt::Transport(e, url) => tracing::warn!(
+                        service = self.service, endpoint, url = %url, error = %e,
+                        retry_in = ?dur, "No answer, retrying."
+                    ),
+                    Attempt::RateLimited(..) => {}
+                })
+                .await;
+            match result {
+                Ok(answer) => return Ok(answer),
+                Err(Attempt::RateLimited(hint, answer)) => {
+                    rate_limited += 1;
+                    if rate_limited > self.retry.max_rate_limited {
+                        return Ok(answer);
+                    }
+                    let wait = hint
+                        .unwrap_or_else(|| {
+                            self.retry.min_backoff * 2u32.pow(rate_limited.min(6) as u32)
+                        })
+                        .min(self.retry.max_hint);
+                    tracing::warn!(
+                        service = self.service, endpoint, wait = ?wait,
+                        "Rate limited (429), waiting as the server asked."
+                    );
+                    self.stats.add_wait(wait);
+                    tokio::time::sleep(wait).await;
+                }
+                Err(Attempt::ServerError(answer)) => return Ok(answer),
+                Err(Attempt::Transport(source, url)) => {
+                    return Err(HttpError::Transport {
+                        url,
+                        attempts: self.retry.max_retries as u32 + 1,
+                        source,
+                    })
+                }
+            }
+        }
+    }
+
+    async fn attempt(&self, endpoint: &str, build: &BuildRequest<'_>) -> Result<Answer, Attempt> {
+        self.pace().await;
+        let request = build(&self.client);
+        let sent = request.send().await;
+        let response = match sent {
+            Ok(r) => r,
+            Err(e) => {
+                let url = e.url().map(|u| redact_url(u.as_str())).unwrap_or_default();
+                self.stats.record(self.service, endpoint, 0);
+                return Err(Attempt::Transport(e, url));
+            }
+        };
+        let status = response.status();
+        let headers = response.headers().clone();
+        let url = redact_url(response.url().as_str());
+        let body = match response.bytes().await {
+            Ok(b) => b,
+            Err(e) => {
+                self.stats.record(self.service, endpoint, 0);
+                return Err(Attempt::Transport(e, url));
+            }
+        };
+        self.stats.record(self.service, endpoint, status.as_u16());
+        if let Some(pause) = self.policy.pause_after(&headers) {
+            self.hold_for(pause);
+        }
+        let answer = Answer {
+            status,
+            headers,
+            body,
+            url,
+        };
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            let hint = self
+                .policy
+                .retry_after(status, &answer.headers, &answer.body);
+            return Err(Attempt::RateLimited(hint, answer));
+        }
+        if matches!(status.as_u16(), 500 | 502 | 503 | 504) {
+            return Err(Attempt::ServerError(answer));
+        }
+        Ok(answer)
+    }
+
+    fn hold_for(&self, pause: Duration) {
+        let pause = pause.min(self.retry.max_hint);
+        if let Ok(mut h) = self.hold_until.lock() {
+            let until = Instant::now() + pause;
+            if h.is_none_or(|cur| cur < until) {
+                *h = Some(until);
+            }
+        }
+    }
+
+    async fn pace(&self) {
+        let hold = self.hold_until.lock().ok().and_then(|h| *h);
+        if let Some(until) = hold {
+            let now = Instant::now();
+            if until > now {
+                let wait = until - now;
+                self.stats.add_wait(wait);
+                tokio::time::sleep(wait).await;
+            }
+        }
+        if let Some(limiter) = &self.limiter {
+            let start = Instant::now();
+            limiter.until_ready().await;
+            self.stats.add_wait(start.elapsed());
+        }
+    }
+}
+
+/// Convenience for simple GETs with a bearer-like header.
+pub fn get_with(
+    client: &reqwest::Client,
+    url: &str,
+    auth: (&str, &str),
+) -> reqwest::RequestBuilder {
+    client.request(Method::GET, url).header(auth.0, auth.1)
+}
+
+/// Drops the query string's values that could carry secrets? None of our services put
+/// secrets in URLs; this only shortens very long URLs for messages.
+pub fn redact_url(url: &str) -> String {
+    if url.len() > 300 {
+        format!(
+            "{}…",
+            &url[..url
+                .char_indices()
+                .nth(300)
+                .map(|(i, _)| i)
+                .unwrap_or(url.len())]
+        )
+    } else {
+        url.to_string()
+    }
+}
+
+/// Parses an HTTP date (`Date`, RFC 5322 `X-RateLimit-Reset`).
+pub fn header_date(headers: &HeaderMap, name: &str) -> Option<std::time::SystemTime> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|s| httpdate::parse_http_date(s).ok())
+}
+
+/// The smallest integer among a header's values (several may appear: take the most
+/// restrictive).
+pub fn header_min_u64(headers: &HeaderMap, name: &str) -> Option<u64> {
+    headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|s| s.split(','))
+        .filter_map(|s| s.trim().parse::<u64>().ok())
+        .min()
+}
+
+/// `Retry-After` in whole seconds or as an HTTP date.
+pub fn retry_after_header(headers: &HeaderMap) -> Option<Duration> {
+    let v = headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = httpdate::parse_http_date(v).ok()?;
+    at.duration_since(std::time::SystemTime::now()).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::HeaderValue;
+
+    #[test]
+    fn min_header_takes_most_restrictive() {
+        let mut h = HeaderMap::new();
+        h.append("x-rate-limit-remaining", HeaderValue::from_static("40"));
+        h.append("x-rate-limit-remaining", HeaderValue::from_static("7"));
+        assert_eq!(header_min_u64(&h, "x-rate-limit-remaining"), Some(7));
+    }
+
+    #[test]
+    fn retry_after_seconds() {
+        let mut h = HeaderMap::new();
+        h.insert("retry-after", HeaderValue::from_static("3"));
+        assert_eq!(retry_after_header(&h), Some(Duration::from_secs(3)));
+    }
+}

@@ -1,0 +1,1 @@
+//! Okta Management API client (reference/okta.md).

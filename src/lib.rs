@@ -1,0 +1,60 @@
+//! scimwatch keeps a Segment workspace's access honest against the identity provider.
+//!
+//! It reads the IdP's groups (Okta; Entra ID later), maps them to Segment roles and grants
+//! through reviewed files in `mappings/`, reads each Segment workspace's actual Team
+//! Members state, and reports every difference as a *finding*: SCIM still propagating
+//! (`pending`), a stalled push or a manual override (`drift`), attributed from Segment's
+//! audit trail. `../shared/spec/product.md` is the contract.
+//!
+//! # Code map
+//!
+//! ```text
+//! main.rs            thin: parse the CLI, start telemetry, hand over to cli.rs
+//! cli.rs             the commands: check, validate, sim, demo (run comes with the daemon)
+//! telemetry.rs       tracing setup (logs on stderr; stdout is for results)
+//! model.rs           our vocabulary: Email, Grant, IdP and Segment snapshots. No vendor JSON.
+//! http.rs            the one place that retries (backon) and paces (governor + headers)
+//! config/            scimwatch.toml: typed, strict, positions in every error
+//!   strict.rs        span-keeping TOML reader: unknown keys, did-you-mean, all problems at once
+//!   load.rs          scimwatch.toml → Config; secrets by reference; env overrides
+//! mapping/           mappings/*.toml
+//!   parse.rs         files → rules with file:line origins
+//!   resolve.rs       rules + catalogs + IdP read → desired state (pure)
+//! idp/               trait IdentityProvider; okta/ (SSWS, OAuth private_key_jwt + DPoP)
+//! segment/           Segment Public API client: wire.rs (DTOs), client.rs
+//! reconcile/         one pass
+//!   finding.rs       Finding, kinds, severities, ids
+//!   diff.rs          desired vs actual → mismatches (pure)
+//!   classify.rs      mismatches + IdP events + audit trail + now → findings (pure)
+//!   pass.rs          read everything (IO), then resolve → diff → classify
+//! output.rs          the text table and the JSON of findings.md
+//! sim/               the simulator (sim.md): Okta, Segment Public API + SCIM, push engine
+//! demo.rs            the narrated scenario on the embedded simulator
+//! ```
+//!
+//! # Invariants
+//!
+//! - **No partial data becomes findings.** A pass that could not read everything it needs
+//!   fails as a whole; `check` then exits 2 and prints nothing on stdout. An IdP read where
+//!   every mapped group is unresolved or empty is a failure, not "everyone left".
+//! - **The decision core is pure.** `mapping::resolve`, `reconcile::diff` and
+//!   `reconcile::classify` do no IO and never read the clock: `now` is a parameter.
+//! - **Vendor JSON stays at the edges.** Only `idp/*` and `segment/wire.rs` (and the
+//!   simulator) know wire shapes.
+//! - **Retries live in `http.rs` only.** Nothing above it loops on errors.
+//! - **Secrets never print.** They live in `config::Secret`, whose `Debug`/`Display` is `***`.
+//! - **Finding ids are stable**: SHA-256 over workspace, kind and subject, so the same
+//!   problem keeps its id across passes and restarts.
+
+pub mod cli;
+pub mod config;
+pub mod demo;
+pub mod http;
+pub mod idp;
+pub mod mapping;
+pub mod model;
+pub mod output;
+pub mod reconcile;
+pub mod segment;
+pub mod sim;
+pub mod telemetry;

@@ -1,0 +1,1 @@
+//! Rules + catalogs + IdP read → desired state. Pure.

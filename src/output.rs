@@ -1,0 +1,1 @@
+//! The text table and the JSON document of findings.md.

@@ -1,0 +1,1 @@
+//! Mismatches + history + now → findings. Pure.

@@ -1,0 +1,1 @@
+//! One pass: read everything, then resolve, diff, classify.

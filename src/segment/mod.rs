@@ -1,0 +1,13 @@
+//! Segment Public API: the read surface scimwatch needs (and, later, the few writes
+//! enforce mode makes).
+//!
+//! - `wire.rs`: the vendor's JSON shapes (private to this module; unknown fields ignored).
+//! - `client.rs`: auth, envelopes, typed errors, cursor pagination, rate limits.
+//!
+//! Contract: [`read_workspace`](client::SegmentClient::read_workspace) returns a complete
+//! [`WorkspaceSnapshot`](crate::model::WorkspaceSnapshot) or an error; never a partial one.
+
+pub mod client;
+mod wire;
+
+pub use client::{SegmentClient, SegmentError};

@@ -1,0 +1,1 @@
+//! Segment Public API JSON shapes.
