@@ -1,1 +1,249 @@
-//! Commands.
+//! The command line: `check`, `validate`, `sim`, `demo` (and `run`, which comes with the
+//! daemon issue).
+//!
+//! Exit codes (product.md): `check` 0 clean, 1 drift needing action, 2 the pass could not
+//! complete (one line on stderr naming what failed, nothing on stdout); `validate` 0 or 2.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use chrono::Utc;
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::config::{Config, IdpCredential};
+use crate::http::{RequestStats, RetryConfig};
+use crate::idp::okta::Okta;
+use crate::idp::IdentityProvider;
+use crate::mapping::{resolve, MappingSet};
+use crate::model::IdpKind;
+use crate::output;
+use crate::reconcile::{pass, Settings};
+use crate::segment::SegmentClient;
+
+#[derive(Parser, Debug)]
+#[command(name = "scimwatch", version, about = "Watches Segment workspace access against the IdP and the reviewed mappings")]
+pub struct Cli {
+    /// Config file (default: $SCIMWATCH_CONFIG, else ./scimwatch.toml).
+    #[arg(long, global = true)]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// The daemon: continuous reconcile, triggers, alerts (not built yet).
+    Run,
+    /// One pass over every workspace; prints findings; exit 0 clean, 1 drift, 2 failure.
+    Check {
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+        /// Only this workspace (its `name` in the config).
+        #[arg(long)]
+        workspace: Option<String>,
+    },
+    /// Load the config and mappings and resolve every name against the live services.
+    Validate,
+    /// The simulator (sim.md).
+    Sim {
+        #[arg(long)]
+        seed: PathBuf,
+        #[arg(long, default_value = "127.0.0.1:8000")]
+        listen: String,
+        #[arg(long)]
+        write_config: Option<PathBuf>,
+        #[arg(long, default_value = "mappings")]
+        mappings: PathBuf,
+    },
+    /// A narrated scenario on the embedded simulator.
+    Demo,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Text,
+    Json,
+}
+
+/// Runs the command and returns the process exit code.
+pub async fn main(cli: Cli) -> i32 {
+    match cli.command {
+        Command::Check { output, workspace } => check(cli.config.as_deref(), output, workspace.as_deref()).await,
+        Command::Validate => validate(cli.config.as_deref()).await,
+        Command::Sim { seed, listen, write_config, mappings } => {
+            match crate::sim::run_cli(&seed, &listen, write_config.as_deref(), &mappings).await {
+                Ok(()) => 0,
+                Err(e) => {
+                    eprintln!("scimwatch sim: {}", chain(e.as_ref()));
+                    2
+                }
+            }
+        }
+        Command::Demo => match crate::demo::run().await {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("scimwatch demo: {}", chain(e.as_ref()));
+                2
+            }
+        },
+        Command::Run => {
+            eprintln!("scimwatch run: the daemon is not built yet (see the daemon issue); use `scimwatch check` for a one-shot pass.");
+            2
+        }
+    }
+}
+
+/// An error and its causes on one line.
+pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts = vec![e.to_string()];
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        let text = s.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        cur = s.source();
+    }
+    parts.join(": ")
+}
+
+/// Config, mappings and clients, ready for a pass.
+pub struct Loaded {
+    pub config: Config,
+    pub mappings: MappingSet,
+}
+
+pub fn load(config: Option<&Path>) -> anyhow::Result<Loaded> {
+    let config = crate::config::load(config)?;
+    for w in &config.warnings {
+        tracing::warn!(warning = %w, "Config warning.");
+    }
+    let known: Vec<String> = config.workspaces.iter().map(|w| w.name.clone()).collect();
+    let mappings = crate::mapping::load_dir(&config.mappings.dir, &config.base_dir, &known, Utc::now())?;
+    Ok(Loaded { config, mappings })
+}
+
+pub fn settings(config: &Config) -> anyhow::Result<Settings> {
+    Ok(Settings {
+        idp: config.idp.kind,
+        propagation_window: chrono::Duration::from_std(config.idp.propagation_window).context("idp.propagation_window is too large")?,
+        event_lookback: chrono::Duration::from_std(config.idp.event_lookback).context("idp.event_lookback is too large")?,
+        policy: config.policy.clone(),
+    })
+}
+
+pub fn okta(config: &Config, stats: Arc<RequestStats>) -> anyhow::Result<Okta> {
+    match (&config.idp.kind, &config.idp.credential) {
+        (IdpKind::Okta, IdpCredential::OktaToken(_) | IdpCredential::OktaOAuth(_)) => {
+            Ok(Okta::new(&config.idp, RetryConfig::default(), stats)?)
+        }
+        _ => anyhow::bail!("idp.kind = \"azure_ad\" is not supported yet (see the Entra ID issue); use \"okta\""),
+    }
+}
+
+pub fn segment_clients(config: &Config, only: Option<&str>, stats: &Arc<RequestStats>) -> anyhow::Result<Vec<SegmentClient>> {
+    if let Some(name) = only {
+        if config.workspace(name).is_none() {
+            let known: Vec<&str> = config.workspaces.iter().map(|w| w.name.as_str()).collect();
+            anyhow::bail!("--workspace {name:?}: no such workspace in the config (known: {})", known.join(", "));
+        }
+    }
+    Ok(config
+        .workspaces
+        .iter()
+        .filter(|w| only.is_none_or(|n| n == w.name))
+        .map(|w| SegmentClient::new(w, RetryConfig::default(), stats.clone()))
+        .collect())
+}
+
+async fn check(config: Option<&Path>, out: Output, only: Option<&str>) -> i32 {
+    match check_inner(config, only).await {
+        Ok(report) => {
+            match out {
+                Output::Json => println!("{}", output::json(&report)),
+                Output::Text => print!("{}", output::text(&report)),
+            }
+            report.exit_code()
+        }
+        Err(e) => {
+            eprintln!("scimwatch check: {}", chain(e.as_ref()));
+            2
+        }
+    }
+}
+
+async fn check_inner(config: Option<&Path>, only: Option<&str>) -> anyhow::Result<output::Report> {
+    let Loaded { config, mappings } = load(config)?;
+    let stats = RequestStats::new();
+    let idp = okta(&config, stats.clone())?;
+    let clients = segment_clients(&config, only, &stats)?;
+    let selected: Vec<_> = config
+        .workspaces
+        .iter()
+        .filter(|w| only.is_none_or(|n| n == w.name))
+        .zip(clients.iter())
+        .collect();
+    let report = pass::run(&idp, &selected, &mappings, &settings(&config)?, Utc::now()).await?;
+    tracing::info!(requests = ?stats.by_service(), "Pass complete.");
+    Ok(report)
+}
+
+async fn validate(config: Option<&Path>) -> i32 {
+    match validate_inner(config).await {
+        Ok(problems) if problems.is_empty() => 0,
+        Ok(problems) => {
+            for p in problems {
+                eprintln!("{p}");
+            }
+            2
+        }
+        Err(e) => {
+            eprintln!("scimwatch validate: {}", chain(e.as_ref()));
+            2
+        }
+    }
+}
+
+/// Loads everything, resolves every name against the live catalogs and the IdP, prints a
+/// summary on stdout and returns the problems (one line each).
+pub async fn validate_inner(config: Option<&Path>) -> anyhow::Result<Vec<String>> {
+    let Loaded { config, mappings } = load(config)?;
+    let stats = RequestStats::new();
+    let idp = okta(&config, stats.clone())?;
+    let clients = segment_clients(&config, None, &stats)?;
+    validate_loaded(&config, &mappings, &idp, &clients).await
+}
+
+/// `validate` once config and mappings are loaded (the demo and tests call this).
+pub async fn validate_loaded<P: IdentityProvider>(
+    config: &Config,
+    mappings: &MappingSet,
+    idp: &P,
+    clients: &[SegmentClient],
+) -> anyhow::Result<Vec<String>> {
+    let empty = Default::default();
+    let refs = pass::group_refs(mappings.workspaces.values());
+    let groups = idp.read_groups(&refs).await?;
+    let mut problems = Vec::new();
+    let mut resolved_groups = 0;
+    let mut resolved_grants = 0;
+    for (ws, client) in config.workspaces.iter().zip(clients) {
+        let mapping = mappings.workspaces.get(&ws.name).unwrap_or(&empty);
+        let (info, catalog) = client.read_catalog(pass::catalog_needs(mapping)).await?;
+        let desired = resolve::resolve(&ws.name, &info.id, mapping, &catalog, &groups, &config.policy);
+        for u in &desired.unresolved {
+            problems.push(format!("{}: {} {:?} does not resolve in {}: {}", u.origin, u.what, u.name, ws.name, u.reason));
+        }
+        resolved_groups += desired.groups.iter().filter(|g| g.idp.is_some()).count();
+        resolved_grants += desired.groups.iter().filter_map(|g| g.grants.as_ref()).map(Vec::len).sum::<usize>();
+    }
+    if problems.is_empty() {
+        println!(
+            "OK: {} workspaces, {resolved_groups} mapped groups and {resolved_grants} grants resolve against {} and Segment.",
+            config.workspaces.len(),
+            config.idp.kind.display()
+        );
+    }
+    Ok(problems)
+}

@@ -1,1 +1,23 @@
-fn main() {}
+//! Thin entry point: parse the command line, start logging, hand over to `cli`.
+
+use clap::Parser;
+
+fn main() {
+    let cli = scimwatch::cli::Cli::parse();
+    let level = match cli.command {
+        scimwatch::cli::Command::Sim { .. } | scimwatch::cli::Command::Run => "info",
+        _ => "warn",
+    };
+    scimwatch::telemetry::init(level);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("scimwatch: cannot start the async runtime: {e}");
+            std::process::exit(2);
+        }
+    };
+    let code = runtime.block_on(scimwatch::cli::main(cli));
+    // Do not wait for background tasks (a simulator in the demo) to wind down.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    std::process::exit(code);
+}

@@ -1,1 +1,171 @@
-//! One pass: read everything, then resolve, diff, classify.
+//! One full pass: read the IdP and every selected workspace (IO), then hand the snapshots
+//! to the pure core.
+//!
+//! Contract: either every read succeeded and the result is a [`Report`], or the pass
+//! fails as a whole with a [`PassError`] that names the service and the request. No
+//! partial snapshot ever reaches `evaluate`. An IdP read in which every mapped group is
+//! unresolved or empty is a failure too: it is what Okta answers (200, `[]`) to a service
+//! app that lacks an admin role, and must never read as "everyone lost access".
+
+use std::collections::BTreeSet;
+
+use chrono::{DateTime, Utc};
+use futures_util::future::try_join_all;
+
+use super::{evaluate, sort, Settings};
+use crate::config::WorkspaceConfig;
+use crate::idp::{IdentityProvider, IdpError};
+use crate::mapping::{GrantScope, MappingSet, WorkspaceMapping};
+use crate::model::{CatalogNeeds, Email, GroupRead, GroupRef, IdpSnapshot, WorkspaceSnapshot};
+use crate::output::{Report, WorkspaceSummary};
+use crate::segment::{SegmentClient, SegmentError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PassError {
+    #[error(transparent)]
+    Idp(#[from] IdpError),
+    #[error(transparent)]
+    Segment(#[from] SegmentError),
+    /// Every mapped group came back unresolved or empty.
+    #[error(
+        "{idp}: every mapped group is unresolved or has no members ({detail}); refusing to \
+         report on partial data. A service app without an admin role gets exactly this \
+         (200 with empty lists): check its admin role and scopes"
+    )]
+    SuspectIdp { idp: &'static str, detail: String },
+}
+
+/// Which catalog kinds a workspace's mappings name (roles are always read).
+pub fn catalog_needs(mapping: &WorkspaceMapping) -> CatalogNeeds {
+    let mut needs = CatalogNeeds::default();
+    let grants = mapping.groups.iter().flat_map(|g| &g.grants).chain(mapping.exceptions.iter().flat_map(|e| &e.grants));
+    for g in grants {
+        match &g.scope {
+            GrantScope::Workspace => {}
+            GrantScope::Sources(_) => needs.sources = true,
+            // Labels live on sources and spaces as well as in /labels.
+            GrantScope::Labels(_) => {
+                needs.labels = true;
+                needs.sources = true;
+            }
+            GrantScope::Warehouses(_) => needs.warehouses = true,
+            GrantScope::Functions(_) => needs.functions = true,
+            GrantScope::Spaces(_) => needs.spaces = true,
+        }
+    }
+    // Exceptions on labels are checked against source labels.
+    if mapping.exceptions.iter().flat_map(|e| &e.grants).any(|g| matches!(g.scope, GrantScope::Labels(_))) {
+        needs.sources = true;
+    }
+    needs
+}
+
+/// Every mapped IdP group reference of the given workspaces, each once, in file order.
+pub fn group_refs<'a>(mappings: impl IntoIterator<Item = &'a WorkspaceMapping>) -> Vec<GroupRef> {
+    let mut seen = BTreeSet::new();
+    let mut out = Vec::new();
+    for m in mappings {
+        for g in &m.groups {
+            if seen.insert(g.idp_group.clone()) {
+                out.push(g.idp_group.clone());
+            }
+        }
+    }
+    out
+}
+
+/// Fails when every mapped group is unresolved or empty (pure).
+pub fn check_idp_read(idp: &'static str, groups: &[(GroupRef, GroupRead)]) -> Result<(), PassError> {
+    if groups.is_empty() {
+        return Ok(());
+    }
+    let usable = groups.iter().any(|(_, g)| matches!(g, GroupRead::Found(g) if !g.members.is_empty()));
+    if usable {
+        return Ok(());
+    }
+    let unresolved = groups.iter().filter(|(_, g)| matches!(g, GroupRead::Unresolved { .. })).count();
+    Err(PassError::SuspectIdp {
+        idp,
+        detail: format!("{} groups: {unresolved} unresolved, {} empty", groups.len(), groups.len() - unresolved),
+    })
+}
+
+/// Runs one pass over `workspaces` (each with its client) and returns the report.
+pub async fn run<P: IdentityProvider>(
+    idp: &P,
+    workspaces: &[(&WorkspaceConfig, &SegmentClient)],
+    mappings: &MappingSet,
+    settings: &Settings,
+    now: DateTime<Utc>,
+) -> Result<Report, PassError> {
+    let empty = WorkspaceMapping::default();
+    let mapping_of = |name: &str| mappings.workspaces.get(name).unwrap_or(&empty);
+    let refs = group_refs(workspaces.iter().map(|(w, _)| mapping_of(&w.name)));
+    let since = now - settings.event_lookback;
+
+    let idp_reads = async {
+        let groups = idp.read_groups(&refs).await?;
+        let events = idp.events_since(since).await?;
+        Ok::<_, IdpError>((groups, events))
+    };
+    let segment_reads = try_join_all(
+        workspaces.iter().map(|(w, client)| client.read_workspace(catalog_needs(mapping_of(&w.name)), since)),
+    );
+    let (idp_read, snapshots) = tokio::join!(idp_reads, segment_reads);
+    let (groups, events) = idp_read?;
+    let snapshots: Vec<WorkspaceSnapshot> = snapshots?;
+    check_idp_read(idp.kind().as_str(), &groups)?;
+
+    // Segment members no mapped group lists: ask the IdP who they are.
+    let listed: BTreeSet<&Email> = groups
+        .iter()
+        .filter_map(|(_, g)| match g {
+            GroupRead::Found(g) => Some(g),
+            GroupRead::Unresolved { .. } => None,
+        })
+        .flat_map(|g| g.members.iter().map(|m| &m.key))
+        .collect();
+    let unknown: BTreeSet<Email> = snapshots
+        .iter()
+        .flat_map(|s| s.users.iter().map(|u| &u.email))
+        .filter(|e| !listed.contains(e))
+        .cloned()
+        .collect();
+    let unknown: Vec<Email> = unknown.into_iter().collect();
+    let lookups = if unknown.is_empty() { Default::default() } else { idp.lookup_users(&unknown).await? };
+
+    let idp_snapshot = IdpSnapshot { groups, lookups, events };
+    let mut findings = Vec::new();
+    let mut summaries = Vec::new();
+    for ((ws, _), snap) in workspaces.iter().zip(&snapshots) {
+        findings.extend(evaluate(ws, mapping_of(&ws.name), snap, &idp_snapshot, settings, now));
+        summaries.push(WorkspaceSummary { name: ws.name.clone(), users: snap.users.len(), groups: snap.groups.len() });
+    }
+    sort(&mut findings);
+    Ok(Report { generated_at: now, idp: settings.idp, workspaces: summaries, findings })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::IdpGroup;
+
+    #[test]
+    fn all_unresolved_or_empty_fails_the_pass() {
+        let empty = |n: &str| (GroupRef::Name(n.into()), GroupRead::Found(IdpGroup { id: n.into(), name: n.into(), members: vec![] }));
+        let unresolved = |n: &str| (GroupRef::Name(n.into()), GroupRead::Unresolved { reason: "no such group".into() });
+        assert!(check_idp_read("okta", &[empty("a"), unresolved("b")]).is_err());
+        assert!(check_idp_read("okta", &[unresolved("b")]).is_err());
+        assert!(check_idp_read("okta", &[]).is_ok());
+        let mut ok = empty("c");
+        if let GroupRead::Found(g) = &mut ok.1 {
+            g.members.push(crate::model::IdpUser {
+                id: "u".into(),
+                login: "u@x".into(),
+                key: Email::new("u@x"),
+                status: crate::model::IdpStatus::Active,
+            });
+        }
+        assert!(check_idp_read("okta", &[empty("a"), ok]).is_ok());
+    }
+}
