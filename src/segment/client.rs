@@ -433,7 +433,7 @@ impl Inner {
     ) -> Result<SegmentGroup, SegmentError> {
         let path = format!("/groups/{}", segment(&g.id));
         let (permissions, request) = match g.permissions {
-            Some(p) => (p, format!("GET {}{}", self.base, path)),
+            Some(p) => (p, format!("GET {}/groups", self.base)),
             None => {
                 let (request, data) = self.get("GET /groups/{id}", &path, &[]).await?;
                 let out: wire::UserGroupOut = self.decode(&request, data, "userGroup")?;
@@ -465,7 +465,7 @@ impl Inner {
     ) -> Result<SegmentUser, SegmentError> {
         let path = format!("/users/{}", segment(&u.id));
         let (user, request) = match u.permissions {
-            Some(_) => (u, format!("GET {}{}", self.base, path)),
+            Some(_) => (u, format!("GET {}/users", self.base)),
             None => {
                 let (request, data) = self.get("GET /users/{id}", &path, &[]).await?;
                 let out: wire::UserOut = self.decode(&request, data, "user")?;

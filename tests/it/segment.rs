@@ -75,6 +75,10 @@ async fn serve(
     headers: HeaderMap,
 ) -> Response {
     let auth = headers.get("authorization").and_then(|v| v.to_str().ok());
+    let accept = headers.get("accept").and_then(|v| v.to_str().ok());
+    if accept != Some("application/json") {
+        return (StatusCode::NOT_ACCEPTABLE, "accept").into_response();
+    }
     if method != Method::GET || auth != Some(&format!("Bearer {TOKEN}")) {
         return (
             StatusCode::UNAUTHORIZED,
@@ -768,4 +772,37 @@ async fn users_listed_with_permissions_skip_the_per_user_read() {
         .filter(|r| r.path.starts_with("/users/"))
         .count();
     assert_eq!(hits, 0);
+}
+
+#[tokio::test]
+async fn low_remaining_budget_holds_the_next_request_until_reset() {
+    let server = Server::start(|r| match r.path.as_str() {
+        "/" => {
+            let mut reply = small(r);
+            let reset = std::time::SystemTime::now() + Duration::from_secs(2);
+            reply.headers = vec![
+                ("x-ratelimit-consumed", "598".into()),
+                ("x-ratelimit-remaining", "2".into()),
+                ("x-ratelimit-reset", httpdate::fmt_http_date(reset)),
+            ];
+            reply
+        }
+        _ => {
+            let mut reply = small(r);
+            reply.headers = vec![("x-ratelimit-remaining", "500".into())];
+            reply
+        }
+    })
+    .await;
+    let (client, stats) = server.client();
+    let started = std::time::Instant::now();
+    client.read_catalog(CatalogNeeds::default()).await.unwrap();
+    // The reset date has whole seconds: the hold is between 1 and 2 s.
+    assert!(
+        stats.waited() >= Duration::from_millis(900),
+        "{:?}",
+        stats.waited()
+    );
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert_eq!(stats.total(), 2);
 }
