@@ -806,3 +806,108 @@ async fn low_remaining_budget_holds_the_next_request_until_reset() {
     assert!(started.elapsed() < Duration::from_secs(3));
     assert_eq!(stats.total(), 2);
 }
+
+#[tokio::test]
+async fn reads_warehouses_functions_and_spaces_when_needed() {
+    let server = Server::start(|r| {
+        let page = |key: &str, items: Value| {
+            let mut data = json!({"pagination": {"current": "MA=="}});
+            data[key] = items;
+            ok(data)
+        };
+        match r.path.as_str() {
+            "/warehouses" => page(
+                "warehouses",
+                json!([{"id": "whSnow", "workspaceId": WS_ID, "enabled": true,
+                        "metadata": {"id": "m", "slug": "snowflake", "name": "Snowflake"},
+                        "settings": {"name": "Analytics DW", "database": "x"}},
+                       {"id": "whBare", "workspaceId": WS_ID, "enabled": true, "metadata": {},
+                        "settings": {}}]),
+            ),
+            "/functions" => {
+                let kind = r.query.get("resourceType").cloned().unwrap_or_default();
+                let items = match kind.as_str() {
+                    "SOURCE" => json!([{"id": "sfnc_1", "displayName": "Enrich",
+                                        "resourceType": "SOURCE", "code": "x"}]),
+                    // The same function listed again must not be duplicated.
+                    "DESTINATION" => json!([{"id": "dfn_2", "displayName": "Forward"},
+                                            {"id": "sfnc_1", "displayName": "Enrich"}]),
+                    _ => json!([]),
+                };
+                page("functions", items)
+            }
+            "/spaces" => page(
+                "spaces",
+                json!([{"id": "spaMain", "slug": "main", "name": "Main", "extra": 1}]),
+            ),
+            _ => small(r),
+        }
+    })
+    .await;
+    let (client, stats) = server.client();
+    let all = CatalogNeeds {
+        sources: true,
+        warehouses: true,
+        functions: true,
+        spaces: true,
+        labels: true,
+    };
+    let (_, catalog) = client.read_catalog(all).await.unwrap();
+    let names = |items: &[scimwatch::model::CatalogItem]| {
+        items
+            .iter()
+            .map(|i| (i.id.clone(), i.name.clone()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        names(&catalog.warehouses),
+        [
+            ("whSnow".to_string(), Some("Analytics DW".to_string())),
+            ("whBare".to_string(), None)
+        ]
+    );
+    assert_eq!(
+        names(&catalog.functions),
+        [
+            ("sfnc_1".to_string(), Some("Enrich".to_string())),
+            ("dfn_2".to_string(), Some("Forward".to_string()))
+        ]
+    );
+    assert_eq!(catalog.spaces[0].slug.as_deref(), Some("main"));
+    let kinds: BTreeSet<_> = server
+        .requests("/functions")
+        .iter()
+        .map(|r| r.query["resourceType"].clone())
+        .collect();
+    assert_eq!(kinds.len(), 4);
+    // 1 workspace + 1 roles + 1 sources + 1 warehouses + 4 functions + 1 spaces + 1 labels.
+    assert_eq!(stats.total(), 10);
+}
+
+#[tokio::test]
+async fn no_answer_is_a_transient_transport_error() {
+    // Bind then drop a listener: nothing accepts on that port any more.
+    let port = {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let ws = WorkspaceConfig {
+        name: "production".into(),
+        api_url: format!("http://127.0.0.1:{port}"),
+        token: Secret::new(TOKEN),
+        scim_actors: vec![],
+        automation_actors: vec![],
+        self_actor: None,
+    };
+    let client = SegmentClient::new(&ws, RetryConfig::fast(), RequestStats::new());
+    let e = client
+        .read_catalog(CatalogNeeds::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(e, SegmentError::Transport { .. }), "{e}");
+    assert_eq!(e.class(), ErrorClass::Transient);
+    assert_eq!(
+        e.to_string(),
+        format!("segment workspace production: GET http://127.0.0.1:{port}/: no answer")
+    );
+}
