@@ -606,7 +606,8 @@ impl Inner {
             match pagination.next.filter(|n| !n.is_empty()) {
                 None => return Ok(items),
                 Some(next) => {
-                    if !seen.insert(next.clone()) || cursor.as_deref() == Some(next.as_str()) {
+                    // `seen` holds every cursor sent and every `current` received.
+                    if !seen.insert(next.clone()) {
                         return Err(SegmentError::RepeatedCursor {
                             service: self.service.clone(),
                             request,
@@ -619,7 +620,7 @@ impl Inner {
         }
         Err(SegmentError::Decode {
             service: self.service.clone(),
-            request: format!("{endpoint} ({})", self.base),
+            request: format!("GET {}{}", self.base, path),
             what: format!("more than {MAX_PAGES} pages"),
         })
     }
