@@ -8,6 +8,7 @@
 //! [`WorkspaceSnapshot`](crate::model::WorkspaceSnapshot) or an error; never a partial one.
 
 pub mod client;
+mod policy;
 mod wire;
 
 pub use client::{SegmentClient, SegmentError};
