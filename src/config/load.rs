@@ -139,7 +139,10 @@ fn read_secret(
     out: &mut Vec<Problem>,
 ) -> SecretRead {
     let mut set: Vec<&'static str> = Vec::new();
-    for k in [Some(keys.env), Some(keys.file), keys.inline].into_iter().flatten() {
+    for k in [Some(keys.env), Some(keys.file), keys.inline]
+        .into_iter()
+        .flatten()
+    {
         if t.has(k) {
             set.push(k);
         }
@@ -149,10 +152,11 @@ fn read_secret(
         [_] => {}
         many => {
             let names: Vec<String> = many.iter().map(|k| format!("`{k}`")).collect();
+            let how_many = if many.len() == 2 { "both" } else { "all" };
             out.push(t.key_problem(
                 many[1],
                 format!(
-                    "{} are all set for one secret; keep exactly one (prefer `{}`)",
+                    "{} are {how_many} set for one secret; keep exactly one (prefer `{}`)",
                     names.join(" and "),
                     keys.env
                 ),
@@ -176,7 +180,9 @@ fn read_secret(
             Some(v) if v.trim().is_empty() => {
                 out.push(t.key_problem(
                     key,
-                    format!("the environment variable `{var}` is set but empty; give it the secret"),
+                    format!(
+                        "the environment variable `{var}` is set but empty; give it the secret"
+                    ),
                 ));
                 SecretRead::Invalid
             }
@@ -191,7 +197,10 @@ fn read_secret(
             Err(e) => {
                 out.push(t.key_problem(
                     key,
-                    format!("cannot read `{}` ({e}); fix the path or the file's permissions", path.display()),
+                    format!(
+                        "cannot read `{}` ({e}); fix the path or the file's permissions",
+                        path.display()
+                    ),
                 ));
                 SecretRead::Invalid
             }
@@ -270,7 +279,12 @@ fn check_url(t: &Table<'_, '_>, key: &str, value: &str, out: &mut Vec<Problem>) 
 }
 
 /// `host:port`.
-fn check_listen(t: &Table<'_, '_>, key: &str, value: String, out: &mut Vec<Problem>) -> Option<String> {
+fn check_listen(
+    t: &Table<'_, '_>,
+    key: &str,
+    value: String,
+    out: &mut Vec<Problem>,
+) -> Option<String> {
     let ok = value
         .rsplit_once(':')
         .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
@@ -299,7 +313,10 @@ fn choice<T: Copy>(
     let names: Vec<String> = choices.iter().map(|(n, _)| format!("{n:?}")).collect();
     let mut p = t.key_problem(
         key,
-        format!("{value:?} is not a choice; write one of {}", names.join(", ")),
+        format!(
+            "{value:?} is not a choice; write one of {}",
+            names.join(", ")
+        ),
     );
     p.hint = did_you_mean(value, choices.iter().map(|(n, _)| *n));
     out.push(p);
@@ -373,7 +390,6 @@ fn load_text(
     let empty = DeTable::new();
     let mut root = Table::root(&src, &doc);
 
-
     // Workspaces first: [policy] consistent refers to their names.
     let workspaces = read_workspaces(&mut root, &mut ctx, &mut out);
     let names: Vec<String> = workspaces.iter().map(|w| w.name.clone()).collect();
@@ -382,8 +398,17 @@ fn load_text(
     let idp = read_idp(&mut t, &mut ctx, &mut out);
     t.finish(&mut out);
 
-    let mut t = section(&mut root, &src, &empty, "mappings", &mut overrides, &mut out);
-    let dir = t.opt_str("dir", &mut out).unwrap_or_else(|| "mappings".into());
+    let mut t = section(
+        &mut root,
+        &src,
+        &empty,
+        "mappings",
+        &mut overrides,
+        &mut out,
+    );
+    let dir = t
+        .opt_str("dir", &mut out)
+        .unwrap_or_else(|| "mappings".into());
     let mappings = MappingsConfig {
         dir: ctx.resolve(&dir),
     };
@@ -397,7 +422,14 @@ fn load_text(
     let sync = SyncConfig { interval };
     t.finish(&mut out);
 
-    let mut t = section(&mut root, &src, &empty, "triggers", &mut overrides, &mut out);
+    let mut t = section(
+        &mut root,
+        &src,
+        &empty,
+        "triggers",
+        &mut overrides,
+        &mut out,
+    );
     let triggers = read_triggers(&mut t, &mut ctx, &mut out);
     t.finish(&mut out);
 
@@ -546,7 +578,10 @@ fn read_workspaces(
         let name = t.str("name", out);
         let name = match name {
             Some(n) if n.trim().is_empty() => {
-                out.push(t.key_problem("name", "is empty; give the workspace a name that mapping files can refer to"));
+                out.push(t.key_problem(
+                    "name",
+                    "is empty; give the workspace a name that mapping files can refer to",
+                ));
                 None
             }
             Some(n) => {
@@ -567,7 +602,8 @@ fn read_workspaces(
             .opt_str("api_url", out)
             .unwrap_or_else(|| "https://api.segmentapis.com".into());
         let api_url = check_url(&t, "api_url", &api_url, out);
-        let token = match read_secret(&mut t, &keys3("token_env", "token_file", "token"), ctx, out) {
+        let token = match read_secret(&mut t, &keys3("token_env", "token_file", "token"), ctx, out)
+        {
             SecretRead::Found(s, _) => Some(s),
             SecretRead::Invalid => None,
             SecretRead::Absent => {
@@ -668,7 +704,10 @@ fn read_idp(t: &mut Table<'_, '_>, ctx: &mut Ctx<'_>, out: &mut Vec<Problem>) ->
             t,
             "user_attribute",
             a,
-            &[("login", UserAttribute::Login), ("email", UserAttribute::Email)],
+            &[
+                ("login", UserAttribute::Login),
+                ("email", UserAttribute::Email),
+            ],
             out,
         ),
         (IdpKind::AzureAd, Some(a)) => choice(
@@ -793,7 +832,10 @@ fn read_azure_credential(
             Err(e) => {
                 out.push(t.key_problem(
                     key,
-                    format!("cannot read `{}` ({e}); fix the path or the file's permissions", path.display()),
+                    format!(
+                        "cannot read `{}` ({e}); fix the path or the file's permissions",
+                        path.display()
+                    ),
                 ));
                 None
             }
@@ -840,10 +882,18 @@ fn read_azure_credential(
     })
 }
 
-fn read_triggers(t: &mut Table<'_, '_>, ctx: &mut Ctx<'_>, out: &mut Vec<Problem>) -> TriggersConfig {
+fn read_triggers(
+    t: &mut Table<'_, '_>,
+    ctx: &mut Ctx<'_>,
+    out: &mut Vec<Problem>,
+) -> TriggersConfig {
     let okta_hook_secret = read_strong_secret(
         t,
-        &keys3("okta_hook_secret_env", "okta_hook_secret_file", "okta_hook_secret"),
+        &keys3(
+            "okta_hook_secret_env",
+            "okta_hook_secret_file",
+            "okta_hook_secret",
+        ),
         ctx,
         out,
     );

@@ -206,6 +206,21 @@ pub fn did_you_mean<'c>(
     best.map(|(_, c)| c.to_string())
 }
 
+/// `group[2].grant[1]` → `group.grant`: the header an array element was written under.
+fn header_name(path: &str) -> String {
+    let mut name = String::new();
+    let mut depth = 0;
+    for c in path.chars() {
+        match c {
+            '[' => depth += 1,
+            ']' => depth -= 1,
+            _ if depth == 0 => name.push(c),
+            _ => {}
+        }
+    }
+    name
+}
+
 fn join(path: &str, key: &str) -> String {
     if path.is_empty() {
         key.to_string()
@@ -272,21 +287,19 @@ impl<'a, 'i> Item<'a, 'i> {
 
     pub fn u32(&self, out: &mut Vec<Problem>) -> Option<u32> {
         match self.raw() {
-            DeValue::Integer(i) => {
-                match u32::from_str_radix(i.as_str(), i.radix()) {
-                    Ok(n) => Some(n),
-                    Err(_) => {
-                        out.push(self.problem(
-                            format!(
-                                "{i} is out of range; use a whole number from 0 to {}",
-                                u32::MAX
-                            ),
-                            None,
-                        ));
-                        None
-                    }
+            DeValue::Integer(i) => match u32::from_str_radix(i.as_str(), i.radix()) {
+                Ok(n) => Some(n),
+                Err(_) => {
+                    out.push(self.problem(
+                        format!(
+                            "{i} is out of range; use a whole number from 0 to {}",
+                            u32::MAX
+                        ),
+                        None,
+                    ));
+                    None
                 }
-            }
+            },
             _ => {
                 self.wrong_type("an integer", out);
                 None
@@ -534,6 +547,8 @@ impl<'a, 'i> Table<'a, 'i> {
     fn missing(&self, key: &str, what: &str, out: &mut Vec<Problem>) {
         let at = if self.path.is_empty() {
             "at the top of the file".to_string()
+        } else if self.path.ends_with(']') {
+            format!("to this [[{}]]", header_name(&self.path))
         } else {
             format!("to [{}]", self.path)
         };
@@ -634,23 +649,33 @@ impl<'a, 'i> Table<'a, 'i> {
             Found::Env(n) => match self.overrides[n].value.trim().parse::<u32>() {
                 Ok(v) => Some(v),
                 Err(_) => {
-                    out.push(self.env_problem(
-                        n,
-                        "the value is not a whole number; write digits only, such as 10"
-                            .to_string(),
-                    ));
+                    out.push(
+                        self.env_problem(
+                            n,
+                            "the value is not a whole number; write digits only, such as 10"
+                                .to_string(),
+                        ),
+                    );
                     None
                 }
             },
         }
     }
 
-    pub fn opt_str_list(&mut self, key: &'static str, out: &mut Vec<Problem>) -> Option<Vec<String>> {
+    pub fn opt_str_list(
+        &mut self,
+        key: &'static str,
+        out: &mut Vec<Problem>,
+    ) -> Option<Vec<String>> {
         self.value(key, out)?.str_list(out)
     }
 
     /// `[path.key]` (or an inline table).
-    pub fn opt_sub_table(&mut self, key: &'static str, out: &mut Vec<Problem>) -> Option<Table<'a, 'i>> {
+    pub fn opt_sub_table(
+        &mut self,
+        key: &'static str,
+        out: &mut Vec<Problem>,
+    ) -> Option<Table<'a, 'i>> {
         let item = self.value(key, out)?;
         if !matches!(item.raw(), DeValue::Table(_)) {
             item.wrong_type(&format!("a table ([{}])", item.path), out);
@@ -673,13 +698,20 @@ impl<'a, 'i> Table<'a, 'i> {
 
     /// `[[path.key]]`: the elements, each a table with a 1-based index in its path.
     /// Absent means empty.
-    pub fn array_of_tables(&mut self, key: &'static str, out: &mut Vec<Problem>) -> Vec<Table<'a, 'i>> {
+    pub fn array_of_tables(
+        &mut self,
+        key: &'static str,
+        out: &mut Vec<Problem>,
+    ) -> Vec<Table<'a, 'i>> {
         let Some(item) = self.value(key, out) else {
             return Vec::new();
         };
         let DeValue::Array(a) = item.raw() else {
             item.wrong_type(
-                &format!("an array of tables (write [[{}]] for each entry)", item.path),
+                &format!(
+                    "an array of tables (write [[{}]] for each entry)",
+                    item.path
+                ),
                 out,
             );
             return Vec::new();
@@ -699,7 +731,7 @@ impl<'a, 'i> Table<'a, 'i> {
                     path: elem.path,
                     known: Vec::new(),
                     overrides: Vec::new(),
-                    });
+                });
             } else {
                 elem.wrong_type("a table", out);
             }

@@ -13,8 +13,7 @@ use chrono::{DateTime, Duration as ChronoDuration, Utc};
 use toml::de::DeValue;
 
 use super::{
-    ExceptionRule, GrantRule, GrantScope, GroupRule, MappingSet, Origin, RoleRef,
-    WorkspaceMapping,
+    ExceptionRule, GrantRule, GrantScope, GroupRule, MappingSet, Origin, RoleRef, WorkspaceMapping,
 };
 use crate::config::strict::{did_you_mean, read_policy, Item, PolicyPlace, Source, Table};
 use crate::config::{PolicyConfig, Problem, Problems};
@@ -304,7 +303,11 @@ fn read_grant(mut t: Table<'_, '_>, out: &mut Vec<Problem>) -> Option<GrantRule>
     })
 }
 
-fn read_scope(t: &mut Table<'_, '_>, key: &'static str, out: &mut Vec<Problem>) -> Option<GrantScope> {
+fn read_scope(
+    t: &mut Table<'_, '_>,
+    key: &'static str,
+    out: &mut Vec<Problem>,
+) -> Option<GrantScope> {
     if key == "labels" {
         let map = t.value(key, out)?.string_map(out)?;
         if map.is_empty() {
@@ -315,7 +318,10 @@ fn read_scope(t: &mut Table<'_, '_>, key: &'static str, out: &mut Vec<Problem>) 
     }
     let list = t.opt_str_list(key, out)?;
     if list.is_empty() {
-        out.push(t.key_problem(key, format!("is empty; list at least one, or remove `{key}` to grant the whole workspace")));
+        out.push(t.key_problem(
+            key,
+            format!("is empty; list at least one, or remove `{key}` to grant the whole workspace"),
+        ));
         return None;
     }
     Some(match key {
@@ -391,7 +397,11 @@ fn read_exception(
 }
 
 /// RFC 3339 text or a TOML offset datetime, at most a year ahead of `now`.
-fn read_expires(item: &Item<'_, '_>, now: DateTime<Utc>, out: &mut Vec<Problem>) -> Option<DateTime<Utc>> {
+fn read_expires(
+    item: &Item<'_, '_>,
+    now: DateTime<Utc>,
+    out: &mut Vec<Problem>,
+) -> Option<DateTime<Utc>> {
     let text = match item.raw() {
         DeValue::String(s) => s.to_string(),
         DeValue::Datetime(d) => d.to_string(),
