@@ -393,3 +393,35 @@ fn syntax_error_is_one_problem_with_its_line() {
         "{err}"
     );
 }
+
+#[test]
+fn azure_keys_are_validated_per_kind() {
+    let text = r#"
+[idp]
+kind = "azure_ad"
+tenant_id = "t"
+client_id = "c"
+client_secret_env = "AZ"
+user_attribute = "login"
+
+[[workspace]]
+name = "production"
+token_env = "SEGMENT_PRODUCTION_TOKEN"
+"#;
+    let mut vars = minimal_env();
+    vars.insert("AZ".into(), "azure-secret".into());
+    let err = config_err(text, &vars);
+    assert!(err.contains("idp.user_attribute: \"login\" is not a choice; write one of \"userPrincipalName\", \"mail\""), "{err}");
+    let ok = text.replace("user_attribute = \"login\"\n", "");
+    let cfg = config::load_str(&ok, Path::new("scimwatch.toml"), &vars).unwrap();
+    assert_eq!(cfg.idp.url, "https://graph.microsoft.com/v1.0");
+    let okta_with_azure = MINIMAL.replace(
+        "token_env = \"OKTA_API_TOKEN\"",
+        "token_env = \"OKTA_API_TOKEN\"\ntenant_id = \"t\"",
+    );
+    let err = config_err(&okta_with_azure, &minimal_env());
+    assert!(
+        err.contains("idp.tenant_id: is only used with kind = \"azure_ad\""),
+        "{err}"
+    );
+}
