@@ -1,1 +1,5 @@
+//! One integration-test binary (STYLE.md): clients against tiny servers and the
+//! simulator, end-to-end `check` runs, snapshot tests.
+
+mod config;
 mod segment;
