@@ -149,7 +149,11 @@ struct Cached {
 
 impl OAuth {
     fn authorization(&self, token: &Secret) -> Secret {
-        let scheme = if self.dpop.is_some() { "DPoP" } else { "Bearer" };
+        let scheme = if self.dpop.is_some() {
+            "DPoP"
+        } else {
+            "Bearer"
+        };
         Secret::new(format!("{scheme} {}", token.expose()))
     }
 
@@ -193,7 +197,10 @@ impl OAuth {
                 serde_json::from_slice(&answer.body).map_err(|e| IdpError::Api {
                     service: SERVICE,
                     request: request.clone(),
-                    reason: format!("{} token answer is not the expected JSON: {e}", answer.status.as_u16()),
+                    reason: format!(
+                        "{} token answer is not the expected JSON: {e}",
+                        answer.status.as_u16()
+                    ),
                     class: ErrorClass::Bug,
                 })?;
             let lifetime = Duration::from_secs(token.expires_in.unwrap_or(3600));
@@ -250,7 +257,9 @@ impl OAuth {
             None => None,
         };
         let build = |client: &reqwest::Client| {
-            let assertion = self.assertion().unwrap_or_else(|_| fallback_assertion.clone());
+            let assertion = self
+                .assertion()
+                .unwrap_or_else(|_| fallback_assertion.clone());
             let body = format!(
                 "grant_type=client_credentials&scope={}&client_assertion_type={}&client_assertion={}",
                 encode(&self.scope),
@@ -299,7 +308,9 @@ impl OAuth {
             .map(Secret::new)
             .map_err(|e| IdpError::Auth {
                 service: SERVICE,
-                what: format!("cannot sign the client assertion with the configured private key: {e}"),
+                what: format!(
+                    "cannot sign the client assertion with the configured private key: {e}"
+                ),
             })
     }
 }

@@ -221,7 +221,10 @@ impl Okta {
                 self.inner.base,
                 encode(&expr)
             );
-            out.extend(self.get_all::<wire::Group>("GET /api/v1/groups", url).await?);
+            out.extend(
+                self.get_all::<wire::Group>("GET /api/v1/groups", url)
+                    .await?,
+            );
         }
         Ok(out)
     }
@@ -251,9 +254,7 @@ impl Okta {
                     Email::new(&u.profile.login)
                 }
             },
-            UserAttribute::Login | UserAttribute::UserPrincipalName => {
-                Email::new(&u.profile.login)
-            }
+            UserAttribute::Login | UserAttribute::UserPrincipalName => Email::new(&u.profile.login),
         };
         IdpUser {
             id: u.id,
@@ -301,10 +302,7 @@ impl IdentityProvider for Okta {
         IdpKind::Okta
     }
 
-    async fn read_groups(
-        &self,
-        refs: &[GroupRef],
-    ) -> Result<Vec<(GroupRef, GroupRead)>, IdpError> {
+    async fn read_groups(&self, refs: &[GroupRef]) -> Result<Vec<(GroupRef, GroupRead)>, IdpError> {
         let names: Vec<String> = dedup(refs.iter().filter_map(|r| match r {
             GroupRef::Name(n) => Some(n.clone()),
             GroupRef::Id(_) => None,
@@ -447,9 +445,7 @@ fn map_event(e: wire::LogEvent) -> Option<IdpEvent> {
         published: e.published,
         kind: IdpEventKind::from_okta(&e.event_type),
         user_id: user.and_then(|t| t.id.clone()),
-        user_login: user
-            .and_then(|t| t.alternate_id.as_deref())
-            .map(Email::new),
+        user_login: user.and_then(|t| t.alternate_id.as_deref()).map(Email::new),
         group_id: group.and_then(|t| t.id.clone()),
         group_name: group.and_then(|t| t.display_name.clone()),
         actor: e.actor.and_then(|a| a.alternate_id),
@@ -509,7 +505,9 @@ fn next_link(headers: &HeaderMap, current: &str) -> Option<String> {
             let params = &params_all[..params_end];
             let is_next = params.split(';').any(|p| {
                 let p = p.trim().trim_end_matches(',').trim();
-                let Some((k, v)) = p.split_once('=') else { return false };
+                let Some((k, v)) = p.split_once('=') else {
+                    return false;
+                };
                 k.trim().eq_ignore_ascii_case("rel")
                     && v.trim()
                         .trim_matches('"')
@@ -624,9 +622,18 @@ mod tests {
     #[test]
     fn next_link_from_separate_lines_in_any_order() {
         let mut h = HeaderMap::new();
-        h.append("link", HeaderValue::from_static("<https://a/x?after=2&limit=2>; rel=\"next\""));
-        h.append("link", HeaderValue::from_static("<https://a/x?limit=2>; rel=\"self\""));
-        assert_eq!(next_link(&h, "https://a/x").as_deref(), Some("https://a/x?after=2&limit=2"));
+        h.append(
+            "link",
+            HeaderValue::from_static("<https://a/x?after=2&limit=2>; rel=\"next\""),
+        );
+        h.append(
+            "link",
+            HeaderValue::from_static("<https://a/x?limit=2>; rel=\"self\""),
+        );
+        assert_eq!(
+            next_link(&h, "https://a/x").as_deref(),
+            Some("https://a/x?after=2&limit=2")
+        );
     }
 
     #[test]
@@ -636,15 +643,24 @@ mod tests {
             "link",
             HeaderValue::from_static("<https://a/x?limit=2>; rel=\"self\", <https://a/x?after=b,c&limit=2>; rel=\"next\""),
         );
-        assert_eq!(next_link(&h, "https://a/x").as_deref(), Some("https://a/x?after=b,c&limit=2"));
+        assert_eq!(
+            next_link(&h, "https://a/x").as_deref(),
+            Some("https://a/x?after=b,c&limit=2")
+        );
         let mut only_self = HeaderMap::new();
-        only_self.append("link", HeaderValue::from_static("<https://a/x?limit=2>; rel=\"self\""));
+        only_self.append(
+            "link",
+            HeaderValue::from_static("<https://a/x?limit=2>; rel=\"self\""),
+        );
         assert_eq!(next_link(&only_self, "https://a/x"), None);
     }
 
     #[test]
     fn encodes_filters() {
-        assert_eq!(encode("profile.name eq \"a b\""), "profile.name%20eq%20%22a%20b%22");
+        assert_eq!(
+            encode("profile.name eq \"a b\""),
+            "profile.name%20eq%20%22a%20b%22"
+        );
         assert_eq!(escape_filter(r#"a"b\c"#), r#"a\"b\\c"#);
     }
 }

@@ -130,6 +130,9 @@ mod tests {
             (REMAINING, "0"),
             (RESET, "1700000003"),
         ]);
-        assert_eq!(OktaPolicy.pause_after(&none_left), Some(Duration::from_secs(3)));
+        assert_eq!(
+            OktaPolicy.pause_after(&none_left),
+            Some(Duration::from_secs(3))
+        );
     }
 }
