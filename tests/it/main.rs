@@ -2,4 +2,5 @@
 //! simulator, end-to-end `check` runs, snapshot tests.
 
 mod config;
+mod okta;
 mod segment;

@@ -1,1 +1,666 @@
-//! Okta Management API client (reference/okta.md).
+//! Okta Management API client (reference/okta.md): the mapped groups and their members
+//! with status, single users by login or email, and the System Log.
+//!
+//! Contract:
+//! - Every request goes through [`crate::http::Http`] with [`policy::OktaPolicy`]
+//!   (pacing from `X-Rate-Limit-*`, 429 waits until `X-Rate-Limit-Reset` against `Date`,
+//!   5xx and timeouts retried with backoff). Nothing here loops on errors; the only
+//!   repeats are the one token refresh after a 401 (OAuth) and the DPoP nonce resend.
+//! - Lists are followed through every `link: <…>; rel="next"` verbatim, whether the
+//!   links come as separate header lines or one comma-joined line, in any order. A
+//!   `next` that repeats a page already read is an error, never a loop.
+//! - A failure is an `IdpError`, never an empty or partial list. A 200 with an empty
+//!   list is taken at its word (the caller judges "every mapped group empty").
+//! - Group names match exactly (case-sensitive); a name that several groups carry is
+//!   `Unresolved`, so a mapping never silently picks one.
+//! - System Log targets are found by `type`, never by position; non-SUCCESS outcomes are
+//!   skipped; events are deduplicated by `uuid` and returned sorted by `published`.
+//! - Secrets never reach URLs, errors, logs or `Debug`.
+
+mod auth;
+mod policy;
+mod wire;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::future::Future;
+use std::sync::Arc;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use reqwest::header::{HeaderMap, ACCEPT, AUTHORIZATION};
+use reqwest::StatusCode;
+use serde::de::DeserializeOwned;
+
+use crate::config::{IdpConfig, IdpCredential, UserAttribute};
+use crate::http::{redact_url, Answer, Http, RequestStats, RetryConfig};
+use crate::idp::{ErrorClass, IdentityProvider, IdpError};
+use crate::model::{
+    Email, GroupRead, GroupRef, IdpEvent, IdpEventKind, IdpGroup, IdpKind, IdpStatus, IdpUser,
+    UserLookup,
+};
+
+pub use policy::OktaPolicy;
+
+use auth::{Access, Credential};
+
+const SERVICE: &str = "okta";
+/// Names or ids per `search` request (joined with `or`).
+const SEARCH_BATCH: usize = 10;
+const GROUPS_PAGE: u32 = 200;
+const MEMBERS_PAGE: u32 = 1000;
+const LOG_PAGE: usize = 1000;
+/// Member lists read at once.
+const GROUP_CONCURRENCY: usize = 4;
+/// User lookups at once.
+const LOOKUP_CONCURRENCY: usize = 8;
+const LOG_FILTER: &str = "eventType eq \"group.user_membership.add\" or eventType eq \"group.user_membership.remove\" or eventType sw \"user.lifecycle.\" or eventType eq \"group.lifecycle.create\"";
+
+/// An Okta org. Cheap to clone (shared state behind an `Arc`).
+#[derive(Clone)]
+pub struct Okta {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// The org URL without a trailing slash (any path prefix kept).
+    base: String,
+    http: Http,
+    credential: Credential,
+    user_attribute: UserAttribute,
+}
+
+impl std::fmt::Debug for Okta {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Okta")
+            .field("base", &self.inner.base)
+            .field("credential", &self.inner.credential)
+            .field("user_attribute", &self.inner.user_attribute)
+            .finish()
+    }
+}
+
+impl Okta {
+    /// `cfg.url` is the org URL (e.g. "https://acme.okta.com" or
+    /// "http://127.0.0.1:PORT/okta"; any path prefix is kept).
+    pub fn new(
+        cfg: &IdpConfig,
+        retry: RetryConfig,
+        stats: Arc<RequestStats>,
+    ) -> Result<Okta, IdpError> {
+        let base = cfg.url.trim().trim_end_matches('/').to_string();
+        if url::Url::parse(&base).is_err() {
+            return Err(IdpError::Auth {
+                service: SERVICE,
+                what: format!("the org URL {base:?} is not a URL"),
+            });
+        }
+        let credential = match &cfg.credential {
+            IdpCredential::OktaToken(token) => Credential::ssws(token),
+            IdpCredential::OktaOAuth(oauth) => Credential::oauth(oauth, &base)?,
+            IdpCredential::Azure(_) => {
+                return Err(IdpError::Auth {
+                    service: SERVICE,
+                    what: "an Azure credential was given to the Okta client".to_string(),
+                })
+            }
+        };
+        let http = Http::new(SERVICE, Arc::new(OktaPolicy), None, retry, stats);
+        Ok(Okta {
+            inner: Arc::new(Inner {
+                base,
+                http,
+                credential,
+                user_attribute: cfg.user_attribute,
+            }),
+        })
+    }
+
+    /// One authenticated GET, whatever its status. Under OAuth a 401 drops the token,
+    /// fetches a new one and resends once.
+    async fn get(&self, endpoint: &str, url: &str) -> Result<Answer, IdpError> {
+        let cred = &self.inner.credential;
+        let access = cred.access(&self.inner.http).await?;
+        let answer = self.send_get(endpoint, url, &access).await?;
+        if answer.status == StatusCode::UNAUTHORIZED && cred.is_oauth() {
+            log_request_id(&answer, "Access token refused, fetching a new one.");
+            cred.invalidate(&access).await;
+            let access = cred.access(&self.inner.http).await?;
+            return self.send_get(endpoint, url, &access).await;
+        }
+        Ok(answer)
+    }
+
+    async fn send_get(
+        &self,
+        endpoint: &str,
+        url: &str,
+        access: &Access,
+    ) -> Result<Answer, IdpError> {
+        let dpop = self.inner.credential.dpop();
+        let htu = auth::htu(url);
+        let fallback = match dpop {
+            Some(d) => Some(d.proof("GET", htu, None, access.ath.as_deref())?),
+            None => None,
+        };
+        let build = |client: &reqwest::Client| {
+            let mut rb = client
+                .get(url)
+                .header(AUTHORIZATION, access.authorization.expose())
+                .header(ACCEPT, "application/json");
+            if let (Some(d), Some(fallback)) = (dpop, &fallback) {
+                // A fresh proof (new jti) per attempt; the fallback only if signing fails.
+                let proof = d
+                    .proof("GET", htu, None, access.ath.as_deref())
+                    .unwrap_or_else(|_| fallback.clone());
+                rb = rb.header("DPoP", proof.expose());
+            }
+            rb
+        };
+        self.inner
+            .http
+            .send(endpoint, &build)
+            .await
+            .map_err(|source| IdpError::Transport {
+                service: SERVICE,
+                request: format!("GET {}", redact_url(url)),
+                source,
+            })
+    }
+
+    /// A GET that must succeed (2xx), parsed as `T`.
+    async fn get_json<T: DeserializeOwned>(
+        &self,
+        endpoint: &str,
+        url: &str,
+    ) -> Result<(T, HeaderMap), IdpError> {
+        let answer = self.get(endpoint, url).await?;
+        if !answer.status.is_success() {
+            return Err(api_error("GET", url, &answer));
+        }
+        let parsed = parse_body(url, &answer)?;
+        Ok((parsed, answer.headers))
+    }
+
+    /// Every item of a list, following each `rel="next"` until there is none.
+    async fn get_all<T: DeserializeOwned>(
+        &self,
+        endpoint: &str,
+        first: String,
+    ) -> Result<Vec<T>, IdpError> {
+        let mut out = Vec::new();
+        let mut visited = HashSet::new();
+        let mut url = first;
+        loop {
+            let (page, headers): (Vec<T>, _) = self.get_json(endpoint, &url).await?;
+            out.extend(page);
+            let Some(next) = next_link(&headers, &url) else {
+                return Ok(out);
+            };
+            visited.insert(url.clone());
+            if visited.contains(&next) {
+                return Err(repeated_next(&url));
+            }
+            url = next;
+        }
+    }
+
+    /// Groups whose `field` equals one of `values`, by batched `search` requests.
+    async fn search_groups(
+        &self,
+        field: &str,
+        values: &[String],
+    ) -> Result<Vec<wire::Group>, IdpError> {
+        let mut out = Vec::new();
+        for batch in values.chunks(SEARCH_BATCH) {
+            let expr = batch
+                .iter()
+                .map(|v| format!("{field} eq \"{}\"", escape_filter(v)))
+                .collect::<Vec<_>>()
+                .join(" or ");
+            let url = format!(
+                "{}/api/v1/groups?search={}&limit={GROUPS_PAGE}",
+                self.inner.base,
+                encode(&expr)
+            );
+            out.extend(
+                self.get_all::<wire::Group>("GET /api/v1/groups", url)
+                    .await?,
+            );
+        }
+        Ok(out)
+    }
+
+    async fn members(&self, group_id: &str) -> Result<Vec<IdpUser>, IdpError> {
+        let url = format!(
+            "{}/api/v1/groups/{}/users?limit={MEMBERS_PAGE}",
+            self.inner.base,
+            encode(group_id)
+        );
+        let users: Vec<wire::User> = self.get_all("GET /api/v1/groups/{id}/users", url).await?;
+        Ok(users.into_iter().map(|u| self.to_user(u)).collect())
+    }
+
+    fn to_user(&self, u: wire::User) -> IdpUser {
+        let status = IdpStatus::from_okta(&u.status);
+        if let IdpStatus::NotActivated(s) = &status {
+            if !matches!(s.as_str(), "STAGED" | "PROVISIONED") {
+                tracing::debug!(service = SERVICE, user = %u.id, status = %s, "Transitional or unknown Okta status, neither expected nor flagged.");
+            }
+        }
+        let key = match self.inner.user_attribute {
+            UserAttribute::Email | UserAttribute::Mail => match &u.profile.email {
+                Some(e) if !e.trim().is_empty() => Email::new(e),
+                _ => {
+                    tracing::warn!(service = SERVICE, user = %u.id, "Okta user has no email, keyed by login instead.");
+                    Email::new(&u.profile.login)
+                }
+            },
+            UserAttribute::Login | UserAttribute::UserPrincipalName => Email::new(&u.profile.login),
+        };
+        IdpUser {
+            id: u.id,
+            login: u.profile.login,
+            key,
+            status,
+        }
+    }
+
+    async fn lookup_one(&self, key: Email) -> Result<UserLookup, IdpError> {
+        let base = &self.inner.base;
+        match self.inner.user_attribute {
+            UserAttribute::Email | UserAttribute::Mail => {
+                let expr = format!("profile.email eq \"{}\"", escape_filter(key.as_str()));
+                let url = format!("{base}/api/v1/users?search={}", encode(&expr));
+                let (users, _): (Vec<wire::User>, _) =
+                    self.get_json("GET /api/v1/users", &url).await?;
+                let count = users.len();
+                let Some(first) = users.into_iter().next() else {
+                    return Ok(UserLookup::NotFound);
+                };
+                if count > 1 {
+                    tracing::warn!(service = SERVICE, email = %key, count, "Several Okta users carry this email, taking the first.");
+                }
+                Ok(UserLookup::Found(self.to_user(first)))
+            }
+            UserAttribute::Login | UserAttribute::UserPrincipalName => {
+                let url = format!("{base}/api/v1/users/{}", encode(key.as_str()));
+                let answer = self.get("GET /api/v1/users/{login}", &url).await?;
+                if answer.status == StatusCode::NOT_FOUND {
+                    return Ok(UserLookup::NotFound);
+                }
+                if !answer.status.is_success() {
+                    return Err(api_error("GET", &url, &answer));
+                }
+                let user: wire::User = parse_body(&url, &answer)?;
+                Ok(UserLookup::Found(self.to_user(user)))
+            }
+        }
+    }
+}
+
+impl IdentityProvider for Okta {
+    fn kind(&self) -> IdpKind {
+        IdpKind::Okta
+    }
+
+    async fn read_groups(&self, refs: &[GroupRef]) -> Result<Vec<(GroupRef, GroupRead)>, IdpError> {
+        let names: Vec<String> = dedup(refs.iter().filter_map(|r| match r {
+            GroupRef::Name(n) => Some(n.clone()),
+            GroupRef::Id(_) => None,
+        }));
+        let ids: Vec<String> = dedup(refs.iter().filter_map(|r| match r {
+            GroupRef::Id(i) => Some(i.clone()),
+            GroupRef::Name(_) => None,
+        }));
+
+        let mut by_name: HashMap<String, Vec<(String, String)>> = HashMap::new();
+        for g in self.search_groups("profile.name", &names).await? {
+            let name = g.profile.name.unwrap_or_default();
+            let seen = by_name.entry(name.clone()).or_default();
+            if !seen.iter().any(|(id, _)| *id == g.id) {
+                seen.push((g.id, name));
+            }
+        }
+        let mut by_id: HashMap<String, String> = HashMap::new();
+        for g in self.search_groups("id", &ids).await? {
+            by_id.insert(g.id, g.profile.name.unwrap_or_default());
+        }
+
+        // Resolve every reference to (id, name) or a reason.
+        let resolved: Vec<Result<(String, String), String>> = refs
+            .iter()
+            .map(|r| match r {
+                GroupRef::Name(n) => match by_name.get(n).map(Vec::as_slice) {
+                    Some([one]) => Ok(one.clone()),
+                    Some(many) if many.len() > 1 => Err(format!(
+                        "{} Okta groups are named {n:?}; map it by idp_group_id",
+                        many.len()
+                    )),
+                    _ => Err(format!("no Okta group is named {n:?}")),
+                },
+                GroupRef::Id(i) => match by_id.get(i) {
+                    Some(name) => Ok((i.clone(), name.clone())),
+                    None => Err(format!("no Okta group has id {i:?}")),
+                },
+            })
+            .collect();
+
+        let wanted: Vec<String> = dedup(
+            resolved
+                .iter()
+                .filter_map(|r| r.as_ref().ok().map(|(id, _)| id.clone())),
+        );
+        let me = self.clone();
+        let lists = bounded(wanted.clone(), GROUP_CONCURRENCY, move |id: String| {
+            let me = me.clone();
+            async move { me.members(&id).await }
+        })
+        .await?;
+        let members: HashMap<String, Vec<IdpUser>> = wanted.into_iter().zip(lists).collect();
+
+        Ok(refs
+            .iter()
+            .zip(resolved)
+            .map(|(r, res)| {
+                let read = match res {
+                    Ok((id, name)) => GroupRead::Found(IdpGroup {
+                        members: members.get(&id).cloned().unwrap_or_default(),
+                        id,
+                        name,
+                    }),
+                    Err(reason) => GroupRead::Unresolved { reason },
+                };
+                (r.clone(), read)
+            })
+            .collect())
+    }
+
+    async fn lookup_users(&self, keys: &[Email]) -> Result<BTreeMap<Email, UserLookup>, IdpError> {
+        let keys: Vec<Email> = keys
+            .iter()
+            .cloned()
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let me = self.clone();
+        let found = bounded(keys.clone(), LOOKUP_CONCURRENCY, move |key: Email| {
+            let me = me.clone();
+            async move { me.lookup_one(key).await }
+        })
+        .await?;
+        Ok(keys.into_iter().zip(found).collect())
+    }
+
+    async fn events_since(&self, since: DateTime<Utc>) -> Result<Vec<IdpEvent>, IdpError> {
+        let mut url = format!(
+            "{}/api/v1/logs?since={}&sortOrder=ASCENDING&limit={LOG_PAGE}&filter={}",
+            self.inner.base,
+            encode(&since.to_rfc3339_opts(SecondsFormat::Millis, true)),
+            encode(LOG_FILTER)
+        );
+        let mut visited = HashSet::new();
+        let mut seen_uuids = HashSet::new();
+        let mut events = Vec::new();
+        loop {
+            let (page, headers): (Vec<wire::LogEvent>, _) =
+                self.get_json("GET /api/v1/logs", &url).await?;
+            let short = page.len() < LOG_PAGE;
+            for e in page {
+                if seen_uuids.insert(e.uuid.clone()) {
+                    if let Some(ev) = map_event(e) {
+                        events.push(ev);
+                    }
+                }
+            }
+            // Polling always answers with `next`; a short page means we caught up.
+            if short {
+                break;
+            }
+            let Some(next) = next_link(&headers, &url) else {
+                break;
+            };
+            visited.insert(url.clone());
+            if visited.contains(&next) {
+                return Err(repeated_next(&url));
+            }
+            url = next;
+        }
+        events.sort_by_key(|e| e.published);
+        Ok(events)
+    }
+}
+
+/// One System Log event in our terms; `None` for outcomes other than SUCCESS.
+fn map_event(e: wire::LogEvent) -> Option<IdpEvent> {
+    let result = e.outcome.as_ref().and_then(|o| o.result.as_deref());
+    if result.is_some_and(|r| r != "SUCCESS") {
+        return None;
+    }
+    let targets = e.target.unwrap_or_default();
+    let user = targets.iter().find(|t| t.kind.as_deref() == Some("User"));
+    let group = targets
+        .iter()
+        .find(|t| t.kind.as_deref() == Some("UserGroup"));
+    Some(IdpEvent {
+        uuid: e.uuid,
+        published: e.published,
+        kind: IdpEventKind::from_okta(&e.event_type),
+        user_id: user.and_then(|t| t.id.clone()),
+        user_login: user.and_then(|t| t.alternate_id.as_deref()).map(Email::new),
+        group_id: group.and_then(|t| t.id.clone()),
+        group_name: group.and_then(|t| t.display_name.clone()),
+        actor: e.actor.and_then(|a| a.alternate_id),
+    })
+}
+
+/// Runs `f` over `items` with at most `limit` in flight; results in the order of
+/// `items`. The first error fails the whole call (the other tasks are dropped).
+async fn bounded<I, T, F, Fut>(items: Vec<I>, limit: usize, f: F) -> Result<Vec<T>, IdpError>
+where
+    F: Fn(I) -> Fut,
+    Fut: Future<Output = Result<T, IdpError>> + Send + 'static,
+    T: Send + 'static,
+{
+    let mut results: Vec<Option<T>> = items.iter().map(|_| None).collect();
+    let mut pending = items.into_iter().enumerate();
+    let mut set = tokio::task::JoinSet::new();
+    for (i, item) in pending.by_ref().take(limit.max(1)) {
+        let fut = f(item);
+        set.spawn(async move { (i, fut.await) });
+    }
+    while let Some(joined) = set.join_next().await {
+        let (i, result) = joined.map_err(|e| IdpError::Api {
+            service: SERVICE,
+            request: "a concurrent read".to_string(),
+            reason: format!("the read task failed: {e}"),
+            class: ErrorClass::Bug,
+        })?;
+        if let Some(slot) = results.get_mut(i) {
+            *slot = Some(result?);
+        }
+        if let Some((j, item)) = pending.next() {
+            let fut = f(item);
+            set.spawn(async move { (j, fut.await) });
+        }
+    }
+    Ok(results.into_iter().flatten().collect())
+}
+
+fn dedup(items: impl Iterator<Item = String>) -> Vec<String> {
+    let mut seen = HashSet::new();
+    items.filter(|s| seen.insert(s.clone())).collect()
+}
+
+/// The `rel="next"` target among all `link` header lines (each may hold several
+/// comma-separated links), resolved against `current` if relative.
+fn next_link(headers: &HeaderMap, current: &str) -> Option<String> {
+    for value in headers.get_all(reqwest::header::LINK) {
+        let Ok(value) = value.to_str() else { continue };
+        let mut rest = value;
+        while let Some(open) = rest.find('<') {
+            let after = &rest[open + 1..];
+            let close = after.find('>')?;
+            let target = &after[..close];
+            let params_all = &after[close + 1..];
+            let params_end = params_all.find('<').unwrap_or(params_all.len());
+            let params = &params_all[..params_end];
+            let is_next = params.split(';').any(|p| {
+                let p = p.trim().trim_end_matches(',').trim();
+                let Some((k, v)) = p.split_once('=') else {
+                    return false;
+                };
+                k.trim().eq_ignore_ascii_case("rel")
+                    && v.trim()
+                        .trim_matches('"')
+                        .split_whitespace()
+                        .any(|r| r.eq_ignore_ascii_case("next"))
+            });
+            if is_next {
+                return match url::Url::parse(target) {
+                    Ok(_) => Some(target.to_string()),
+                    Err(_) => url::Url::parse(current)
+                        .and_then(|c| c.join(target))
+                        .ok()
+                        .map(String::from),
+                };
+            }
+            rest = &params_all[params_end..];
+        }
+    }
+    None
+}
+
+fn repeated_next(url: &str) -> IdpError {
+    IdpError::Api {
+        service: SERVICE,
+        request: format!("GET {}", redact_url(url)),
+        reason: "the next-page link points back at a page already read".to_string(),
+        class: ErrorClass::Bug,
+    }
+}
+
+fn parse_body<T: DeserializeOwned>(url: &str, answer: &Answer) -> Result<T, IdpError> {
+    serde_json::from_slice(&answer.body).map_err(|e| {
+        log_request_id(answer, "Okta answer is not the expected JSON.");
+        IdpError::Api {
+            service: SERVICE,
+            request: format!("GET {}", redact_url(url)),
+            reason: format!(
+                "{} answer is not the expected JSON: {e}",
+                answer.status.as_u16()
+            ),
+            class: ErrorClass::Bug,
+        }
+    })
+}
+
+/// A non-success answer as an `IdpError::Api`, from Okta's error body when it has one.
+fn api_error(method: &str, url: &str, answer: &Answer) -> IdpError {
+    log_request_id(answer, "Okta answered with an error.");
+    let status = answer.status.as_u16();
+    let body: wire::ApiError = serde_json::from_slice(&answer.body).unwrap_or_default();
+    let reason = match (body.error_code, body.error_summary) {
+        (Some(code), Some(summary)) => format!("{status} {code} {summary}"),
+        (Some(code), None) => format!("{status} {code}"),
+        (None, Some(summary)) => format!("{status} {summary}"),
+        (None, None) => {
+            let reason = answer.status.canonical_reason().unwrap_or("");
+            format!("{status} {reason}").trim_end().to_string()
+        }
+    };
+    let class = match status {
+        401 | 403 => ErrorClass::Auth,
+        429 | 500..=599 => ErrorClass::Transient,
+        _ => ErrorClass::Bug,
+    };
+    IdpError::Api {
+        service: SERVICE,
+        request: format!("{method} {}", redact_url(url)),
+        reason,
+        class,
+    }
+}
+
+fn log_request_id(answer: &Answer, message: &str) {
+    let request_id = answer
+        .headers
+        .get("x-okta-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-");
+    tracing::debug!(
+        service = SERVICE,
+        status = answer.status.as_u16(),
+        request_id,
+        url = %answer.url,
+        "{message}"
+    );
+}
+
+/// Percent-encodes everything but RFC 3986 unreserved characters (query values and path
+/// segments alike; spaces become `%20`, never `+`).
+fn encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Escapes a value for a double-quoted SCIM filter string.
+fn escape_filter(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('"', "\\\"")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::HeaderValue;
+
+    #[test]
+    fn next_link_from_separate_lines_in_any_order() {
+        let mut h = HeaderMap::new();
+        h.append(
+            "link",
+            HeaderValue::from_static("<https://a/x?after=2&limit=2>; rel=\"next\""),
+        );
+        h.append(
+            "link",
+            HeaderValue::from_static("<https://a/x?limit=2>; rel=\"self\""),
+        );
+        assert_eq!(
+            next_link(&h, "https://a/x").as_deref(),
+            Some("https://a/x?after=2&limit=2")
+        );
+    }
+
+    #[test]
+    fn next_link_from_one_joined_line() {
+        let mut h = HeaderMap::new();
+        h.append(
+            "link",
+            HeaderValue::from_static("<https://a/x?limit=2>; rel=\"self\", <https://a/x?after=b,c&limit=2>; rel=\"next\""),
+        );
+        assert_eq!(
+            next_link(&h, "https://a/x").as_deref(),
+            Some("https://a/x?after=b,c&limit=2")
+        );
+        let mut only_self = HeaderMap::new();
+        only_self.append(
+            "link",
+            HeaderValue::from_static("<https://a/x?limit=2>; rel=\"self\""),
+        );
+        assert_eq!(next_link(&only_self, "https://a/x"), None);
+    }
+
+    #[test]
+    fn encodes_filters() {
+        assert_eq!(
+            encode("profile.name eq \"a b\""),
+            "profile.name%20eq%20%22a%20b%22"
+        );
+        assert_eq!(escape_filter(r#"a"b\c"#), r#"a\"b\\c"#);
+    }
+}
