@@ -6,7 +6,7 @@
 pub mod classify;
 pub mod diff;
 pub mod finding;
-// pub mod pass; (wired after the clients land)
+pub mod pass;
 
 use std::collections::BTreeMap;
 

@@ -348,6 +348,7 @@ impl Fx {
         });
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn audit(
         &mut self,
         kind: &str,
