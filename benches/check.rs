@@ -22,7 +22,10 @@ use scimwatch::reconcile::pass;
 use scimwatch::segment::SegmentClient;
 
 fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn ceil_div(a: usize, b: usize) -> usize {
@@ -45,15 +48,27 @@ fn generate(users: usize, groups: usize) -> Org {
         let _ = writeln!(seed, "[[okta.user]]\nlogin = \"user{u:05}@bench.test\"\n");
     }
     let mut org_groups: BTreeMap<&'static str, Vec<usize>> = BTreeMap::new();
-    let mut mapping_text: BTreeMap<&'static str, String> =
-        workspaces.iter().map(|w| (*w, format!("workspace = \"{w}\"\n\n"))).collect();
+    let mut mapping_text: BTreeMap<&'static str, String> = workspaces
+        .iter()
+        .map(|w| (*w, format!("workspace = \"{w}\"\n\n")))
+        .collect();
     let mut seg_groups: BTreeMap<&'static str, String> = BTreeMap::new();
     for g in 0..groups {
         let ws = workspaces[g % 2];
-        let members: Vec<String> = (g * per_group..(g + 1) * per_group).map(|u| format!("\"user{u:05}@bench.test\"")).collect();
+        let members: Vec<String> = (g * per_group..(g + 1) * per_group)
+            .map(|u| format!("\"user{u:05}@bench.test\""))
+            .collect();
         let name = format!("Bench Group {g:03}");
-        let _ = writeln!(seed, "[[okta.group]]\nname = \"{name}\"\nmembers = [{}]\npushed_to = [\"{ws}\"]\n", members.join(", "));
-        let grant = if g % 3 == 0 { "{ role = \"Source Read-only\", sources = [\"web\"] }" } else { "{ role = \"Tracking Plan Read-only\" }" };
+        let _ = writeln!(
+            seed,
+            "[[okta.group]]\nname = \"{name}\"\nmembers = [{}]\npushed_to = [\"{ws}\"]\n",
+            members.join(", ")
+        );
+        let grant = if g % 3 == 0 {
+            "{ role = \"Source Read-only\", sources = [\"web\"] }"
+        } else {
+            "{ role = \"Tracking Plan Read-only\" }"
+        };
         let _ = writeln!(
             seg_groups.entry(ws).or_default(),
             "[[segment.workspace.group]]\nname = \"{name}\"\nmembers = [{}]\ngrants = [ {grant} ]\n",
@@ -64,7 +79,10 @@ fn generate(users: usize, groups: usize) -> Org {
         } else {
             "  [[group.grant]]\n  role = \"Tracking Plan Read-only\"\n"
         };
-        let _ = writeln!(mapping_text.entry(ws).or_default(), "[[group]]\nidp_group = \"{name}\"\n{mapping_grant}");
+        let _ = writeln!(
+            mapping_text.entry(ws).or_default(),
+            "[[group]]\nidp_group = \"{name}\"\n{mapping_grant}"
+        );
         org_groups.entry(ws).or_default().push(per_group);
     }
     for ws in workspaces {
@@ -75,10 +93,16 @@ fn generate(users: usize, groups: usize) -> Org {
         seed.push_str(seg_groups.get(ws).map(String::as_str).unwrap_or(""));
     }
     seed.push_str("[push]\ndelay = \"1s\"\n");
-    let users_per_ws = workspaces.iter().map(|w| (*w, org_groups.get(w).map(|g| g.iter().sum()).unwrap_or(0))).collect();
+    let users_per_ws = workspaces
+        .iter()
+        .map(|w| (*w, org_groups.get(w).map(|g| g.iter().sum()).unwrap_or(0)))
+        .collect();
     Org {
         seed,
-        mappings: mapping_text.into_iter().map(|(w, t)| (format!("mappings/{w}.toml"), t)).collect(),
+        mappings: mapping_text
+            .into_iter()
+            .map(|(w, t)| (format!("mappings/{w}.toml"), t))
+            .collect(),
         groups: org_groups,
         users_per_ws,
     }
@@ -86,7 +110,13 @@ fn generate(users: usize, groups: usize) -> Org {
 
 fn peak_rss_kib() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    status.lines().find(|l| l.starts_with("VmHWM:"))?.split_whitespace().nth(1)?.parse().ok()
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
 }
 
 fn main() -> anyhow::Result<()> {
@@ -114,7 +144,10 @@ fn main() -> anyhow::Result<()> {
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .spawn()?;
-    let stdout = sim.stdout.take().ok_or_else(|| anyhow::anyhow!("no sim stdout"))?;
+    let stdout = sim
+        .stdout
+        .take()
+        .ok_or_else(|| anyhow::anyhow!("no sim stdout"))?;
     let mut line = String::new();
     BufReader::new(stdout).read_line(&mut line)?;
     if !line.starts_with("listening on") {
@@ -122,31 +155,52 @@ fn main() -> anyhow::Result<()> {
         anyhow::bail!("the simulator did not start: {line:?}");
     }
 
-    let result = tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(async {
-        let config = scimwatch::config::load(Some(&config_path))?;
-        let known: Vec<String> = config.workspaces.iter().map(|w| w.name.clone()).collect();
-        let mappings = scimwatch::mapping::load_dir(&config.mappings.dir, &config.base_dir, &known, Utc::now())?;
-        let stats = RequestStats::new();
-        let okta = Okta::new(&config.idp, RetryConfig::default(), stats.clone())?;
-        let clients: Vec<SegmentClient> =
-            config.workspaces.iter().map(|w| SegmentClient::new(w, RetryConfig::default(), stats.clone())).collect();
-        let selected: Vec<_> = config.workspaces.iter().zip(clients.iter()).collect();
-        let settings = scimwatch::cli::settings(&config)?;
-        let start = Instant::now();
-        let report = pass::run(&okta, &selected, &mappings, &settings, Utc::now()).await?;
-        let wall = start.elapsed();
-        anyhow::Ok((report, stats, wall))
-    });
+    let result = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(async {
+            let config = scimwatch::config::load(Some(&config_path))?;
+            let known: Vec<String> = config.workspaces.iter().map(|w| w.name.clone()).collect();
+            let mappings = scimwatch::mapping::load_dir(
+                &config.mappings.dir,
+                &config.base_dir,
+                &known,
+                Utc::now(),
+            )?;
+            let stats = RequestStats::new();
+            let okta = Okta::new(&config.idp, RetryConfig::default(), stats.clone())?;
+            let clients: Vec<SegmentClient> = config
+                .workspaces
+                .iter()
+                .map(|w| SegmentClient::new(w, RetryConfig::default(), stats.clone()))
+                .collect();
+            let selected: Vec<_> = config.workspaces.iter().zip(clients.iter()).collect();
+            let settings = scimwatch::cli::settings(&config)?;
+            let start = Instant::now();
+            let report = pass::run(&okta, &selected, &mappings, &settings, Utc::now()).await?;
+            let wall = start.elapsed();
+            anyhow::Ok((report, stats, wall))
+        });
     let _ = sim.kill();
     let _ = sim.wait();
     let (report, stats, wall) = result?;
 
     // The fewest requests the page sizes allow for this org.
     let mut lower: BTreeMap<(String, String), usize> = BTreeMap::new();
-    let mut add = |svc: &str, ep: &str, n: usize| *lower.entry((svc.to_string(), ep.to_string())).or_default() += n;
-    add("okta", "GET /api/v1/groups (resolve names)", ceil_div(groups, 10000));
+    let mut add = |svc: &str, ep: &str, n: usize| {
+        *lower.entry((svc.to_string(), ep.to_string())).or_default() += n
+    };
+    add(
+        "okta",
+        "GET /api/v1/groups (resolve names)",
+        ceil_div(groups, 10000),
+    );
     for members in org.groups.values().flatten() {
-        add("okta", "GET /api/v1/groups/{id}/users", ceil_div(*members, 1000).max(1));
+        add(
+            "okta",
+            "GET /api/v1/groups/{id}/users",
+            ceil_div(*members, 1000).max(1),
+        );
     }
     add("okta", "GET /api/v1/logs", 1);
     for (ws, n) in &org.users_per_ws {
@@ -156,7 +210,11 @@ fn main() -> anyhow::Result<()> {
         add("segment", "GET /sources", 1);
         add("segment", "GET /groups", ceil_div(groups / 2, 1000));
         for members in org.groups.get(ws).into_iter().flatten() {
-            add("segment", "GET /groups/{id}/users", ceil_div(*members, 1000).max(1));
+            add(
+                "segment",
+                "GET /groups/{id}/users",
+                ceil_div(*members, 1000).max(1),
+            );
         }
         add("segment", "GET /users", ceil_div(*n, 1000));
         add("segment", "GET /users/{id}", *n);
@@ -164,12 +222,21 @@ fn main() -> anyhow::Result<()> {
     }
 
     println!("scimwatch check benchmark: {users} Okta users, {groups} mapped groups, 2 workspaces of {} members", users / 2);
-    println!("findings: {} (a clean org: expected 0)", report.findings.len());
-    println!("\n{:<10} {:<44} {:>9} {:>12}", "service", "endpoint", "requests", "lower bound");
+    println!(
+        "findings: {} (a clean org: expected 0)",
+        report.findings.len()
+    );
+    println!(
+        "\n{:<10} {:<44} {:>9} {:>12}",
+        "service", "endpoint", "requests", "lower bound"
+    );
     let measured = stats.by_endpoint();
     let mut total = 0u64;
     for ((svc, ep), n) in &measured {
-        let lb = lower.get(&(svc.clone(), ep.clone())).map(|n| n.to_string()).unwrap_or_else(|| "-".into());
+        let lb = lower
+            .get(&(svc.clone(), ep.clone()))
+            .map(|n| n.to_string())
+            .unwrap_or_else(|| "-".into());
         println!("{svc:<10} {ep:<44} {n:>9} {lb:>12}");
         total += n;
     }
@@ -180,14 +247,24 @@ fn main() -> anyhow::Result<()> {
     }
     let lower_total: usize = lower.values().sum();
     for (svc, n) in stats.by_service() {
-        let lb: usize = lower.iter().filter(|((s, _), _)| *s == svc).map(|(_, n)| n).sum();
+        let lb: usize = lower
+            .iter()
+            .filter(|((s, _), _)| *s == svc)
+            .map(|(_, n)| n)
+            .sum();
         println!("total {svc:<38} {n:>15} {lb:>12}");
     }
     println!("total {:<38} {total:>15} {lower_total:>12}", "all");
     println!("\nwall time: {:.2} s", wall.as_secs_f64());
-    println!("time waiting on rate limits: {:.2} s", stats.waited().as_secs_f64());
+    println!(
+        "time waiting on rate limits: {:.2} s",
+        stats.waited().as_secs_f64()
+    );
     match peak_rss_kib() {
-        Some(k) => println!("peak memory (VmHWM of the checker): {:.1} MiB", k as f64 / 1024.0),
+        Some(k) => println!(
+            "peak memory (VmHWM of the checker): {:.1} MiB",
+            k as f64 / 1024.0
+        ),
         None => println!("peak memory: unavailable (no /proc)"),
     }
     Ok(())

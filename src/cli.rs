@@ -22,7 +22,11 @@ use crate::reconcile::{pass, Settings};
 use crate::segment::SegmentClient;
 
 #[derive(Parser, Debug)]
-#[command(name = "scimwatch", version, about = "Watches Segment workspace access against the IdP and the reviewed mappings")]
+#[command(
+    name = "scimwatch",
+    version,
+    about = "Watches Segment workspace access against the IdP and the reviewed mappings"
+)]
 pub struct Cli {
     /// Config file (default: $SCIMWATCH_CONFIG, else ./scimwatch.toml).
     #[arg(long, global = true)]
@@ -69,17 +73,22 @@ pub enum Output {
 /// Runs the command and returns the process exit code.
 pub async fn main(cli: Cli) -> i32 {
     match cli.command {
-        Command::Check { output, workspace } => check(cli.config.as_deref(), output, workspace.as_deref()).await,
-        Command::Validate => validate(cli.config.as_deref()).await,
-        Command::Sim { seed, listen, write_config, mappings } => {
-            match crate::sim::run_cli(&seed, &listen, write_config.as_deref(), &mappings).await {
-                Ok(()) => 0,
-                Err(e) => {
-                    eprintln!("scimwatch sim: {}", chain(e.as_ref()));
-                    2
-                }
-            }
+        Command::Check { output, workspace } => {
+            check(cli.config.as_deref(), output, workspace.as_deref()).await
         }
+        Command::Validate => validate(cli.config.as_deref()).await,
+        Command::Sim {
+            seed,
+            listen,
+            write_config,
+            mappings,
+        } => match crate::sim::run_cli(&seed, &listen, write_config.as_deref(), &mappings).await {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("scimwatch sim: {}", chain(e.as_ref()));
+                2
+            }
+        },
         Command::Demo => match crate::demo::run().await {
             Ok(()) => 0,
             Err(e) => {
@@ -120,15 +129,18 @@ pub fn load(config: Option<&Path>) -> anyhow::Result<Loaded> {
         tracing::warn!(warning = %w, "Config warning.");
     }
     let known: Vec<String> = config.workspaces.iter().map(|w| w.name.clone()).collect();
-    let mappings = crate::mapping::load_dir(&config.mappings.dir, &config.base_dir, &known, Utc::now())?;
+    let mappings =
+        crate::mapping::load_dir(&config.mappings.dir, &config.base_dir, &known, Utc::now())?;
     Ok(Loaded { config, mappings })
 }
 
 pub fn settings(config: &Config) -> anyhow::Result<Settings> {
     Ok(Settings {
         idp: config.idp.kind,
-        propagation_window: chrono::Duration::from_std(config.idp.propagation_window).context("idp.propagation_window is too large")?,
-        event_lookback: chrono::Duration::from_std(config.idp.event_lookback).context("idp.event_lookback is too large")?,
+        propagation_window: chrono::Duration::from_std(config.idp.propagation_window)
+            .context("idp.propagation_window is too large")?,
+        event_lookback: chrono::Duration::from_std(config.idp.event_lookback)
+            .context("idp.event_lookback is too large")?,
         policy: config.policy.clone(),
     })
 }
@@ -138,15 +150,24 @@ pub fn okta(config: &Config, stats: Arc<RequestStats>) -> anyhow::Result<Okta> {
         (IdpKind::Okta, IdpCredential::OktaToken(_) | IdpCredential::OktaOAuth(_)) => {
             Ok(Okta::new(&config.idp, RetryConfig::default(), stats)?)
         }
-        _ => anyhow::bail!("idp.kind = \"azure_ad\" is not supported yet (see the Entra ID issue); use \"okta\""),
+        _ => anyhow::bail!(
+            "idp.kind = \"azure_ad\" is not supported yet (see the Entra ID issue); use \"okta\""
+        ),
     }
 }
 
-pub fn segment_clients(config: &Config, only: Option<&str>, stats: &Arc<RequestStats>) -> anyhow::Result<Vec<SegmentClient>> {
+pub fn segment_clients(
+    config: &Config,
+    only: Option<&str>,
+    stats: &Arc<RequestStats>,
+) -> anyhow::Result<Vec<SegmentClient>> {
     if let Some(name) = only {
         if config.workspace(name).is_none() {
             let known: Vec<&str> = config.workspaces.iter().map(|w| w.name.as_str()).collect();
-            anyhow::bail!("--workspace {name:?}: no such workspace in the config (known: {})", known.join(", "));
+            anyhow::bail!(
+                "--workspace {name:?}: no such workspace in the config (known: {})",
+                known.join(", ")
+            );
         }
     }
     Ok(config
@@ -231,12 +252,27 @@ pub async fn validate_loaded<P: IdentityProvider>(
     for (ws, client) in config.workspaces.iter().zip(clients) {
         let mapping = mappings.workspaces.get(&ws.name).unwrap_or(&empty);
         let (info, catalog) = client.read_catalog(pass::catalog_needs(mapping)).await?;
-        let desired = resolve::resolve(&ws.name, &info.id, mapping, &catalog, &groups, &config.policy);
+        let desired = resolve::resolve(
+            &ws.name,
+            &info.id,
+            mapping,
+            &catalog,
+            &groups,
+            &config.policy,
+        );
         for u in &desired.unresolved {
-            problems.push(format!("{}: {} {:?} does not resolve in {}: {}", u.origin, u.what, u.name, ws.name, u.reason));
+            problems.push(format!(
+                "{}: {} {:?} does not resolve in {}: {}",
+                u.origin, u.what, u.name, ws.name, u.reason
+            ));
         }
         resolved_groups += desired.groups.iter().filter(|g| g.idp.is_some()).count();
-        resolved_grants += desired.groups.iter().filter_map(|g| g.grants.as_ref()).map(Vec::len).sum::<usize>();
+        resolved_grants += desired
+            .groups
+            .iter()
+            .filter_map(|g| g.grants.as_ref())
+            .map(Vec::len)
+            .sum::<usize>();
     }
     if problems.is_empty() {
         println!(

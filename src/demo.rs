@@ -23,8 +23,14 @@ use crate::segment::SegmentClient;
 
 pub const SEED: &str = include_str!("../deploy/demo-seed.toml");
 pub const MAPPINGS: &[(&str, &str)] = &[
-    ("mappings/production.toml", include_str!("../mappings/production.toml")),
-    ("mappings/staging.toml", include_str!("../mappings/staging.toml")),
+    (
+        "mappings/production.toml",
+        include_str!("../mappings/production.toml"),
+    ),
+    (
+        "mappings/staging.toml",
+        include_str!("../mappings/staging.toml"),
+    ),
 ];
 
 /// The propagation window the demo uses (seconds, so the scenario fits in a minute).
@@ -46,8 +52,17 @@ struct Demo {
 
 pub async fn run() -> anyhow::Result<()> {
     let started = std::time::Instant::now();
-    let sim = crate::sim::start(SEED, "127.0.0.1:0").await.context("starting the simulator")?;
-    let result = scenario(&sim.url(), sim.config_toml(Path::new("mappings"), &format!("propagation_window = \"{WINDOW_SECS}s\""))).await;
+    let sim = crate::sim::start(SEED, "127.0.0.1:0")
+        .await
+        .context("starting the simulator")?;
+    let result = scenario(
+        &sim.url(),
+        sim.config_toml(
+            Path::new("mappings"),
+            &format!("propagation_window = \"{WINDOW_SECS}s\""),
+        ),
+    )
+    .await;
     sim.stop().await;
     result?;
     println!("\nDone in {:.0} s. Run it against your own org: see README.md, \"Pointing it at Okta and Segment\".", started.elapsed().as_secs_f64());
@@ -58,12 +73,18 @@ async fn scenario(sim_url: &str, config_text: String) -> anyhow::Result<()> {
     let env = std::collections::BTreeMap::new();
     let config = crate::config::load_str(&config_text, Path::new("scimwatch.toml"), &env)?;
     let known: Vec<String> = config.workspaces.iter().map(|w| w.name.clone()).collect();
-    let files: Vec<(String, String)> = MAPPINGS.iter().map(|(n, t)| (n.to_string(), t.to_string())).collect();
+    let files: Vec<(String, String)> = MAPPINGS
+        .iter()
+        .map(|(n, t)| (n.to_string(), t.to_string()))
+        .collect();
     let mappings = crate::mapping::parse_files(&files, &known, Utc::now())?;
     let stats = RequestStats::new();
     let okta = Okta::new(&config.idp, RetryConfig::fast(), stats.clone())?;
-    let clients: Vec<SegmentClient> =
-        config.workspaces.iter().map(|w| SegmentClient::new(w, RetryConfig::fast(), stats.clone())).collect();
+    let clients: Vec<SegmentClient> = config
+        .workspaces
+        .iter()
+        .map(|w| SegmentClient::new(w, RetryConfig::fast(), stats.clone()))
+        .collect();
     let mut d = Demo {
         sim_url: sim_url.to_string(),
         http: reqwest::Client::new(),
@@ -78,35 +99,78 @@ async fn scenario(sim_url: &str, config_text: String) -> anyhow::Result<()> {
 
     println!("scimwatch demo: Acme has 40 people in Okta and 6 groups pushed into two Segment workspaces");
     println!("(production, staging). scimwatch compares three things on every check: who Okta says is in");
-    println!("each group, what mappings/*.toml says each group may do, and what Segment actually holds.");
-    println!("Everything runs against a local simulator at {sim_url}; SCIM pushes take {} s and the", PUSH_DELAY.as_secs());
+    println!(
+        "each group, what mappings/*.toml says each group may do, and what Segment actually holds."
+    );
+    println!(
+        "Everything runs against a local simulator at {sim_url}; SCIM pushes take {} s and the",
+        PUSH_DELAY.as_secs()
+    );
     println!("propagation window is {WINDOW_SECS} s (in production it is an hour).");
 
     let problems = cli::validate_loaded(&d.config, &d.mappings, &d.okta, &d.clients).await?;
     if !problems.is_empty() {
-        bail!("the demo's mappings do not validate: {}", problems.join("; "));
+        bail!(
+            "the demo's mappings do not validate: {}",
+            problems.join("; ")
+        );
     }
 
-    d.step(1, "A clean baseline", "Segment matches Okta and the mappings.").await?;
+    d.step(
+        1,
+        "A clean baseline",
+        "Segment matches Okta and the mappings.",
+    )
+    .await?;
     d.check().await?;
 
-    d.step(2, "An Okta admin adds Olivia Chen to \"Segment Prod Owners\"", "Okta logs the change and pushes it over SCIM a few seconds later.").await?;
-    d.sim_post("/_sim/okta/groups/Segment Prod Owners/members", json!({"login": "olivia.chen@acme.test"})).await?;
+    d.step(
+        2,
+        "An Okta admin adds Olivia Chen to \"Segment Prod Owners\"",
+        "Okta logs the change and pushes it over SCIM a few seconds later.",
+    )
+    .await?;
+    d.sim_post(
+        "/_sim/okta/groups/Segment Prod Owners/members",
+        json!({"login": "olivia.chen@acme.test"}),
+    )
+    .await?;
     d.check().await?;
-    d.wait(PUSH_DELAY + Duration::from_secs(1), "for the push").await;
+    d.wait(PUSH_DELAY + Duration::from_secs(1), "for the push")
+        .await;
     d.check().await?;
 
-    d.step(3, "The SCIM integration breaks, then Grace Liu leaves the analytics team", "Okta logs the removal, but the push never reaches Segment.").await?;
+    d.step(
+        3,
+        "The SCIM integration breaks, then Grace Liu leaves the analytics team",
+        "Okta logs the removal, but the push never reaches Segment.",
+    )
+    .await?;
     d.sim_post("/_sim/push", json!({"mode": "failing"})).await?;
-    d.sim_delete("/_sim/okta/groups/Segment Analytics Engineers/members/grace.liu@acme.test").await?;
+    d.sim_delete("/_sim/okta/groups/Segment Analytics Engineers/members/grace.liu@acme.test")
+        .await?;
     d.check().await?;
-    d.wait(Duration::from_secs(WINDOW_SECS + 1), "past the propagation window").await;
+    d.wait(
+        Duration::from_secs(WINDOW_SECS + 1),
+        "past the propagation window",
+    )
+    .await;
     d.check().await?;
 
-    d.step(4, "Ana (a Workspace Owner) makes Omar Khan a Workspace Owner directly in the Segment app", "No IdP change explains it, so it is drift at once, attributed from Segment's audit trail.").await?;
+    d.step(
+        4,
+        "Ana (a Workspace Owner) makes Omar Khan a Workspace Owner directly in the Segment app",
+        "No IdP change explains it, so it is drift at once, attributed from Segment's audit trail.",
+    )
+    .await?;
     let ws = d.segment_get("production", "/", "ui-ana-token").await?;
-    let ws_id = ws["data"]["workspace"]["id"].as_str().context("workspace id")?.to_string();
-    let omar = d.segment_user_id("production", "omar.khan@acme.test").await?;
+    let ws_id = ws["data"]["workspace"]["id"]
+        .as_str()
+        .context("workspace id")?
+        .to_string();
+    let omar = d
+        .segment_user_id("production", "omar.khan@acme.test")
+        .await?;
     d.segment_send(
         "production",
         reqwest::Method::POST,
@@ -118,22 +182,47 @@ async fn scenario(sim_url: &str, config_text: String) -> anyhow::Result<()> {
     d.check().await?;
 
     d.step(5, "Ana adds Maria Garcia to the pushed group \"Segment Prod Owners\" in the Segment app", "A manual membership change on a group Okta pushes: Okta will overwrite it, but only on its next push of that group.").await?;
-    let owners = d.segment_group_id("production", "Segment Prod Owners").await?;
-    d.segment_send("production", reqwest::Method::POST, &format!("/groups/{owners}/users"), "ui-ana-token", json!({"emails": ["maria.garcia@acme.test"]})).await?;
+    let owners = d
+        .segment_group_id("production", "Segment Prod Owners")
+        .await?;
+    d.segment_send(
+        "production",
+        reqwest::Method::POST,
+        &format!("/groups/{owners}/users"),
+        "ui-ana-token",
+        json!({"emails": ["maria.garcia@acme.test"]}),
+    )
+    .await?;
     d.check().await?;
 
-    d.step(6, "SCIM is repaired; an Okta admin deactivates Dan Leaver, who has left", "Deactivation is carried by SCIM: pending until the push removes him.").await?;
+    d.step(
+        6,
+        "SCIM is repaired; an Okta admin deactivates Dan Leaver, who has left",
+        "Deactivation is carried by SCIM: pending until the push removes him.",
+    )
+    .await?;
     d.sim_post("/_sim/push", json!({"mode": "normal"})).await?;
-    d.sim_post("/_sim/okta/users/dan.leaver@acme.test/status", json!({"status": "DEPROVISIONED"})).await?;
+    d.sim_post(
+        "/_sim/okta/users/dan.leaver@acme.test/status",
+        json!({"status": "DEPROVISIONED"}),
+    )
+    .await?;
     d.check().await?;
-    d.wait(PUSH_DELAY + Duration::from_secs(1), "for the push").await;
+    d.wait(PUSH_DELAY + Duration::from_secs(1), "for the push")
+        .await;
     d.check().await?;
 
     let by_service = d.stats.by_service();
     let total: u64 = by_service.values().sum();
     let parts: Vec<String> = by_service.iter().map(|(s, n)| format!("{s} {n}")).collect();
-    println!("\n{} checks made {total} API requests ({}).", d.checks, parts.join(", "));
-    println!("Still open: the stalled removal (step 3), the direct Owner grant (step 4) and the manual");
+    println!(
+        "\n{} checks made {total} API requests ({}).",
+        d.checks,
+        parts.join(", ")
+    );
+    println!(
+        "Still open: the stalled removal (step 3), the direct Owner grant (step 4) and the manual"
+    );
     println!("membership (step 5). `scimwatch check` exits 1 while drift like this exists, 0 when clean,");
     println!("and 2 (printing nothing) when it cannot read everything: it never reports on partial data.");
     Ok(())
@@ -153,8 +242,14 @@ impl Demo {
 
     async fn check(&mut self) -> anyhow::Result<()> {
         let settings = cli::settings(&self.config)?;
-        let selected: Vec<_> = self.config.workspaces.iter().zip(self.clients.iter()).collect();
-        let report = pass::run(&self.okta, &selected, &self.mappings, &settings, Utc::now()).await?;
+        let selected: Vec<_> = self
+            .config
+            .workspaces
+            .iter()
+            .zip(self.clients.iter())
+            .collect();
+        let report =
+            pass::run(&self.okta, &selected, &self.mappings, &settings, Utc::now()).await?;
         self.checks += 1;
         self.narrate(&report);
         self.last = report.findings;
@@ -179,12 +274,23 @@ impl Demo {
                 Some(_) => continue,
             };
             changed = true;
-            println!("   {tag:<9} {} {} {} · {}", f.severity.as_str(), f.state.as_str(), f.kind, f.subject());
+            println!(
+                "   {tag:<9} {} {} {} · {}",
+                f.severity.as_str(),
+                f.state.as_str(),
+                f.kind,
+                f.subject()
+            );
             for line in wrap(&f.message, 88) {
                 println!("             {line}");
             }
             if let Some(a) = &f.attribution {
-                println!("             attribution: {} ({}), reverted by SCIM: {}", a.kind.as_str(), a.actor_email.as_deref().unwrap_or(&a.actor), opt(f.reverted_by_scim));
+                println!(
+                    "             attribution: {} ({}), reverted by SCIM: {}",
+                    a.kind.as_str(),
+                    a.actor_email.as_deref().unwrap_or(&a.actor),
+                    opt(f.reverted_by_scim)
+                );
             } else if f.reverted_by_scim == Some(true) {
                 println!("             reverted by SCIM: yes");
             }
@@ -204,7 +310,11 @@ impl Demo {
         let url = format!("{}{}", self.sim_url, encode_path(path));
         let r = self.http.post(&url).json(&body).send().await?;
         if !r.status().is_success() {
-            bail!("POST {path}: {} {}", r.status(), r.text().await.unwrap_or_default());
+            bail!(
+                "POST {path}: {} {}",
+                r.status(),
+                r.text().await.unwrap_or_default()
+            );
         }
         Ok(())
     }
@@ -213,7 +323,11 @@ impl Demo {
         let url = format!("{}{}", self.sim_url, encode_path(path));
         let r = self.http.delete(&url).send().await?;
         if !r.status().is_success() {
-            bail!("DELETE {path}: {} {}", r.status(), r.text().await.unwrap_or_default());
+            bail!(
+                "DELETE {path}: {} {}",
+                r.status(),
+                r.text().await.unwrap_or_default()
+            );
         }
         Ok(())
     }
@@ -227,17 +341,36 @@ impl Demo {
         Ok(r.json().await?)
     }
 
-    async fn segment_send(&self, ws: &str, method: reqwest::Method, path: &str, token: &str, body: Value) -> anyhow::Result<()> {
+    async fn segment_send(
+        &self,
+        ws: &str,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+        body: Value,
+    ) -> anyhow::Result<()> {
         let url = format!("{}/segment/{ws}{path}", self.sim_url);
-        let r = self.http.request(method.clone(), &url).bearer_auth(token).json(&body).send().await?;
+        let r = self
+            .http
+            .request(method.clone(), &url)
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await?;
         if !r.status().is_success() {
-            bail!("{method} {path}: {} {}", r.status(), r.text().await.unwrap_or_default());
+            bail!(
+                "{method} {path}: {} {}",
+                r.status(),
+                r.text().await.unwrap_or_default()
+            );
         }
         Ok(())
     }
 
     async fn segment_user_id(&self, ws: &str, email: &str) -> anyhow::Result<String> {
-        let v = self.segment_get(ws, "/users?pagination.count=1000", "ui-ana-token").await?;
+        let v = self
+            .segment_get(ws, "/users?pagination.count=1000", "ui-ana-token")
+            .await?;
         v["data"]["users"]
             .as_array()
             .and_then(|us| us.iter().find(|u| u["email"].as_str() == Some(email)))
@@ -247,7 +380,9 @@ impl Demo {
     }
 
     async fn segment_group_id(&self, ws: &str, name: &str) -> anyhow::Result<String> {
-        let v = self.segment_get(ws, "/groups?pagination.count=1000", "ui-ana-token").await?;
+        let v = self
+            .segment_get(ws, "/groups?pagination.count=1000", "ui-ana-token")
+            .await?;
         v["data"]["userGroups"]
             .as_array()
             .and_then(|gs| gs.iter().find(|g| g["name"].as_str() == Some(name)))

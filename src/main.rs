@@ -9,7 +9,10 @@ fn main() {
         _ => "warn",
     };
     scimwatch::telemetry::init(level);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("scimwatch: cannot start the async runtime: {e}");

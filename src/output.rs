@@ -43,8 +43,16 @@ impl Report {
             *by_kind.entry(f.kind.as_str().to_string()).or_insert(0) += 1;
         }
         Summary {
-            drift: self.findings.iter().filter(|f| f.state == State::Drift).count(),
-            pending: self.findings.iter().filter(|f| f.state == State::Pending).count(),
+            drift: self
+                .findings
+                .iter()
+                .filter(|f| f.state == State::Drift)
+                .count(),
+            pending: self
+                .findings
+                .iter()
+                .filter(|f| f.state == State::Pending)
+                .count(),
             by_kind,
         }
     }
@@ -85,7 +93,10 @@ pub fn json(report: &Report) -> String {
 pub fn text(report: &Report) -> String {
     let mut out = String::new();
     if report.findings.is_empty() {
-        let _ = writeln!(out, "No findings: every workspace matches the IdP and the mappings.");
+        let _ = writeln!(
+            out,
+            "No findings: every workspace matches the IdP and the mappings."
+        );
     } else {
         let headers = ["KIND", "STATE", "SEVERITY", "WORKSPACE", "SUBJECT"];
         let rows: Vec<[String; 5]> = report
@@ -127,7 +138,11 @@ pub fn text(report: &Report) -> String {
         let _ = writeln!(out);
     }
     let s = report.summary();
-    let ws: Vec<String> = report.workspaces.iter().map(|w| format!("{} ({} users, {} groups)", w.name, w.users, w.groups)).collect();
+    let ws: Vec<String> = report
+        .workspaces
+        .iter()
+        .map(|w| format!("{} ({} users, {} groups)", w.name, w.users, w.groups))
+        .collect();
     let actionable = report.findings.iter().filter(|f| f.is_actionable()).count();
     let _ = writeln!(
         out,

@@ -38,7 +38,11 @@ pub enum PassError {
 /// Which catalog kinds a workspace's mappings name (roles are always read).
 pub fn catalog_needs(mapping: &WorkspaceMapping) -> CatalogNeeds {
     let mut needs = CatalogNeeds::default();
-    let grants = mapping.groups.iter().flat_map(|g| &g.grants).chain(mapping.exceptions.iter().flat_map(|e| &e.grants));
+    let grants = mapping
+        .groups
+        .iter()
+        .flat_map(|g| &g.grants)
+        .chain(mapping.exceptions.iter().flat_map(|e| &e.grants));
     for g in grants {
         match &g.scope {
             GrantScope::Workspace => {}
@@ -54,7 +58,12 @@ pub fn catalog_needs(mapping: &WorkspaceMapping) -> CatalogNeeds {
         }
     }
     // Exceptions on labels are checked against source labels.
-    if mapping.exceptions.iter().flat_map(|e| &e.grants).any(|g| matches!(g.scope, GrantScope::Labels(_))) {
+    if mapping
+        .exceptions
+        .iter()
+        .flat_map(|e| &e.grants)
+        .any(|g| matches!(g.scope, GrantScope::Labels(_)))
+    {
         needs.sources = true;
     }
     needs
@@ -75,18 +84,30 @@ pub fn group_refs<'a>(mappings: impl IntoIterator<Item = &'a WorkspaceMapping>) 
 }
 
 /// Fails when every mapped group is unresolved or empty (pure).
-pub fn check_idp_read(idp: &'static str, groups: &[(GroupRef, GroupRead)]) -> Result<(), PassError> {
+pub fn check_idp_read(
+    idp: &'static str,
+    groups: &[(GroupRef, GroupRead)],
+) -> Result<(), PassError> {
     if groups.is_empty() {
         return Ok(());
     }
-    let usable = groups.iter().any(|(_, g)| matches!(g, GroupRead::Found(g) if !g.members.is_empty()));
+    let usable = groups
+        .iter()
+        .any(|(_, g)| matches!(g, GroupRead::Found(g) if !g.members.is_empty()));
     if usable {
         return Ok(());
     }
-    let unresolved = groups.iter().filter(|(_, g)| matches!(g, GroupRead::Unresolved { .. })).count();
+    let unresolved = groups
+        .iter()
+        .filter(|(_, g)| matches!(g, GroupRead::Unresolved { .. }))
+        .count();
     Err(PassError::SuspectIdp {
         idp,
-        detail: format!("{} groups: {unresolved} unresolved, {} empty", groups.len(), groups.len() - unresolved),
+        detail: format!(
+            "{} groups: {unresolved} unresolved, {} empty",
+            groups.len(),
+            groups.len() - unresolved
+        ),
     })
 }
 
@@ -109,7 +130,9 @@ pub async fn run<P: IdentityProvider>(
         Ok::<_, IdpError>((groups, events))
     };
     let segment_reads = try_join_all(
-        workspaces.iter().map(|(w, client)| client.read_workspace(catalog_needs(mapping_of(&w.name)), since)),
+        workspaces
+            .iter()
+            .map(|(w, client)| client.read_workspace(catalog_needs(mapping_of(&w.name)), since)),
     );
     let (idp_read, snapshots) = tokio::join!(idp_reads, segment_reads);
     let (groups, events) = idp_read?;
@@ -132,17 +155,41 @@ pub async fn run<P: IdentityProvider>(
         .cloned()
         .collect();
     let unknown: Vec<Email> = unknown.into_iter().collect();
-    let lookups = if unknown.is_empty() { Default::default() } else { idp.lookup_users(&unknown).await? };
+    let lookups = if unknown.is_empty() {
+        Default::default()
+    } else {
+        idp.lookup_users(&unknown).await?
+    };
 
-    let idp_snapshot = IdpSnapshot { groups, lookups, events };
+    let idp_snapshot = IdpSnapshot {
+        groups,
+        lookups,
+        events,
+    };
     let mut findings = Vec::new();
     let mut summaries = Vec::new();
     for ((ws, _), snap) in workspaces.iter().zip(&snapshots) {
-        findings.extend(evaluate(ws, mapping_of(&ws.name), snap, &idp_snapshot, settings, now));
-        summaries.push(WorkspaceSummary { name: ws.name.clone(), users: snap.users.len(), groups: snap.groups.len() });
+        findings.extend(evaluate(
+            ws,
+            mapping_of(&ws.name),
+            snap,
+            &idp_snapshot,
+            settings,
+            now,
+        ));
+        summaries.push(WorkspaceSummary {
+            name: ws.name.clone(),
+            users: snap.users.len(),
+            groups: snap.groups.len(),
+        });
     }
     sort(&mut findings);
-    Ok(Report { generated_at: now, idp: settings.idp, workspaces: summaries, findings })
+    Ok(Report {
+        generated_at: now,
+        idp: settings.idp,
+        workspaces: summaries,
+        findings,
+    })
 }
 
 #[cfg(test)]
@@ -152,8 +199,24 @@ mod tests {
 
     #[test]
     fn all_unresolved_or_empty_fails_the_pass() {
-        let empty = |n: &str| (GroupRef::Name(n.into()), GroupRead::Found(IdpGroup { id: n.into(), name: n.into(), members: vec![] }));
-        let unresolved = |n: &str| (GroupRef::Name(n.into()), GroupRead::Unresolved { reason: "no such group".into() });
+        let empty = |n: &str| {
+            (
+                GroupRef::Name(n.into()),
+                GroupRead::Found(IdpGroup {
+                    id: n.into(),
+                    name: n.into(),
+                    members: vec![],
+                }),
+            )
+        };
+        let unresolved = |n: &str| {
+            (
+                GroupRef::Name(n.into()),
+                GroupRead::Unresolved {
+                    reason: "no such group".into(),
+                },
+            )
+        };
         assert!(check_idp_read("okta", &[empty("a"), unresolved("b")]).is_err());
         assert!(check_idp_read("okta", &[unresolved("b")]).is_err());
         assert!(check_idp_read("okta", &[]).is_ok());

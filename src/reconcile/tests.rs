@@ -1284,3 +1284,100 @@ fn findings_sort_drift_first_then_severity() {
         ]
     );
 }
+
+// ---- what people read ----------------------------------------------------------------
+
+/// A fixture with one finding of most kinds, for the snapshots of the table and the JSON.
+fn busy() -> Fx {
+    let mut fx = Fx::new();
+    fx.idp_group("Owners")
+        .members
+        .push(user("dan@acme.test", "ACTIVE"));
+    fx.event(
+        IdpEventKind::MembershipAdd,
+        Some("dan@acme.test"),
+        Some("Owners"),
+        10,
+    );
+    fx.seg_user("bob@acme.test").direct.push(owner());
+    fx.audit(
+        "User Policy Updated",
+        "user/u8Kd2",
+        Some("eve@acme.test"),
+        "user",
+        "seg-bob@acme.test",
+        "bob@acme.test",
+        20,
+    );
+    fx.seg_group("Owners")
+        .members
+        .push(email("carol@acme.test"));
+    fx.audit(
+        "User Added To User Group",
+        "user/u8Kd2",
+        Some("eve@acme.test"),
+        "user_group",
+        "sgOwners",
+        "Owners",
+        5,
+    );
+    fx.seg_group("Engineers").grants.retain(|g| g.role_id != TP);
+    fx.add_seg_user("contractor@ext.test");
+    fx.snap.groups.push(SegmentGroup {
+        id: "sgX".into(),
+        name: "Contractors".into(),
+        grants: vec![source_grant(SA, "Source Admin", &["srcWeb"])],
+        members: vec![],
+    });
+    fx.mapping.groups[1].grants[0].role = RoleRef::Name("Sorce Admin".into());
+    fx
+}
+
+#[test]
+fn text_table_snapshot() {
+    let fx = busy();
+    let report = crate::output::Report {
+        generated_at: fx.now,
+        idp: IdpKind::Okta,
+        workspaces: vec![crate::output::WorkspaceSummary {
+            name: "production".into(),
+            users: 4,
+            groups: 3,
+        }],
+        findings: fx.run(),
+    };
+    assert_eq!(report.exit_code(), 1);
+    insta::assert_snapshot!(crate::output::text(&report));
+}
+
+#[test]
+fn json_document_snapshot() {
+    let fx = busy();
+    let report = crate::output::Report {
+        generated_at: fx.now,
+        idp: IdpKind::Okta,
+        workspaces: vec![crate::output::WorkspaceSummary {
+            name: "production".into(),
+            users: 4,
+            groups: 3,
+        }],
+        findings: fx.run(),
+    };
+    insta::assert_snapshot!(crate::output::json(&report));
+}
+
+#[test]
+fn clean_report_text() {
+    let report = crate::output::Report {
+        generated_at: now(),
+        idp: IdpKind::Okta,
+        workspaces: vec![crate::output::WorkspaceSummary {
+            name: "production".into(),
+            users: 3,
+            groups: 2,
+        }],
+        findings: Fx::new().run(),
+    };
+    assert_eq!(report.exit_code(), 0);
+    insta::assert_snapshot!(crate::output::text(&report));
+}

@@ -2,5 +2,6 @@
 //! simulator, end-to-end `check` runs, snapshot tests.
 
 mod config;
+mod e2e;
 mod okta;
 mod segment;

@@ -1,0 +1,503 @@
+//! End-to-end: `check` passes against the simulator seeded with the demo company, IdP
+//! changes made through its control API, manual changes through the Segment Public API
+//! with a person's token, and faults. Windows are seconds.
+
+use std::path::Path;
+use std::time::Duration;
+
+use chrono::Utc;
+use scimwatch::config::Config;
+use scimwatch::http::{RequestStats, RetryConfig};
+use scimwatch::idp::okta::Okta;
+use scimwatch::mapping::MappingSet;
+use scimwatch::output::{self, Report};
+use scimwatch::reconcile::pass::{self, PassError};
+use scimwatch::segment::SegmentClient;
+use scimwatch::sim::{self, SimHandle};
+use serde_json::{json, Value};
+
+const SEED: &str = include_str!("../../deploy/demo-seed.toml");
+
+fn seed(push_delay: &str) -> String {
+    SEED.replace("delay = \"3s\"", &format!("delay = \"{push_delay}\""))
+}
+
+struct World {
+    sim: SimHandle,
+    config: Config,
+    mappings: MappingSet,
+    http: reqwest::Client,
+}
+
+async fn world(seed_text: &str, window: &str) -> World {
+    let sim = sim::start(seed_text, "127.0.0.1:0")
+        .await
+        .expect("sim starts");
+    let mappings_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("mappings");
+    let text = sim.config_toml(&mappings_dir, &format!("propagation_window = \"{window}\""));
+    let config =
+        scimwatch::config::load_str(&text, Path::new("/tmp/scimwatch.toml"), &Default::default())
+            .expect("config loads");
+    let known: Vec<String> = config.workspaces.iter().map(|w| w.name.clone()).collect();
+    let mappings = scimwatch::mapping::load_dir(
+        &mappings_dir,
+        Path::new(env!("CARGO_MANIFEST_DIR")),
+        &known,
+        Utc::now(),
+    )
+    .expect("mappings load");
+    World {
+        sim,
+        config,
+        mappings,
+        http: reqwest::Client::new(),
+    }
+}
+
+impl World {
+    async fn check(&self) -> Result<Report, PassError> {
+        let stats = RequestStats::new();
+        self.check_with(&stats).await
+    }
+
+    async fn check_with(&self, stats: &std::sync::Arc<RequestStats>) -> Result<Report, PassError> {
+        let okta =
+            Okta::new(&self.config.idp, RetryConfig::fast(), stats.clone()).expect("okta client");
+        let clients: Vec<SegmentClient> = self
+            .config
+            .workspaces
+            .iter()
+            .map(|w| SegmentClient::new(w, RetryConfig::fast(), stats.clone()))
+            .collect();
+        let selected: Vec<_> = self.config.workspaces.iter().zip(clients.iter()).collect();
+        let settings = scimwatch::cli::settings(&self.config).expect("settings");
+        pass::run(&okta, &selected, &self.mappings, &settings, Utc::now()).await
+    }
+
+    async fn json(&self) -> Value {
+        let report = self.check().await.expect("pass succeeds");
+        serde_json::from_str(&output::json(&report)).expect("valid JSON")
+    }
+
+    async fn control(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        let url = format!("{}{}", self.sim.url(), path.replace(' ', "%20"));
+        let mut req = self.http.request(method, &url);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let r = req.send().await.expect("control call");
+        assert!(r.status().is_success(), "{path}: {}", r.status());
+        r.json().await.unwrap_or(Value::Null)
+    }
+
+    async fn segment(
+        &self,
+        method: reqwest::Method,
+        ws: &str,
+        path: &str,
+        token: &str,
+        body: Option<Value>,
+    ) -> Value {
+        let url = format!("{}/segment/{ws}{path}", self.sim.url());
+        let mut req = self.http.request(method, &url).bearer_auth(token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let r = req.send().await.expect("segment call");
+        assert!(r.status().is_success(), "{path}: {}", r.status());
+        r.json().await.expect("json")
+    }
+
+    async fn segment_user_id(&self, ws: &str, email: &str) -> String {
+        let v = self
+            .segment(
+                reqwest::Method::GET,
+                ws,
+                "/users?pagination.count=1000",
+                "ui-ana-token",
+                None,
+            )
+            .await;
+        v["data"]["users"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|u| u["email"] == email)
+            .unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    async fn segment_group_id(&self, ws: &str, name: &str) -> String {
+        let v = self
+            .segment(
+                reqwest::Method::GET,
+                ws,
+                "/groups?pagination.count=1000",
+                "ui-ana-token",
+                None,
+            )
+            .await;
+        v["data"]["userGroups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|g| g["name"] == name)
+            .unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+}
+
+fn findings(doc: &Value) -> Vec<Value> {
+    doc["findings"].as_array().cloned().unwrap_or_default()
+}
+
+fn find<'a>(doc: &'a Value, kind: &str) -> Vec<&'a Value> {
+    doc["findings"]
+        .as_array()
+        .map(|a| a.iter().filter(|f| f["kind"] == kind).collect())
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_company_is_clean_and_the_document_has_the_contracted_shape() {
+    let w = world(&seed("1s"), "60m").await;
+    let doc = w.json().await;
+    assert_eq!(doc["schema"], 1);
+    assert_eq!(doc["idp"], "okta");
+    assert_eq!(findings(&doc), Vec::<Value>::new(), "{doc:#}");
+    assert_eq!(
+        doc["summary"],
+        json!({"drift": 0, "pending": 0, "by_kind": {}})
+    );
+    let ws = doc["workspaces"].as_array().unwrap();
+    assert_eq!(ws.len(), 2);
+    assert_eq!(ws[0]["name"], "production");
+    assert_eq!(ws[0]["users"], 28, "{ws:?}"); // 27 people in production groups + the service account
+    assert_eq!(ws[0]["groups"], 4);
+    assert!(chrono::DateTime::parse_from_rfc3339(doc["generated_at"].as_str().unwrap()).is_ok());
+    w.sim.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shipped_mappings_validate_against_the_simulator() {
+    let w = world(&seed("1s"), "60m").await;
+    let stats = RequestStats::new();
+    let okta = Okta::new(&w.config.idp, RetryConfig::fast(), stats.clone()).unwrap();
+    let clients: Vec<SegmentClient> = w
+        .config
+        .workspaces
+        .iter()
+        .map(|c| SegmentClient::new(c, RetryConfig::fast(), stats.clone()))
+        .collect();
+    let problems = scimwatch::cli::validate_loaded(&w.config, &w.mappings, &okta, &clients)
+        .await
+        .unwrap();
+    assert_eq!(problems, Vec::<String>::new());
+    w.sim.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn direct_owner_grant_in_the_app_is_critical_and_attributed_to_that_person() {
+    let w = world(&seed("1s"), "60m").await;
+    let ws = w
+        .segment(
+            reqwest::Method::GET,
+            "production",
+            "/",
+            "ui-ana-token",
+            None,
+        )
+        .await;
+    let ws_id = ws["data"]["workspace"]["id"].as_str().unwrap().to_string();
+    let omar = w.segment_user_id("production", "omar.khan@acme.test").await;
+    w.segment(
+        reqwest::Method::POST,
+        "production",
+        &format!("/users/{omar}/permissions"),
+        "ui-ana-token",
+        Some(json!({"permissions": [{"roleId": "1WDUuRLxv84rrfCNUwvkrRtkxnS", "resources": [{"id": ws_id, "type": "WORKSPACE"}]}]})),
+    )
+    .await;
+    let report = w.check().await.unwrap();
+    assert_eq!(report.exit_code(), 1);
+    let doc: Value = serde_json::from_str(&output::json(&report)).unwrap();
+    let f = find(&doc, "direct_grant");
+    assert_eq!(f.len(), 1, "{doc:#}");
+    let f = f[0];
+    assert_eq!(f["state"], "drift");
+    assert_eq!(f["severity"], "critical");
+    assert_eq!(f["user"], "omar.khan@acme.test");
+    assert_eq!(f["deadline"], Value::Null);
+    assert_eq!(f["reverted_by_scim"], false);
+    assert_eq!(f["grant"]["role"], "Workspace Owner");
+    assert_eq!(
+        f["grant"]["resources"][0],
+        json!({"type": "WORKSPACE", "id": ws_id})
+    );
+    assert_eq!(f["attribution"]["kind"], "human");
+    assert_eq!(f["attribution"]["actor_email"], "ana.silva@acme.test");
+    assert_eq!(f["since"], f["attribution"]["at"]);
+    assert_eq!(findings(&doc).len(), 1, "{doc:#}");
+    w.sim.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn manual_member_of_a_pushed_group_is_reverted_by_scim() {
+    let w = world(&seed("1s"), "60m").await;
+    let owners = w
+        .segment_group_id("production", "Segment Prod Owners")
+        .await;
+    w.segment(
+        reqwest::Method::POST,
+        "production",
+        &format!("/groups/{owners}/users"),
+        "ui-ana-token",
+        Some(json!({"emails": ["maria.garcia@acme.test"]})),
+    )
+    .await;
+    let doc = w.json().await;
+    let f = find(&doc, "membership_unexpected");
+    assert_eq!(f.len(), 1, "{doc:#}");
+    assert_eq!(f[0]["severity"], "critical");
+    assert_eq!(f[0]["group"], "Segment Prod Owners");
+    assert_eq!(f[0]["reverted_by_scim"], true);
+    assert_eq!(f[0]["attribution"]["kind"], "human");
+    assert!(f[0]["message"].as_str().unwrap().contains("next push"));
+    w.sim.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idp_change_is_pending_then_propagated() {
+    let w = world(&seed("1s"), "60m").await;
+    w.control(
+        reqwest::Method::POST,
+        "/_sim/okta/groups/Segment Prod Owners/members",
+        Some(json!({"login": "olivia.chen@acme.test"})),
+    )
+    .await;
+    let doc = w.json().await;
+    let f = find(&doc, "user_not_provisioned");
+    assert_eq!(f.len(), 1, "{doc:#}");
+    assert_eq!(f[0]["state"], "pending");
+    assert_eq!(f[0]["user"], "olivia.chen@acme.test");
+    assert_ne!(f[0]["deadline"], Value::Null);
+    assert_eq!(findings(&doc).len(), 1, "{doc:#}");
+    let report = w.check().await.unwrap();
+    assert_eq!(
+        report.exit_code(),
+        0,
+        "pending findings do not fail the check"
+    );
+
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    let doc = w.json().await;
+    assert_eq!(findings(&doc), Vec::<Value>::new(), "{doc:#}");
+    w.sim.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removal_the_push_loses_becomes_a_stalled_push_at_the_deadline() {
+    let w = world(&seed("1s"), "2s").await;
+    w.control(
+        reqwest::Method::POST,
+        "/_sim/push",
+        Some(json!({"mode": "failing"})),
+    )
+    .await;
+    w.control(
+        reqwest::Method::DELETE,
+        "/_sim/okta/groups/Segment Analytics Engineers/members/grace.liu@acme.test",
+        None,
+    )
+    .await;
+    let doc = w.json().await;
+    let f = find(&doc, "membership_unexpected");
+    assert_eq!(f.len(), 1, "{doc:#}");
+    assert_eq!(f[0]["state"], "pending");
+    assert_eq!(f[0]["reverted_by_scim"], Value::Null);
+    let deadline = f[0]["deadline"].clone();
+
+    tokio::time::sleep(Duration::from_millis(2300)).await;
+    let doc = w.json().await;
+    let f = find(&doc, "membership_unexpected");
+    assert_eq!(f.len(), 1, "{doc:#}");
+    assert_eq!(f[0]["state"], "drift");
+    assert_eq!(
+        f[0]["deadline"], deadline,
+        "a stalled push keeps the deadline that passed"
+    );
+    assert!(f[0]["message"].as_str().unwrap().contains("stalled"));
+    w.sim.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deactivated_leaver_is_pending_then_removed_by_the_push() {
+    let w = world(&seed("1s"), "60m").await;
+    w.control(
+        reqwest::Method::POST,
+        "/_sim/okta/users/dan.leaver@acme.test/status",
+        Some(json!({"status": "DEPROVISIONED"})),
+    )
+    .await;
+    let doc = w.json().await;
+    let f = find(&doc, "deactivated_user_present");
+    assert_eq!(f.len(), 1, "{doc:#}");
+    assert_eq!(
+        (f[0]["state"].as_str(), f[0]["severity"].as_str()),
+        (Some("pending"), Some("critical"))
+    );
+    assert_eq!(
+        findings(&doc).len(),
+        1,
+        "membership_unexpected is hidden: {doc:#}"
+    );
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    assert_eq!(findings(&w.json().await), Vec::<Value>::new());
+    w.sim.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_suspended_user_stays_and_is_an_error() {
+    let w = world(&seed("1s"), "60m").await;
+    w.control(
+        reqwest::Method::POST,
+        "/_sim/okta/users/nina.berg@acme.test/status",
+        Some(json!({"status": "SUSPENDED"})),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    let doc = w.json().await;
+    let f = find(&doc, "deactivated_user_present");
+    assert_eq!(f.len(), 1, "{doc:#}");
+    assert_eq!(
+        (f[0]["state"].as_str(), f[0]["severity"].as_str()),
+        (Some("drift"), Some("error"))
+    );
+    assert_eq!(f[0]["reverted_by_scim"], false);
+    w.sim.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_api_that_keeps_failing_fails_the_pass_and_names_the_request() {
+    let w = world(&seed("1s"), "60m").await;
+    w.control(reqwest::Method::POST, "/_sim/faults", Some(json!({"service": "segment", "workspace": "staging", "path": "/groups/.+/users", "status": 500}))).await;
+    let err = w.check().await.unwrap_err();
+    let text = scimwatch::cli::chain(&err);
+    assert!(text.contains("staging"), "{text}");
+    assert!(text.contains("/users"), "{text}");
+    assert!(text.contains("500"), "{text}");
+
+    w.control(reqwest::Method::DELETE, "/_sim/faults", None)
+        .await;
+    w.control(
+        reqwest::Method::POST,
+        "/_sim/faults",
+        Some(json!({"service": "okta", "path": "/api/v1/logs", "status": 500, "count": 2})),
+    )
+    .await;
+    let report = w.check().await.expect("two 500s are retried away");
+    assert!(report.findings.is_empty());
+    w.sim.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_mapped_group_unresolved_fails_the_pass() {
+    // An Okta org where none of the mapped groups exist (what a service app without an
+    // admin role sees: 200 and empty lists).
+    let mut text = String::new();
+    let mut skip = false;
+    for line in seed("1s").lines() {
+        if line.starts_with("[[okta.group]]") {
+            skip = true;
+        } else if line.starts_with("[[") || line.starts_with('[') {
+            skip = false;
+        }
+        if !skip {
+            text.push_str(line);
+            text.push('\n');
+        }
+    }
+    let w = world(&text, "60m").await;
+    let err = w.check().await.unwrap_err();
+    assert!(matches!(err, PassError::SuspectIdp { .. }), "{err}");
+    assert!(err.to_string().contains("admin role"), "{err}");
+    w.sim.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_exits_2_with_one_line_and_nothing_on_stdout_when_a_token_is_wrong() {
+    let w = world(&seed("1s"), "60m").await;
+    let dir = tempfile::tempdir().unwrap();
+    let mappings_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("mappings");
+    let text = w
+        .sim
+        .config_toml(&mappings_dir, "")
+        .replace("seg-staging-token", "wrong-token");
+    let path = dir.path().join("scimwatch.toml");
+    std::fs::write(&path, text).unwrap();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_scimwatch"))
+        .args(["--config"])
+        .arg(&path)
+        .args(["check", "--output", "json"])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        out.stdout.is_empty(),
+        "stdout: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("scimwatch check: segment workspace staging"),
+        "{stderr}"
+    );
+    assert!(last.contains("401"), "{stderr}");
+    assert!(
+        !stderr.contains("wrong-token"),
+        "the token leaked: {stderr}"
+    );
+
+    // And with the right token: exit 0 and a JSON document.
+    let ok_path = dir.path().join("ok.toml");
+    std::fs::write(&ok_path, w.sim.config_toml(&mappings_dir, "")).unwrap();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_scimwatch"))
+        .arg("--config")
+        .arg(&ok_path)
+        .args(["check", "--output", "json"])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["schema"], 1);
+    w.sim.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clean_check_costs_the_expected_requests() {
+    let w = world(&seed("1s"), "60m").await;
+    let stats = RequestStats::new();
+    w.check_with(&stats).await.unwrap();
+    let by = stats.by_service();
+    // Okta: 1 name search (6 names ≤ 10), 6 member lists, 1 log page, and one lookup for
+    // the service account no mapped group lists.
+    assert_eq!(by.get("okta"), Some(&9), "{:#?}", stats.by_endpoint());
+    // Segment, production: / + roles + sources + labels + groups + 4 member lists + users
+    // + 28 users + 2 audit = 40; staging: / + roles + sources + labels + groups + 3 member
+    // lists + users + 20 users + 2 audit = 31 (functions are not named by these mappings'
+    // grants... except staging's Function Admin is workspace-wide, so no /functions).
+    assert_eq!(by.get("segment"), Some(&71), "{:#?}", stats.by_endpoint());
+    w.sim.stop().await;
+}
