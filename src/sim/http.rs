@@ -15,6 +15,8 @@ use serde_json::Value;
 pub struct Req {
     pub method: Method,
     pub path: String,
+    /// The full path as received (still percent-encoded, with the service prefix).
+    pub raw_path: String,
     pub query: Vec<(String, String)>,
     pub headers: HeaderMap,
     pub body: Bytes,
@@ -50,6 +52,7 @@ impl Req {
         Ok(Req {
             method: parts.method,
             path: percent_decode(parts.uri.path()),
+            raw_path: parts.uri.path().to_string(),
             query,
             headers: parts.headers,
             body,

@@ -354,7 +354,7 @@ pub fn authenticate(app: &App, req: &Req) -> Result<Principal, Refusal> {
                 "E0000001",
                 "Api validation failed: DPoP proof is missing".to_string(),
             ))?;
-            let htu = format!("{}/okta{}", req.origin, req.path);
+            let htu = format!("{}{}", req.origin, req.raw_path);
             let (claims, thumb) = verify_proof(app, proof, req.method.as_str(), &htu)
                 .map_err(|m| (401, "E0000011", format!("Invalid token provided: {m}")))?;
             let ath = URL_SAFE_NO_PAD.encode(Sha256::digest(tok.as_bytes()));

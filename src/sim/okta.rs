@@ -231,7 +231,7 @@ impl Ctx<'_> {
     ) -> Response {
         let mut resp = json_resp(StatusCode::OK, &Value::Array(items), JSON);
         let url = |pairs: &[(String, String)]| {
-            let mut s = format!("{}{}", self.base(), self.req.path);
+            let mut s = format!("{}{}", self.req.origin, self.req.raw_path);
             if !pairs.is_empty() {
                 let q = url::form_urlencoded::Serializer::new(String::new())
                     .extend_pairs(pairs)

@@ -429,7 +429,8 @@ async fn oauth_private_key_jwt_with_dpop_nonce() {
     let client_key = keys::ec();
     let dpop_key = keys::ec();
     let seed = format!(
-        "{BASE_SEED}\n[[okta.oauth_client]]\nclient_id = \"0oasvc\"\npublic_key_pem = \"\"\"{}\"\"\"\nscopes = [\"okta.groups.read\", \"okta.users.read\"]\ndpop = true\n",
+        "{BASE_SEED}\n[[okta.oauth_client]]\nclient_id = \"0oasvc\"\npublic_key_pem = \"\"\"{}\"\"\"\nscopes = [\"okta.groups.read\", \"okta.users.read\"]\ndpop = true\n\n[[okta.oauth_client]]\nclient_id = \"0oanoadmin\"\npublic_key_pem = \"\"\"{}\"\"\"\nscopes = [\"okta.groups.read\"]\nadmin_role = false\n",
+        client_key.public_pem(),
         client_key.public_pem()
     );
     // `[[okta.oauth_client]]` after `[push]` is fine in TOML (array of tables under okta).
@@ -535,6 +536,42 @@ async fn oauth_private_key_jwt_with_dpop_nonce() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 403);
+
+    // A client without an admin role gets `200 []` from list endpoints (Okta's silent failure).
+    let claims =
+        json!({"iss": "0oanoadmin", "sub": "0oanoadmin", "aud": token_url, "exp": now() + 300});
+    let a = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256),
+        &claims,
+        &client_key.encoding(),
+    )
+    .unwrap();
+    let tok: Value = c
+        .post(&token_url)
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("scope", "okta.groups.read"),
+            (
+                "client_assertion_type",
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            ),
+            ("client_assertion", a.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(tok["token_type"], "Bearer");
+    let resp = c
+        .get(&api)
+        .bearer_auth(tok["access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(resp.json::<Vec<Value>>().await.unwrap().is_empty());
     h.stop().await;
 }
 
@@ -943,6 +980,88 @@ async fn the_demo_seed_loads_and_writes_a_config() {
     assert!(
         err.contains("unknown_key") && err.contains("line 3"),
         "{err}"
+    );
+    h.stop().await;
+}
+
+/// The benchmark's scale (10,000 Okta users, 200 groups, 2 workspaces of 5,000 members)
+/// loads and pages quickly: every list is index-backed.
+#[tokio::test]
+async fn a_large_seed_loads_and_pages_quickly() {
+    let started = std::time::Instant::now();
+    let mut seed = String::from("[okta]\ntoken = \"okta-t\"\n");
+    for i in 0..10_000 {
+        seed.push_str(&format!("[[okta.user]]\nlogin = \"u{i}@big.test\"\n"));
+    }
+    for g in 0..200 {
+        let members: Vec<String> = (0..50)
+            .map(|j| format!("\"u{}@big.test\"", (g * 50 + j) % 10_000))
+            .collect();
+        let ws = if g % 2 == 0 { "w0" } else { "w1" };
+        seed.push_str(&format!(
+            "[[okta.group]]\nname = \"G{g}\"\nmembers = [{}]\npushed_to = [\"{ws}\"]\n",
+            members.join(",")
+        ));
+    }
+    for w in 0..2 {
+        seed.push_str(&format!(
+            "[[segment.workspace]]\nname = \"w{w}\"\ntoken = \"t{w}\"\n"
+        ));
+        for g in 0..100 {
+            let members: Vec<String> = (0..50)
+                .map(|j| format!("\"u{}@big.test\"", w * 5000 + g * 50 + j))
+                .collect();
+            seed.push_str(&format!(
+                "[[segment.workspace.group]]\nname = \"G{}\"\nmembers = [{}]\n",
+                g * 2 + w,
+                members.join(",")
+            ));
+        }
+    }
+    let h = start(&seed).await;
+    let load = started.elapsed();
+    let c = Client::new();
+    let mut url = format!("{}/okta/api/v1/users?limit=200", h.url());
+    let mut n = 0;
+    loop {
+        let resp = okta_get(&c, &url).await;
+        let next = next_link(&links(&resp));
+        n += resp.json::<Vec<Value>>().await.unwrap().len();
+        match next {
+            Some(u) => url = u,
+            None => break,
+        }
+    }
+    assert_eq!(n, 10_000);
+    let mut cursor: Option<String> = None;
+    let mut m = 0;
+    loop {
+        let q = cursor.as_ref().map_or(String::new(), |c| {
+            format!("&pagination.cursor={}", urlencode(c))
+        });
+        let body: Value = c
+            .get(format!(
+                "{}/segment/w0/users?pagination.count=1000{q}",
+                h.url()
+            ))
+            .bearer_auth("t0")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        m += body["data"]["users"].as_array().unwrap().len();
+        match body["data"]["pagination"]["next"].as_str() {
+            Some(n) => cursor = Some(n.to_string()),
+            None => break,
+        }
+    }
+    assert_eq!(m, 5000);
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "load {load:?}, total {:?}",
+        started.elapsed()
     );
     h.stop().await;
 }
