@@ -1,22 +1,277 @@
-//! The simulator (sim.md). (Temporary stand-in until the simulator branch lands.)
-pub struct SimHandle;
+//! The simulator (`../shared/spec/sim.md`): Okta (Management API, System Log, OAuth token
+//! endpoint), the Segment Public API per workspace, Segment SCIM, an Okta Group Push
+//! engine and the `/_sim` control API, all on one address.
+//!
+//! Contract:
+//! - Responses follow the real services' shapes, paging, errors and rate-limit headers
+//!   (`../shared/reference/*.md`, "What a faithful fake must do"): Okta lists are bare
+//!   arrays paged by `link` headers (`self` then `next`, absolute URLs back at this sim),
+//!   Segment answers `{"data"}` or `{"errors"}` with `pagination.next` absent on the last
+//!   page; cursors are HMAC-signed and forged ones are refused.
+//! - Every Okta and Segment response, errors and 429s included, carries that service's
+//!   rate-limit headers.
+//! - One store: the Public API, SCIM and the push engine all write Segment state through
+//!   `state::Workspace`'s mutators, which append the audit events of sim.md's table.
+//!
+//! Invariants: the state lives behind one mutex that is never held across an `.await`;
+//! the seed has no history (System Log and audit trail start empty). Never log a token.
+//!
+//! Layout: `seed.rs` (the seed file), `state.rs` (the world and its mutators), `okta.rs` +
+//! `oauth.rs`, `segment.rs`, `scim.rs`, `push.rs`, `control.rs`, `filter.rs` (Okta's filter
+//! language), `cursor.rs` (signed cursors, ids), `ratelimit.rs` (windows and faults),
+//! `http.rs` (the request type and response helpers).
+
+// Handlers return a ready error `Response` as `Err` for early exits; its size is irrelevant here.
+#![allow(clippy::result_large_err)]
+
+mod control;
+mod cursor;
+mod filter;
+mod http;
+mod oauth;
+mod okta;
+mod push;
+mod ratelimit;
+mod scim;
+mod seed;
+mod segment;
+mod state;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use axum::extract::{Request, State as AxumState};
+use axum::response::Response;
+use axum::Router;
+use tokio_util::sync::CancellationToken;
+
+pub(crate) use http::Req;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    #[error("invalid seed: {message}")]
+    Seed { message: String },
+    #[error("binding {addr}")]
+    Bind {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("reading the seed file {path}")]
+    ReadSeed {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Everything the handlers share.
+pub(crate) struct App {
+    state: Mutex<state::State>,
+    pub signer: cursor::Signer,
+    pub limiter: ratelimit::Limiter,
+    pub faults: ratelimit::Faults,
+    pub push: push::Push,
+    pub oauth: oauth::OAuth,
+    pub addr: SocketAddr,
+    pub retry_after_toggle: std::sync::atomic::AtomicU64,
+}
+
+impl App {
+    pub fn state(&self) -> MutexGuard<'_, state::State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+pub struct SimHandle {
+    addr: SocketAddr,
+    app: Arc<App>,
+    cancel: CancellationToken,
+    server: tokio::task::JoinHandle<()>,
+    engine: tokio::task::JoinHandle<()>,
+}
+
 impl SimHandle {
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
     pub fn url(&self) -> String {
-        String::new()
+        format!("http://{}", self.addr)
     }
-    pub fn config_toml(&self, _m: &std::path::Path, _e: &str) -> String {
-        String::new()
+
+    /// A ready scimwatch.toml for this sim (sim.md `--write-config`).
+    pub fn config_toml(&self, mappings_dir: &Path, idp_extra: &str) -> String {
+        let st = self.app.state();
+        let url = self.url();
+        let mut out =
+            String::from("# Written by `scimwatch sim`: points at the simulator.\n\n[idp]\n");
+        out.push_str("kind = \"okta\"\n");
+        out.push_str(&format!("url = {}\n", toml_str(&format!("{url}/okta"))));
+        out.push_str(&format!("token = {}\n", toml_str(&st.okta.token)));
+        for line in idp_extra.lines().filter(|l| !l.trim().is_empty()) {
+            out.push_str(line.trim_end());
+            out.push('\n');
+        }
+        for ws in st.workspaces.values() {
+            out.push_str("\n[[workspace]]\n");
+            out.push_str(&format!("name = {}\n", toml_str(&ws.name)));
+            out.push_str(&format!(
+                "api_url = {}\n",
+                toml_str(&format!("{url}/segment/{}", ws.name))
+            ));
+            out.push_str(&format!("token = {}\n", toml_str(&ws.token)));
+            out.push_str(&format!(
+                "self_actor = {}\n",
+                toml_str(&format!("public-api-token/{}", ws.token_id))
+            ));
+        }
+        out.push_str("\n[mappings]\n");
+        out.push_str(&format!(
+            "dir = {}\n",
+            toml_str(&mappings_dir.to_string_lossy())
+        ));
+        out
     }
-    pub async fn stop(self) {}
+
+    pub async fn stop(self) {
+        self.cancel.cancel();
+        let _ = self.server.await;
+        let _ = self.engine.await;
+    }
 }
-pub async fn start(_seed: &str, _listen: &str) -> anyhow::Result<SimHandle> {
-    anyhow::bail!("x")
+
+fn toml_str(s: &str) -> String {
+    toml::Value::String(s.to_string()).to_string()
 }
+
+/// Parses the seed, binds `listen`, spawns the server and the push engine, returns once
+/// it accepts connections.
+pub async fn start(seed_toml: &str, listen: &str) -> Result<SimHandle, SimError> {
+    let seed = seed::parse(seed_toml)?;
+    let st = state::State::from_seed(&seed, seed_toml)?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|source| SimError::Bind {
+            addr: listen.to_string(),
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| SimError::Bind {
+        addr: listen.to_string(),
+        source,
+    })?;
+    let app = Arc::new(App {
+        state: Mutex::new(st),
+        signer: cursor::Signer::new(),
+        limiter: ratelimit::Limiter::default(),
+        faults: ratelimit::Faults::default(),
+        push: push::Push::new(seed.push.delay),
+        oauth: oauth::OAuth::new(),
+        addr,
+        retry_after_toggle: std::sync::atomic::AtomicU64::new(0),
+    });
+    if seed.push.initial {
+        push::initial_push(&app);
+    }
+    let cancel = CancellationToken::new();
+    let router = Router::new().fallback(dispatch).with_state(app.clone());
+    let c = cancel.clone();
+    let server = tokio::spawn(async move {
+        let served = axum::serve(listener, router)
+            .with_graceful_shutdown(async move { c.cancelled().await })
+            .await;
+        if let Err(error) = served {
+            tracing::error!(%error, "The simulator's server stopped.");
+        }
+    });
+    let engine = tokio::spawn(push::run(app.clone(), cancel.clone()));
+    tracing::info!(%addr, "Simulator listening.");
+    Ok(SimHandle {
+        addr,
+        app,
+        cancel,
+        server,
+        engine,
+    })
+}
+
+/// `scimwatch sim --seed FILE [--listen ADDR] [--write-config FILE] [--mappings DIR]`.
 pub async fn run_cli(
-    _s: &std::path::Path,
-    _l: &str,
-    _w: Option<&std::path::Path>,
-    _m: &std::path::Path,
+    seed: &Path,
+    listen: &str,
+    write_config: Option<&Path>,
+    mappings: &Path,
 ) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(seed).map_err(|source| SimError::ReadSeed {
+        path: seed.display().to_string(),
+        source,
+    })?;
+    let handle = start(&text, listen).await?;
+    if let Some(path) = write_config {
+        let dir = if mappings.is_absolute() {
+            mappings.to_path_buf()
+        } else {
+            std::env::current_dir()?.join(mappings)
+        };
+        std::fs::write(path, handle.config_toml(&dir, ""))?;
+        tracing::info!(path = %path.display(), "Wrote the config for this simulator.");
+    }
+    println!("listening on {}", handle.url());
+    shutdown_signal().await;
+    tracing::info!("Simulator stopping.");
+    handle.stop().await;
     Ok(())
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+async fn dispatch(AxumState(app): AxumState<Arc<App>>, req: Request) -> Response {
+    let req = match Req::read(req, app.addr).await {
+        Ok(r) => r,
+        Err(resp) => return resp,
+    };
+    let path = req.path.clone();
+    if let Some(rest) = path.strip_prefix("/okta") {
+        return okta::handle(&app, req.with_path(rest)).await;
+    }
+    if let Some(rest) = path.strip_prefix("/segment/") {
+        let (ws, tail) = match rest.find('/') {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, "/"),
+        };
+        let ws = ws.to_string();
+        if let Some(scim_path) = tail.strip_prefix("/scim/v2") {
+            return scim::handle(&app, &ws, req.with_path(scim_path)).await;
+        }
+        return segment::handle(&app, &ws, req.with_path(tail)).await;
+    }
+    if let Some(rest) = path.strip_prefix("/_sim") {
+        return control::handle(&app, req.with_path(rest)).await;
+    }
+    http::json(
+        axum::http::StatusCode::NOT_FOUND,
+        &serde_json::json!({"error": "not found", "path": path}),
+        "application/json",
+    )
 }

@@ -5,3 +5,4 @@ mod config;
 mod e2e;
 mod okta;
 mod segment;
+mod sim;
