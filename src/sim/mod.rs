@@ -17,7 +17,7 @@
 //! the seed has no history (System Log and audit trail start empty). Never log a token.
 //!
 //! Layout: `seed.rs` (the seed file), `state.rs` (the world and its mutators), `okta.rs` +
-//! `oauth.rs`, `segment.rs`, `scim.rs`, `push.rs`, `control.rs`, `filter.rs` (Okta's filter
+//! `systemlog.rs` + `oauth.rs`, `segment.rs` + `segment_iam.rs`, `scim.rs`, `push.rs`, `control.rs`, `filter.rs` (Okta's filter
 //! language), `cursor.rs` (signed cursors, ids), `ratelimit.rs` (windows and faults),
 //! `http.rs` (the request type and response helpers).
 
@@ -35,7 +35,9 @@ mod ratelimit;
 mod scim;
 mod seed;
 mod segment;
+mod segment_iam;
 mod state;
+mod systemlog;
 
 use std::net::SocketAddr;
 use std::path::Path;

@@ -9,11 +9,11 @@ use std::ops::Bound;
 
 use axum::http::{Method, StatusCode};
 use axum::response::Response;
-use chrono::{Duration, Utc};
+
 use serde_json::{json, Value};
 
-use super::cursor::{okta_time, parse_time, random_id};
-use super::filter::{self, json_get, Expr};
+use super::cursor::{okta_time, random_id};
+use super::filter::{self, Expr};
 use super::http::{append, json as json_resp, set};
 use super::oauth::{self, Principal};
 use super::ratelimit::Verdict;
@@ -49,7 +49,7 @@ pub fn error_body(status: u16, detail: &str) -> Value {
            "errorId": format!("oae{}", random_id(19)), "errorCauses": causes})
 }
 
-fn err(status: u16, detail: &str) -> Response {
+pub(super) fn err(status: u16, detail: &str) -> Response {
     json_resp(
         super::http::status(status),
         &error_body(status, detail),
@@ -199,14 +199,19 @@ fn route(app: &App, req: &Req) -> Response {
     }
 }
 
-struct Ctx<'a> {
-    app: &'a App,
-    req: &'a Req,
-    st: &'a State,
-    principal: &'a Principal,
+pub(super) struct Ctx<'a> {
+    pub app: &'a App,
+    pub req: &'a Req,
+    pub st: &'a State,
+    pub principal: &'a Principal,
 }
 
-fn limit_of(req: &Req, default: usize, min: usize, max: usize) -> Result<usize, Response> {
+pub(super) fn limit_of(
+    req: &Req,
+    default: usize,
+    min: usize,
+    max: usize,
+) -> Result<usize, Response> {
     match req.q("limit") {
         None => Ok(default),
         Some(s) => match s.trim().parse::<i64>() {
@@ -223,7 +228,7 @@ impl Ctx<'_> {
     }
 
     /// `self`: the request as received; `next`: the same with `after` replaced.
-    fn page(
+    pub(super) fn page(
         &self,
         items: Vec<Value>,
         next_after: Option<String>,
@@ -269,7 +274,7 @@ impl Ctx<'_> {
     }
 
     /// The verified `after` payload for `kind`, or the 400 to answer.
-    fn after(&self, kind: &str) -> Result<Option<String>, Response> {
+    pub(super) fn after(&self, kind: &str) -> Result<Option<String>, Response> {
         let Some(raw) = self.req.q("after") else {
             return Ok(None);
         };
@@ -284,7 +289,11 @@ impl Ctx<'_> {
         }
     }
 
-    fn expr(&self, key: &str, allowed: Option<&[&str]>) -> Result<Option<Expr>, Response> {
+    pub(super) fn expr(
+        &self,
+        key: &str,
+        allowed: Option<&[&str]>,
+    ) -> Result<Option<Expr>, Response> {
         let Some(text) = self.req.q(key) else {
             return Ok(None);
         };
@@ -598,97 +607,6 @@ impl Ctx<'_> {
             })
             .collect();
         self.page(items, next, Some(limit))
-    }
-
-    fn logs(&self) -> Response {
-        let limit = match limit_of(self.req, 100, 1, 1000) {
-            Ok(l) => l,
-            Err(r) => return r,
-        };
-        if self.req.q("since").is_some() && self.req.q("after").is_some() {
-            return err(400, "since: cannot be combined with after");
-        }
-        let time_param = |k: &str| match self.req.q(k) {
-            None => Ok(None),
-            Some(s) => parse_time(s)
-                .map(Some)
-                .ok_or_else(|| err(400, &format!("{k}: not a valid date-time"))),
-        };
-        let since = match time_param("since") {
-            Ok(t) => t,
-            Err(r) => return r,
-        };
-        let until = match time_param("until") {
-            Ok(t) => t,
-            Err(r) => return r,
-        };
-        let filt = match self.expr("filter", None) {
-            Ok(e) => e,
-            Err(r) => return r,
-        };
-        let q = self.req.q("q").map(str::to_lowercase);
-        let descending = self
-            .req
-            .q("sortOrder")
-            .is_some_and(|s| s.eq_ignore_ascii_case("DESCENDING"));
-        let log = &self.st.okta.log;
-        let since = since.unwrap_or_else(|| until.unwrap_or_else(Utc::now) - Duration::days(7));
-        let matches = |e: &super::state::LogEvent| {
-            filt.as_ref()
-                .is_none_or(|f| f.eval(&|a| json_get(&e.json, a)))
-                && q.as_ref()
-                    .is_none_or(|q| e.json.to_string().to_lowercase().contains(q))
-        };
-        if !self.principal.admin_role {
-            let next = until
-                .is_none()
-                .then(|| self.app.signer.okta(&format!("l:{}", log.len())));
-            return self.page(vec![], next, Some(limit));
-        }
-        if let Some(until) = until {
-            // Bounded query: ordered by `published`, paged by offset.
-            let offset: usize = match self.after("b") {
-                Ok(a) => a.and_then(|s| s.parse().ok()).unwrap_or(0),
-                Err(r) => return r,
-            };
-            let mut hits: Vec<&super::state::LogEvent> = log
-                .iter()
-                .filter(|e| e.published >= since && e.published < until && matches(e))
-                .collect();
-            hits.sort_by_key(|e| e.published);
-            if descending {
-                hits.reverse();
-            }
-            let page: Vec<Value> = hits
-                .iter()
-                .skip(offset)
-                .take(limit)
-                .map(|e| e.json.clone())
-                .collect();
-            let next = (hits.len() > offset + limit)
-                .then(|| self.app.signer.okta(&format!("b:{}", offset + limit)));
-            return self.page(page, next, Some(limit));
-        }
-        // Polling: persistence order; `next` always present.
-        let start = match self.after("l") {
-            Ok(Some(p)) => p.parse::<usize>().unwrap_or(0).min(log.len()),
-            Ok(None) => log
-                .iter()
-                .position(|e| e.published >= since)
-                .unwrap_or(log.len()),
-            Err(r) => return r,
-        };
-        let mut items = Vec::new();
-        let mut pos = start;
-        while pos < log.len() && items.len() < limit {
-            let e = &log[pos];
-            if e.published >= since && matches(e) {
-                items.push(e.json.clone());
-            }
-            pos += 1;
-        }
-        let next = self.app.signer.okta(&format!("l:{pos}"));
-        self.page(items, Some(next), Some(limit))
     }
 }
 

@@ -9,6 +9,13 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use std::collections::{BTreeSet, HashMap};
+
+use super::cursor::base62_id;
+use super::state::{
+    minimal_permission, seed_epoch, segment_user_id, Item, OAuthClient, Okta, OktaGroup, OktaUser,
+    SegGroup, SegUser, State, UiUser, Workspace,
+};
 use super::SimError;
 
 #[derive(Debug, Deserialize)]
@@ -288,6 +295,242 @@ pub fn parse(text: &str) -> Result<Seed, SimError> {
         }
     }
     Ok(seed)
+}
+
+/// Builds the world at start from a checked seed.
+impl State {
+    pub fn from_seed(seed: &Seed, text: &str) -> Result<State, SimError> {
+        let epoch = seed_epoch();
+        let mut okta = Okta {
+            token: seed.okta.token.clone(),
+            app_id: seed.okta.app_id.clone(),
+            rate_limit: seed.okta.rate_limit_per_minute,
+            clients: seed
+                .okta
+                .oauth_client
+                .iter()
+                .map(|c| OAuthClient {
+                    client_id: c.client_id.clone(),
+                    public_key_pem: c.public_key_pem.clone(),
+                    scopes: c.scopes.clone(),
+                    dpop: c.dpop,
+                    admin_role: c.admin_role,
+                })
+                .collect(),
+            users: BTreeMap::new(),
+            by_login: HashMap::new(),
+            groups: BTreeMap::new(),
+            group_by_name: HashMap::new(),
+            user_groups: HashMap::new(),
+            log: Vec::new(),
+        };
+        for u in &seed.okta.user {
+            let id = u.id.clone().unwrap_or_else(|| {
+                format!(
+                    "00u{}",
+                    base62_id(&format!("okta-user:{}", u.login.to_lowercase()), 17)
+                )
+            });
+            okta.insert_user(OktaUser {
+                id,
+                login: u.login.clone(),
+                email: u.email.clone().unwrap_or_else(|| u.login.clone()),
+                first_name: u.first_name.clone().unwrap_or_default(),
+                last_name: u.last_name.clone().unwrap_or_default(),
+                status: u.status.clone().unwrap_or_else(|| "ACTIVE".to_string()),
+                created: epoch,
+                status_changed: epoch,
+                last_updated: epoch,
+            });
+        }
+        for g in &seed.okta.group {
+            let id = g.id.clone().unwrap_or_else(|| {
+                format!("00g{}", base62_id(&format!("okta-group:{}", g.name), 17))
+            });
+            let mut members = BTreeSet::new();
+            for m in &g.members {
+                if let Some(uid) = okta.by_login.get(&m.to_lowercase()) {
+                    members.insert(uid.clone());
+                    okta.user_groups
+                        .entry(uid.clone())
+                        .or_default()
+                        .insert(id.clone());
+                }
+            }
+            okta.group_by_name.insert(g.name.clone(), id.clone());
+            okta.groups.insert(
+                id.clone(),
+                OktaGroup {
+                    id,
+                    name: g.name.clone(),
+                    description: g.description.clone().unwrap_or_default(),
+                    created: epoch,
+                    last_updated: epoch,
+                    last_membership_updated: epoch,
+                    members,
+                    pushed_to: g.pushed_to.clone(),
+                },
+            );
+        }
+        let mut state = State {
+            okta,
+            workspaces: BTreeMap::new(),
+            audit_counter: 0,
+        };
+        for w in &seed.segment.workspace {
+            let ws = state.workspace_from_seed(w, text)?;
+            state.workspaces.insert(w.name.clone(), ws);
+        }
+        Ok(state)
+    }
+
+    fn workspace_from_seed(&self, w: &WorkspaceSeed, text: &str) -> Result<Workspace, SimError> {
+        let ws_id =
+            w.id.clone()
+                .unwrap_or_else(|| base62_id(&format!("segment-workspace:{}", w.name), 22));
+        let item = |kind: &str,
+                    slug: &str,
+                    name: &str,
+                    id: &Option<String>,
+                    labels: &BTreeMap<String, String>| Item {
+            id: id
+                .clone()
+                .unwrap_or_else(|| base62_id(&format!("segment-{kind}:{ws_id}:{slug}"), 22)),
+            slug: slug.to_string(),
+            name: name.to_string(),
+            labels: labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        };
+        let slugify = |n: &str| {
+            n.to_lowercase()
+                .replace(|c: char| !c.is_ascii_alphanumeric(), "-")
+        };
+        let sources: Vec<Item> = w
+            .sources
+            .iter()
+            .map(|s| {
+                item(
+                    "source",
+                    &s.slug,
+                    s.name.as_deref().unwrap_or(&s.slug),
+                    &s.id,
+                    &s.labels,
+                )
+            })
+            .collect();
+        let named = |kind: &str, v: &[NamedSeed]| -> Vec<Item> {
+            v.iter()
+                .map(|n| item(kind, &slugify(&n.name), &n.name, &n.id, &n.labels))
+                .collect()
+        };
+        let mut labels: Vec<(String, String, Option<String>)> = w
+            .labels
+            .iter()
+            .map(|l| (l.key.clone(), l.value.clone(), l.description.clone()))
+            .collect();
+        let spaces = named("space", &w.spaces);
+        for i in sources.iter().chain(spaces.iter()) {
+            for (k, v) in &i.labels {
+                if !labels.iter().any(|(lk, lv, _)| lk == k && lv == v) {
+                    labels.push((k.clone(), v.clone(), None));
+                }
+            }
+        }
+        let mut ws = Workspace {
+            id: ws_id.clone(),
+            name: w.name.clone(),
+            token: w.token.clone(),
+            token_id: w
+                .token_id
+                .clone()
+                .unwrap_or_else(|| base62_id(&format!("segment-token:{}", w.token), 8)),
+            scim_token: w.scim_token.clone(),
+            rate_limit: w.rate_limit_per_minute,
+            ui_users: w
+                .ui_users
+                .iter()
+                .map(|u| UiUser {
+                    id: u.id.clone().unwrap_or_else(|| segment_user_id(&u.email)),
+                    email: u.email.clone(),
+                    token: u.token.clone(),
+                })
+                .collect(),
+            sources,
+            warehouses: named("warehouse", &w.warehouses),
+            functions: named("function", &w.functions),
+            spaces,
+            labels,
+            users: BTreeMap::new(),
+            by_email: HashMap::new(),
+            groups: BTreeMap::new(),
+            group_by_name: HashMap::new(),
+            audit: Vec::new(),
+            invites: Vec::new(),
+        };
+        let err = |key: &str, value: &str, msg: String| SimError::Seed {
+            message: format!(
+                "line {}: `{key}` in workspace {:?}: {msg}",
+                line_of(text, value),
+                w.name
+            ),
+        };
+        let mut scratch = 0u64;
+        for u in &w.user {
+            let mut perms = Vec::new();
+            for g in &u.grants {
+                perms.push(
+                    ws.resolve_grant(g)
+                        .map_err(|m| err("segment.workspace.user.grants", &g.role, m))?,
+                );
+            }
+            if perms.is_empty() {
+                perms.push(minimal_permission(&ws.id));
+            }
+            let id = u.id.clone().unwrap_or_else(|| segment_user_id(&u.email));
+            let name = u.name.clone().unwrap_or_else(|| self.name_for(&u.email));
+            ws.by_email.insert(u.email.to_lowercase(), id.clone());
+            ws.users.insert(
+                id.clone(),
+                SegUser {
+                    id,
+                    email: u.email.clone(),
+                    name,
+                    permissions: perms,
+                },
+            );
+        }
+        for g in &w.group {
+            let mut perms = Vec::new();
+            for gr in &g.grants {
+                perms.push(
+                    ws.resolve_grant(gr)
+                        .map_err(|m| err("segment.workspace.group.grants", &gr.role, m))?,
+                );
+            }
+            if perms.is_empty() {
+                perms.push(minimal_permission(&ws.id));
+            }
+            let id = g
+                .id
+                .clone()
+                .unwrap_or_else(|| base62_id(&format!("segment-group:{}:{}", ws.id, g.name), 22));
+            let mut members = BTreeSet::new();
+            for m in &g.members {
+                let (uid, _) = ws.ensure_user(&mut scratch, m, &self.name_for(m), None);
+                members.insert(uid);
+            }
+            ws.group_by_name.insert(g.name.clone(), id.clone());
+            ws.groups.insert(
+                id.clone(),
+                SegGroup {
+                    id,
+                    name: g.name.clone(),
+                    members,
+                    permissions: perms,
+                },
+            );
+        }
+        Ok(ws)
+    }
 }
 
 #[cfg(test)]
