@@ -18,17 +18,23 @@
 //!   strict.rs        span-keeping TOML reader: unknown keys, did-you-mean, all problems at once
 //!   load.rs          scimwatch.toml → Config; secrets by reference; env overrides
 //! mapping/           mappings/*.toml
-//!   parse.rs         files → rules with file:line origins
-//!   resolve.rs       rules + catalogs + IdP read → desired state (pure)
-//! idp/               trait IdentityProvider; okta/ (SSWS, OAuth private_key_jwt + DPoP)
-//! segment/           Segment Public API client: wire.rs (DTOs), client.rs
+//!   parse.rs         files → rules with file:line origins, cross-file checks
+//!   resolve.rs       rules + catalog + IdP read → desired state (pure); grant atoms, coverage
+//! idp/               trait IdentityProvider, IdpError
+//!   okta/            mod.rs (reads, paging), auth.rs (SSWS, private_key_jwt, DPoP),
+//!                    policy.rs (X-Rate-Limit-*), wire.rs (DTOs)
+//! segment/           client.rs (reads, envelopes, cursors, typed errors), policy.rs
+//!                    (X-RateLimit-*, msBeforeNext), wire.rs (DTOs)
 //! reconcile/         one pass
-//!   finding.rs       Finding, kinds, severities, ids
-//!   diff.rs          desired vs actual → mismatches (pure)
+//!   finding.rs       Finding, kinds, severities, stable ids
+//!   diff.rs          desired vs actual → mismatches, precedence between kinds (pure)
 //!   classify.rs      mismatches + IdP events + audit trail + now → findings (pure)
-//!   pass.rs          read everything (IO), then resolve → diff → classify
+//!   pass.rs          read everything (IO), refuse partial data, then evaluate
+//!   tests.rs         the table tests of the pure core, snapshots of what people read
 //! output.rs          the text table and the JSON of findings.md
-//! sim/               the simulator (sim.md): Okta, Segment Public API + SCIM, push engine
+//! sim/               the simulator (sim.md): okta.rs, systemlog.rs, oauth.rs, segment.rs,
+//!                    segment_iam.rs, scim.rs, push.rs, control.rs, state.rs (one store),
+//!                    seed.rs, filter.rs, cursor.rs, ratelimit.rs, http.rs
 //! demo.rs            the narrated scenario on the embedded simulator
 //! ```
 //!

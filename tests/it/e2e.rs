@@ -151,6 +151,22 @@ impl World {
     }
 }
 
+async fn run_check(
+    config: &Config,
+    mappings: &MappingSet,
+    stats: &std::sync::Arc<RequestStats>,
+) -> Result<Report, PassError> {
+    let okta = Okta::new(&config.idp, RetryConfig::fast(), stats.clone()).expect("okta client");
+    let clients: Vec<SegmentClient> = config
+        .workspaces
+        .iter()
+        .map(|w| SegmentClient::new(w, RetryConfig::fast(), stats.clone()))
+        .collect();
+    let selected: Vec<_> = config.workspaces.iter().zip(clients.iter()).collect();
+    let settings = scimwatch::cli::settings(config).expect("settings");
+    pass::run(&okta, &selected, mappings, &settings, Utc::now()).await
+}
+
 fn findings(doc: &Value) -> Vec<Value> {
     doc["findings"].as_array().cloned().unwrap_or_default()
 }
@@ -499,5 +515,118 @@ async fn a_clean_check_costs_the_expected_requests() {
     // lists + users + 20 users + 2 audit = 31 (functions are not named by these mappings'
     // grants... except staging's Function Admin is workspace-wide, so no /functions).
     assert_eq!(by.get("segment"), Some(&71), "{:#?}", stats.by_endpoint());
+    w.sim.stop().await;
+}
+
+/// Our Okta client, as an OAuth service app with `private_key_jwt` and DPoP, against the
+/// simulator's token endpoint and API (the nonce round trip, proofs on every call), and
+/// the same app without an admin role: Okta's silent `200 []` must fail the pass.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn okta_oauth_service_app_with_dpop_against_the_simulator() {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/fixtures/okta");
+    let public = std::fs::read_to_string(fixtures.join("ec_p256_public.pem")).unwrap();
+    let private = fixtures.join("ec_p256_pkcs8.pem");
+    let app = |id: &str, admin: bool| {
+        format!(
+            "\n[[okta.oauth_client]]\nclient_id = \"{id}\"\npublic_key_pem = \"\"\"{public}\"\"\"\nscopes = [\"okta.groups.read\", \"okta.users.read\", \"okta.logs.read\"]\ndpop = true\nadmin_role = {admin}\n"
+        )
+    };
+    let base = seed("1s");
+    let (head, tail) = base.split_at(base.find("[[okta.user]]").unwrap());
+    let text = format!(
+        "{head}{}{}\n{tail}",
+        app("0oaservice", true),
+        app("0oanoadmin", false)
+    );
+    let sim = sim::start(&text, "127.0.0.1:0").await.unwrap();
+    let mappings_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("mappings");
+    for (id, admin_role) in [("0oaservice", true), ("0oanoadmin", false)] {
+        let text = sim.config_toml(&mappings_dir, "").replace(
+            "token = \"okta-sim-token\"\n",
+            &format!(
+                "\n[idp.oauth]\nclient_id = \"{id}\"\nprivate_key_file = \"{}\"\nscopes = [\"okta.groups.read\", \"okta.users.read\", \"okta.logs.read\"]\ndpop = true\n",
+                private.display()
+            ),
+        );
+        let config = scimwatch::config::load_str(
+            &text,
+            Path::new("/tmp/scimwatch.toml"),
+            &Default::default(),
+        )
+        .unwrap();
+        let known: Vec<String> = config.workspaces.iter().map(|w| w.name.clone()).collect();
+        let mappings = scimwatch::mapping::load_dir(
+            &mappings_dir,
+            Path::new(env!("CARGO_MANIFEST_DIR")),
+            &known,
+            Utc::now(),
+        )
+        .unwrap();
+        let stats = RequestStats::new();
+        let result = run_check(&config, &mappings, &stats).await;
+        if admin_role {
+            let report = result.expect("a DPoP-bound pass succeeds");
+            assert!(report.findings.is_empty(), "{:#?}", report.findings);
+            let token_calls = stats
+                .by_endpoint()
+                .get(&("okta".to_string(), "POST /oauth2/v1/token".to_string()))
+                .copied();
+            assert_eq!(
+                token_calls,
+                Some(2),
+                "one use_dpop_nonce answer, then the token: {:#?}",
+                stats.by_endpoint()
+            );
+        } else {
+            let err = result.unwrap_err();
+            assert!(matches!(err, PassError::SuspectIdp { .. }), "{err}");
+        }
+    }
+    sim.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validate_lists_every_unresolved_name_with_file_and_line_and_exits_2() {
+    let w = world(&seed("1s"), "60m").await;
+    let dir = tempfile::tempdir().unwrap();
+    let mdir = dir.path().join("mappings");
+    std::fs::create_dir_all(&mdir).unwrap();
+    std::fs::write(
+        mdir.join("production.toml"),
+        "workspace = \"production\"\n\n[[group]]\nidp_group = \"Segment Marketing\"\n\n  [[group.grant]]\n  role = \"Source Reader\"\n  sources = [\"web-prd\"]\n\n[[group]]\nidp_group = \"Segment Markting\"\n",
+    )
+    .unwrap();
+    let path = dir.path().join("scimwatch.toml");
+    std::fs::write(&path, w.sim.config_toml(&mdir, "")).unwrap();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_scimwatch"))
+        .arg("--config")
+        .arg(&path)
+        .arg("validate")
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let problems: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("mappings/production.toml:"))
+        .collect();
+    assert_eq!(problems.len(), 3, "{stderr}");
+    assert!(
+        problems[0].starts_with("mappings/production.toml:6: role \"Source Reader\""),
+        "{stderr}"
+    );
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.contains("\"web-prd\"") && p.contains("did you mean \"web-prod\"")),
+        "{stderr}"
+    );
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.starts_with("mappings/production.toml:10: IdP group \"Segment Markting\"")),
+        "{stderr}"
+    );
     w.sim.stop().await;
 }
