@@ -161,8 +161,15 @@ impl Grant {
             .collect::<Vec<_>>()
             .join(",")
     }
-    /// "Workspace Owner on all of production", "Source Admin on SOURCE web-prod", for messages.
+    /// "Workspace Owner on the whole workspace", "Source Admin on source 8AWE8yZRdy", for
+    /// messages. [`Grant::describe_with`] names resources from the catalog.
     pub fn describe(&self) -> String {
+        self.describe_with(&Catalog::default())
+    }
+
+    /// Like [`Grant::describe`], naming sources by slug and other resources by name when
+    /// the catalog knows them.
+    pub fn describe_with(&self, catalog: &Catalog) -> String {
         let scope: Vec<String> = self
             .resources
             .iter()
@@ -176,7 +183,11 @@ impl Grant {
                         .collect();
                     format!("resources labelled {}", l.join(" and "))
                 }
-                k => format!("{} {}", k.as_str().to_lowercase(), r.id),
+                k => format!(
+                    "{} {}",
+                    k.as_str().to_lowercase(),
+                    catalog.display_name(k, &r.id)
+                ),
             })
             .collect();
         if scope.is_empty() {
@@ -444,6 +455,24 @@ pub struct Catalog {
     pub functions: Vec<CatalogItem>,
     pub spaces: Vec<CatalogItem>,
     pub labels: Vec<Label>,
+}
+
+impl Catalog {
+    /// A resource's slug or name for messages, else its id.
+    pub fn display_name(&self, kind: ResourceType, id: &str) -> String {
+        let items = match kind {
+            ResourceType::Source => &self.sources,
+            ResourceType::Warehouse => &self.warehouses,
+            ResourceType::Function => &self.functions,
+            ResourceType::Space => &self.spaces,
+            ResourceType::Workspace => return id.to_string(),
+        };
+        items
+            .iter()
+            .find(|i| i.id == id)
+            .and_then(|i| i.slug.clone().or_else(|| i.name.clone()))
+            .unwrap_or_else(|| id.to_string())
+    }
 }
 
 /// Which optional catalog kinds a pass must read for a workspace (from its mappings).

@@ -28,6 +28,8 @@ pub struct Context<'a> {
     pub now: DateTime<Utc>,
     pub events: &'a [IdpEvent],
     pub audit: &'a [AuditEvent],
+    /// For naming resources in messages.
+    pub catalog: &'a crate::model::Catalog,
     pub self_actor: Option<&'a str>,
     pub automation_actors: &'a [String],
     pub scim_actors: &'a [String],
@@ -555,13 +557,13 @@ fn permissions_drift(
     if !extra.is_empty() {
         parts.push(format!(
             "grants {} beyond the mapping",
-            join_names(extra.iter().map(|g| g.describe()))
+            join_names(extra.iter().map(|g| g.describe_with(cx.catalog)))
         ));
     }
     if !missing.is_empty() {
         parts.push(format!(
             "lacks {}",
-            join_names(missing.iter().map(|g| g.describe()))
+            join_names(missing.iter().map(|g| g.describe_with(cx.catalog)))
         ));
     }
     f.message = format!(
@@ -594,7 +596,7 @@ fn direct_grant(cx: &Context<'_>, user: &Email, segment_user_id: &str, grant: &G
     f.reverted_by_scim = Some(false);
     f.message = format!(
         "{user} holds {} directly in {}; no exception covers it. {}",
-        grant.describe(),
+        grant.describe_with(cx.catalog),
         cx.workspace,
         attribution_sentence(cx.now, attr.as_ref(), "Granted")
     )
@@ -667,7 +669,7 @@ fn unmapped_group(cx: &Context<'_>, name: &str, segment_id: &str, extra: &[Grant
     f.message = format!(
         "The Segment group {name} in {} grants {} but no mapping names it: access nobody reviewed. {}",
         cx.workspace,
-        join_names(extra.iter().map(|g| g.describe())),
+        join_names(extra.iter().map(|g| g.describe_with(cx.catalog))),
         attribution_sentence(cx.now, attr.as_ref(), "Changed")
     )
     .trim_end()
@@ -702,7 +704,7 @@ fn exception_expired(
     f.reverted_by_scim = Some(false);
     let mut held: Vec<String> = grants
         .iter()
-        .map(|g| format!("{} directly", g.describe()))
+        .map(|g| format!("{} directly", g.describe_with(cx.catalog)))
         .collect();
     held.extend(groups.iter().map(|g| format!("membership of {g}")));
     f.message = format!(

@@ -59,6 +59,7 @@ pub fn evaluate(
         now,
         events: &idp.events,
         audit: &snapshot.audit,
+        catalog: &snapshot.catalog,
         self_actor: ws.self_actor.as_deref(),
         automation_actors: &ws.automation_actors,
         scim_actors: &ws.scim_actors,
