@@ -255,7 +255,18 @@ fn main() -> anyhow::Result<()> {
         println!("total {svc:<38} {n:>15} {lb:>12}");
     }
     println!("total {:<38} {total:>15} {lower_total:>12}", "all");
-    println!("\nwall time: {:.2} s", wall.as_secs_f64());
+    println!(
+        "\nwall time: {:.2} s (no rate limits in the simulator)",
+        wall.as_secs_f64()
+    );
+    let per = stats.by_service();
+    let okta_n = per.get("okta").copied().unwrap_or(0) as f64;
+    let seg_n = per.get("segment").copied().unwrap_or(0) as f64;
+    println!(
+        "at real rate limits: Okta {:.1} min at 250 requests/min (half the groups bucket), Segment {:.1} min at 600 requests/min per workspace token",
+        okta_n / 250.0,
+        seg_n / 2.0 / 600.0
+    );
     println!(
         "time waiting on rate limits: {:.2} s",
         stats.waited().as_secs_f64()

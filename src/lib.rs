@@ -28,7 +28,8 @@
 //! reconcile/         one pass
 //!   finding.rs       Finding, kinds, severities, stable ids
 //!   diff.rs          desired vs actual → mismatches, precedence between kinds (pure)
-//!   classify.rs      mismatches + IdP events + audit trail + now → findings (pure)
+//!   classify/        mismatches + IdP events + audit trail + now → findings (pure):
+//!                    mod.rs (state, attribution, sentences), scim.rs, grants.rs
 //!   pass.rs          read everything (IO), refuse partial data, then evaluate
 //!   tests.rs         the table tests of the pure core, snapshots of what people read
 //! output.rs          the text table and the JSON of findings.md

@@ -1,0 +1,428 @@
+//! Mismatch + history + `now` → finding. Pure.
+//!
+//! The rules are product.md's "State", "Attribution" and "Will SCIM revert it?":
+//! - A kind SCIM carries, explained by an IdP change in the look-back, is `pending` while
+//!   `now < since + window` and a stalled push (`drift`, deadline passed) from the deadline
+//!   on. `since` is the IdP's own event time.
+//! - A SCIM-carried kind that no IdP change explains is a manual override: `drift` at once,
+//!   no deadline, attributed from the audit trail, `since` = that audit event or `now`.
+//! - Kinds SCIM does not carry are `drift` at once, `since` as for a manual override.
+//! - Attribution: first match wins — human (`actorEmail` or `user/…`), self, automation,
+//!   scim (actor contains a `scim_actors` entry, case-insensitively), token.
+
+mod grants;
+mod scim;
+
+use chrono::{DateTime, Duration, Utc};
+
+use grants::*;
+use scim::*;
+
+use super::diff::{Gone, GroupCtx, Mismatch};
+use super::finding::{
+    finding_id, Attribution, AttributionKind, Finding, GrantView, Kind, MappingRef, Severity,
+    State, Subject,
+};
+use crate::model::{AuditEvent, Email, Grant, IdpEvent, IdpEventKind, IdpKind};
+
+/// Everything classification needs besides the mismatch itself.
+pub struct Context<'a> {
+    pub workspace: &'a str,
+    pub idp: IdpKind,
+    pub window: Duration,
+    pub lookback: Duration,
+    pub now: DateTime<Utc>,
+    pub events: &'a [IdpEvent],
+    pub audit: &'a [AuditEvent],
+    /// For naming resources in messages.
+    pub catalog: &'a crate::model::Catalog,
+    pub self_actor: Option<&'a str>,
+    pub automation_actors: &'a [String],
+    pub scim_actors: &'a [String],
+}
+
+pub fn classify(m: &Mismatch, cx: &Context<'_>) -> Finding {
+    match m {
+        Mismatch::UserNotProvisioned {
+            user,
+            idp_user_id,
+            groups,
+        } => user_not_provisioned(cx, user, idp_user_id, groups),
+        Mismatch::MembershipMissing {
+            group,
+            user,
+            idp_user_id,
+        } => membership_missing(cx, group, user, idp_user_id),
+        Mismatch::MembershipUnexpected {
+            group,
+            user,
+            idp_user_id,
+            inactive,
+        } => membership_unexpected(cx, group, user, idp_user_id.as_deref(), inactive.is_some()),
+        Mismatch::DeactivatedUserPresent {
+            user,
+            idp_user_id,
+            segment_user_id,
+            gone,
+        } => deactivated(cx, user, idp_user_id.as_deref(), segment_user_id, gone),
+        Mismatch::GroupNotProvisioned { group } => group_not_provisioned(cx, group),
+        Mismatch::GroupPermissionsDrift {
+            group,
+            extra,
+            missing,
+        } => permissions_drift(cx, group, extra, missing),
+        Mismatch::DirectGrant {
+            user,
+            segment_user_id,
+            grant,
+        } => direct_grant(cx, user, segment_user_id, grant),
+        Mismatch::UnmanagedUser {
+            user,
+            segment_user_id,
+            not_in_idp,
+        } => unmanaged(cx, user, segment_user_id, *not_in_idp),
+        Mismatch::UnmappedGroup {
+            name,
+            segment_id,
+            extra,
+        } => unmapped_group(cx, name, segment_id, extra),
+        Mismatch::ExceptionExpired {
+            user,
+            segment_user_id,
+            exception,
+            grants,
+            groups,
+            owner,
+        } => exception_expired(
+            cx,
+            user,
+            segment_user_id.as_deref(),
+            exception,
+            grants,
+            groups,
+            *owner,
+        ),
+        Mismatch::MappingUnresolved(u) => {
+            let subject = Subject::Mapping {
+                file: u.origin.file.clone(),
+                name: u.name.clone(),
+            };
+            let mut f = base(
+                cx,
+                Kind::MappingUnresolved,
+                &subject,
+                Severity::Error,
+                None,
+                None,
+            );
+            f.reverted_by_scim = None;
+            f.mapping = Some(MappingRef {
+                file: u.origin.file.clone(),
+                line: u.origin.line,
+                name: u.name.clone(),
+            });
+            f.message = format!(
+                "{} names the {} {:?}, which does not resolve: {}. Nothing is checked for what depends on it.",
+                u.origin, u.what, u.name, u.reason
+            );
+            f.remedy = format!(
+                "Fix the name at {} (or create the {} it names), then run `scimwatch validate`.",
+                u.origin, u.what
+            );
+            f
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Shared pieces
+
+fn base(
+    cx: &Context<'_>,
+    kind: Kind,
+    subject: &Subject,
+    severity: Severity,
+    since: Option<DateTime<Utc>>,
+    deadline: Option<DateTime<Utc>>,
+) -> Finding {
+    Finding {
+        id: finding_id(cx.workspace, kind, subject),
+        kind,
+        state: State::Drift,
+        severity,
+        workspace: cx.workspace.to_string(),
+        user: None,
+        group: None,
+        grant: None,
+        since: since.unwrap_or(cx.now),
+        deadline,
+        attribution: None,
+        reverted_by_scim: Some(false),
+        message: String::new(),
+        remedy: String::new(),
+        extra: None,
+        missing: None,
+        mapping: None,
+    }
+}
+
+/// An IdP change explains it: pending until the deadline, a stalled push from then on.
+fn explained(
+    cx: &Context<'_>,
+    kind: Kind,
+    subject: &Subject,
+    severity: Severity,
+    ev: &IdpEvent,
+) -> Finding {
+    let deadline = ev.published + cx.window;
+    let mut f = base(
+        cx,
+        kind,
+        subject,
+        severity,
+        Some(ev.published),
+        Some(deadline),
+    );
+    f.state = if cx.now < deadline {
+        State::Pending
+    } else {
+        State::Drift
+    };
+    // Not a manual change: whether SCIM carries it is what the state says.
+    f.reverted_by_scim = None;
+    f
+}
+
+/// Nothing in the IdP explains it (or SCIM does not carry the kind): drift at once.
+fn manual(
+    cx: &Context<'_>,
+    kind: Kind,
+    subject: &Subject,
+    severity: Severity,
+    attr: Option<&Attribution>,
+) -> Finding {
+    let mut f = base(cx, kind, subject, severity, attr.map(|a| a.at), None);
+    f.attribution = attr.cloned();
+    f
+}
+
+fn explained_message(
+    cx: &Context<'_>,
+    f: &Finding,
+    ev: &IdpEvent,
+    fact: &str,
+    change: &str,
+) -> String {
+    let idp = cx.idp.display();
+    let by = ev
+        .actor
+        .as_deref()
+        .map(|a| format!(" ({a})"))
+        .unwrap_or_default();
+    let at = short_time(cx.now, ev.published);
+    let deadline = f
+        .deadline
+        .map(|d| short_time(cx.now, d))
+        .unwrap_or_default();
+    match f.state {
+        State::Pending => format!("{fact}: {change} at {at}{by}; SCIM has until {deadline} to carry it."),
+        State::Drift => format!(
+            "{fact}: {change} at {at}{by}, but SCIM has not carried it; the {} propagation window ended at {deadline} (a stalled {} push).",
+            human(cx.window),
+            idp
+        ),
+    }
+}
+
+fn explained_remedy(_cx: &Context<'_>, f: &Finding, stalled: &str) -> String {
+    match f.state {
+        State::Pending => "Nothing yet: SCIM is propagating the change; scimwatch checks again after the deadline.".into(),
+        State::Drift => stalled.to_string(),
+    }
+}
+
+fn did(ev: &IdpEvent) -> &'static str {
+    match ev.kind {
+        IdpEventKind::MembershipAdd => "added",
+        IdpEventKind::MembershipRemove => "removed",
+        IdpEventKind::UserActivate => "activated",
+        IdpEventKind::UserReactivate => "reactivated",
+        IdpEventKind::UserUnsuspend => "unsuspended",
+        IdpEventKind::UserDeactivate => "deactivated",
+        IdpEventKind::UserDeleteInitiated => "deleted",
+        IdpEventKind::UserSuspend => "suspended",
+        _ => "changed",
+    }
+}
+
+fn in_lookback(cx: &Context<'_>, e: &IdpEvent) -> bool {
+    e.published >= cx.now - cx.lookback && e.published <= cx.now
+}
+
+/// The latest IdP change in the look-back matching `pred`.
+fn latest<'e>(cx: &'e Context<'_>, pred: impl Fn(&IdpEvent) -> bool) -> Option<&'e IdpEvent> {
+    cx.events
+        .iter()
+        .filter(|e| in_lookback(cx, e) && pred(e))
+        .max_by_key(|e| e.published)
+}
+
+fn is_user(e: &IdpEvent, idp_id: &str, key: &Email) -> bool {
+    e.user_id.as_deref() == Some(idp_id) || e.user_login.as_ref() == Some(key)
+}
+
+fn is_user_opt(e: &IdpEvent, idp_id: Option<&str>, key: &Email) -> bool {
+    idp_id.is_some_and(|id| e.user_id.as_deref() == Some(id)) || e.user_login.as_ref() == Some(key)
+}
+
+fn is_group(e: &IdpEvent, g: &GroupCtx) -> bool {
+    e.group_id.as_deref() == Some(g.idp_id.as_str())
+        || e.group_name.as_deref() == Some(g.idp_name.as_str())
+}
+
+/// The latest audit event matching `pred`, attributed.
+fn attribute(cx: &Context<'_>, pred: impl Fn(&AuditEvent) -> bool) -> Option<Attribution> {
+    cx.audit
+        .iter()
+        .filter(|a| pred(a))
+        .max_by_key(|a| (a.at, a.id.clone()))
+        .map(|a| attribution(cx, a))
+}
+
+/// Membership changes: the audit trail names the group, not the member, so the latest
+/// matching event on the group is the best evidence; also returns how many there were.
+fn group_event(cx: &Context<'_>, g: &GroupCtx, kinds: &[&str]) -> Option<(Attribution, usize)> {
+    let id = g.segment_id.as_deref()?;
+    let matching: Vec<&AuditEvent> = cx
+        .audit
+        .iter()
+        .filter(|a| {
+            a.resource_type == "user_group"
+                && a.resource_id == id
+                && kinds.contains(&a.kind.as_str())
+        })
+        .collect();
+    let latest = matching.iter().max_by_key(|a| (a.at, a.id.clone()))?;
+    Some((attribution(cx, latest), matching.len()))
+}
+
+fn user_policy_event(cx: &Context<'_>, segment_user_id: &str) -> Option<Attribution> {
+    attribute(cx, |a| {
+        a.resource_type == "user"
+            && a.resource_id == segment_user_id
+            && ["Policy Created", "User Policy Updated"].contains(&a.kind.as_str())
+    })
+}
+
+/// product.md's attribution rules, first match wins.
+pub fn attribution_kind(
+    actor: &str,
+    actor_email: Option<&str>,
+    self_actor: Option<&str>,
+    automation: &[String],
+    scim: &[String],
+) -> AttributionKind {
+    if actor_email.is_some_and(|e| !e.is_empty()) || actor.starts_with("user/") {
+        AttributionKind::Human
+    } else if self_actor == Some(actor) {
+        AttributionKind::SelfActor
+    } else if automation.iter().any(|a| a == actor) {
+        AttributionKind::Automation
+    } else if scim
+        .iter()
+        .any(|s| !s.is_empty() && actor.to_lowercase().contains(&s.to_lowercase()))
+    {
+        AttributionKind::Scim
+    } else {
+        AttributionKind::Token
+    }
+}
+
+fn attribution(cx: &Context<'_>, a: &AuditEvent) -> Attribution {
+    Attribution {
+        kind: attribution_kind(
+            &a.actor,
+            a.actor_email.as_deref(),
+            cx.self_actor,
+            cx.automation_actors,
+            cx.scim_actors,
+        ),
+        actor: a.actor.clone(),
+        actor_email: a.actor_email.clone(),
+        event: a.kind.clone(),
+        at: a.at,
+    }
+}
+
+fn attribution_sentence(now: DateTime<Utc>, attr: Option<&Attribution>, verb: &str) -> String {
+    match attr {
+        None => "The audit trail has no matching event.".into(),
+        Some(a) => {
+            let at = short_time(now, a.at);
+            match a.kind {
+                AttributionKind::Human => {
+                    format!(
+                        "{verb} by {} at {at} in the Segment app.",
+                        a.actor_email.as_deref().unwrap_or(&a.actor)
+                    )
+                }
+                AttributionKind::SelfActor => format!("{verb} by scimwatch's own token at {at}."),
+                AttributionKind::Automation => {
+                    format!("{verb} by automation ({}) at {at}.", a.actor)
+                }
+                AttributionKind::Scim => format!("{verb} by the SCIM sync ({}) at {at}.", a.actor),
+                AttributionKind::Token => format!("{verb} with the API token {} at {at}.", a.actor),
+            }
+        }
+    }
+}
+
+fn group_attribution_sentence(
+    now: DateTime<Utc>,
+    attr: Option<&(Attribution, usize)>,
+    verb: &str,
+) -> String {
+    match attr {
+        None => attribution_sentence(now, None, verb),
+        Some((a, 1)) => attribution_sentence(now, Some(a), verb),
+        Some((a, n)) => {
+            let s = attribution_sentence(now, Some(a), verb);
+            format!(
+                "{} (the latest of {n} such changes to this group; the audit trail does not name the member).",
+                s.trim_end_matches('.')
+            )
+        }
+    }
+}
+
+fn revert_sentence(cx: &Context<'_>, reverted: Option<bool>) -> String {
+    match (cx.idp, reverted) {
+        (IdpKind::Okta, Some(true)) => "Okta will overwrite the group's members in Segment on its next push of that group (the next change to the group in Okta, or Push Now), not before.".into(),
+        (IdpKind::AzureAd, Some(false)) => "Entra ID will not revert it: its cycle (about every 40 minutes) only sends what changes on its side.".into(),
+        _ => String::new(),
+    }
+}
+
+/// "22:03Z" today, "2026-11-20 22:03Z" otherwise.
+fn short_time(now: DateTime<Utc>, t: DateTime<Utc>) -> String {
+    if now.date_naive() == t.date_naive() {
+        t.format("%H:%M:%SZ").to_string()
+    } else {
+        t.format("%Y-%m-%d %H:%MZ").to_string()
+    }
+}
+
+/// "10s", "60m", "7d".
+pub fn human(d: Duration) -> String {
+    let std = d.to_std().unwrap_or_default();
+    humantime::format_duration(std).to_string()
+}
+
+fn join_names<S: AsRef<str>>(items: impl IntoIterator<Item = S>) -> String {
+    let items: Vec<String> = items.into_iter().map(|s| s.as_ref().to_string()).collect();
+    match items.len() {
+        0 => String::new(),
+        1 => items[0].clone(),
+        n => format!("{} and {}", items[..n - 1].join(", "), items[n - 1]),
+    }
+}

@@ -1,0 +1,386 @@
+//! Kinds SCIM carries: explained by an IdP change (pending, then a stalled push), or a
+//! manual override.
+
+use super::*;
+
+pub(super) fn user_not_provisioned(
+    cx: &Context<'_>,
+    user: &Email,
+    idp_user_id: &str,
+    groups: &[GroupCtx],
+) -> Finding {
+    let subject = Subject::User(user.clone());
+    let explain = latest(cx, |e| {
+        matches!(
+            e.kind,
+            IdpEventKind::UserActivate | IdpEventKind::UserReactivate | IdpEventKind::UserUnsuspend
+        ) && is_user(e, idp_user_id, user)
+            || e.kind == IdpEventKind::MembershipAdd
+                && is_user(e, idp_user_id, user)
+                && groups.iter().any(|g| is_group(e, g))
+    });
+    let names = join_names(groups.iter().map(|g| g.mirror.as_str()));
+    let idp = cx.idp.display();
+    match explain {
+        Some(ev) => {
+            let mut f = explained(
+                cx,
+                Kind::UserNotProvisioned,
+                &subject,
+                Severity::Warning,
+                ev,
+            );
+            f.user = Some(user.clone());
+            f.message = explained_message(
+                cx,
+                &f,
+                ev,
+                &format!("{user} is not a member of {}", cx.workspace),
+                &format!("{idp} {} them", did(ev)),
+            );
+            f.remedy = explained_remedy(cx, &f, &format!("Check the Segment app's provisioning status for {user} in {idp} (Push Now), or wait for the next push."));
+            f
+        }
+        None => {
+            let attr = attribute(cx, |a| {
+                a.resource_type == "user"
+                    && a.resource_name.eq_ignore_ascii_case(user.as_str())
+                    && a.kind == "User Removed"
+            });
+            let mut f = manual(
+                cx,
+                Kind::UserNotProvisioned,
+                &subject,
+                Severity::Warning,
+                attr.as_ref(),
+            );
+            f.user = Some(user.clone());
+            f.reverted_by_scim = Some(cx.idp == IdpKind::Okta);
+            f.message = format!(
+                "{user} is in {names} in {idp} but not a member of {}; no {idp} change in the last {} explains it. {} {}",
+                cx.workspace, human(cx.lookback), attribution_sentence(cx.now, attr.as_ref(), "Removed"), revert_sentence(cx, f.reverted_by_scim),
+            ).trim_end().to_string();
+            f.remedy = format!("Push the group again from {idp} (Push Now) to provision {user}, or find out who removed them.");
+            f
+        }
+    }
+}
+
+pub(super) fn membership_missing(
+    cx: &Context<'_>,
+    group: &GroupCtx,
+    user: &Email,
+    idp_user_id: &str,
+) -> Finding {
+    let subject = Subject::Membership {
+        group: group.mirror.clone(),
+        user: user.clone(),
+    };
+    let explain = latest(cx, |e| {
+        e.kind == IdpEventKind::MembershipAdd && is_user(e, idp_user_id, user) && is_group(e, group)
+            || matches!(
+                e.kind,
+                IdpEventKind::UserActivate
+                    | IdpEventKind::UserReactivate
+                    | IdpEventKind::UserUnsuspend
+            ) && is_user(e, idp_user_id, user)
+    });
+    let idp = cx.idp.display();
+    let fact = format!("{user} is not in {} in {}", group.mirror, cx.workspace);
+    match explain {
+        Some(ev) => {
+            let mut f = explained(cx, Kind::MembershipMissing, &subject, Severity::Warning, ev);
+            f.user = Some(user.clone());
+            f.group = Some(group.mirror.clone());
+            f.message = explained_message(cx, &f, ev, &fact, &format!("{idp} {} them", did(ev)));
+            f.remedy = explained_remedy(
+                cx,
+                &f,
+                &format!(
+                    "Check Group Push for {} in {idp} (Push Now).",
+                    group.idp_name
+                ),
+            );
+            f
+        }
+        None => {
+            let attr = group_event(
+                cx,
+                group,
+                &["User Removed From User Group", "Group Memberships Deleted"],
+            );
+            let mut f = manual(
+                cx,
+                Kind::MembershipMissing,
+                &subject,
+                Severity::Warning,
+                attr.as_ref().map(|(a, _)| a),
+            );
+            f.user = Some(user.clone());
+            f.group = Some(group.mirror.clone());
+            f.reverted_by_scim = Some(cx.idp == IdpKind::Okta);
+            f.message = format!(
+                "{fact}, although {idp} lists them in {}; no {idp} change in the last {} explains it. {} {}",
+                group.idp_name, human(cx.lookback), group_attribution_sentence(cx.now, attr.as_ref(), "Removed"), revert_sentence(cx, f.reverted_by_scim),
+            ).trim_end().to_string();
+            f.remedy = format!(
+                "Add {user} back to {} in Segment, or push {} from {idp}.",
+                group.mirror, group.idp_name
+            );
+            f
+        }
+    }
+}
+
+pub(super) fn membership_unexpected(
+    cx: &Context<'_>,
+    group: &GroupCtx,
+    user: &Email,
+    idp_user_id: Option<&str>,
+    inactive: bool,
+) -> Finding {
+    let subject = Subject::Membership {
+        group: group.mirror.clone(),
+        user: user.clone(),
+    };
+    let sev = if group.owner {
+        Severity::Critical
+    } else {
+        Severity::Error
+    };
+    let explain = latest(cx, |e| {
+        e.kind == IdpEventKind::MembershipRemove
+            && is_user_opt(e, idp_user_id, user)
+            && is_group(e, group)
+            || e.kind == IdpEventKind::UserDeactivate && is_user_opt(e, idp_user_id, user)
+    });
+    let idp = cx.idp.display();
+    let grants = if group.owner {
+        " (the group grants Workspace Owner)"
+    } else {
+        ""
+    };
+    let fact = format!(
+        "{user} is still in {} in {}{grants}",
+        group.mirror, cx.workspace
+    );
+    match explain {
+        Some(ev) => {
+            let mut f = explained(cx, Kind::MembershipUnexpected, &subject, sev, ev);
+            f.user = Some(user.clone());
+            f.group = Some(group.mirror.clone());
+            f.message = explained_message(cx, &f, ev, &fact, &format!("{idp} {} them", did(ev)));
+            f.remedy = explained_remedy(cx, &f, &format!("Check Group Push for {} in {idp} (Push Now), or remove {user} from {} in Segment.", group.idp_name, group.mirror));
+            f
+        }
+        None => {
+            let attr = group_event(
+                cx,
+                group,
+                &["User Added To User Group", "Subjects Added to Group"],
+            );
+            let mut f = manual(
+                cx,
+                Kind::MembershipUnexpected,
+                &subject,
+                sev,
+                attr.as_ref().map(|(a, _)| a),
+            );
+            f.user = Some(user.clone());
+            f.group = Some(group.mirror.clone());
+            f.reverted_by_scim = Some(cx.idp == IdpKind::Okta);
+            let status = if inactive {
+                "lists them only as inactive"
+            } else {
+                "does not list them"
+            };
+            f.message = format!(
+                "{user} is in {} in {}{grants}, but the {idp} group {} {status}. {} {}",
+                group.mirror,
+                cx.workspace,
+                group.idp_name,
+                group_attribution_sentence(cx.now, attr.as_ref(), "Added"),
+                revert_sentence(cx, f.reverted_by_scim),
+            )
+            .trim_end()
+            .to_string();
+            f.remedy = format!(
+                "Remove {user} from {} in Segment, or add them to {} in {idp}; an [[exception]] with `groups` documents an intended one.",
+                group.mirror, group.idp_name
+            );
+            f
+        }
+    }
+}
+
+pub(super) fn deactivated(
+    cx: &Context<'_>,
+    user: &Email,
+    idp_user_id: Option<&str>,
+    segment_user_id: &str,
+    gone: &Gone,
+) -> Finding {
+    let subject = Subject::User(user.clone());
+    let idp = cx.idp.display();
+    let attr_pred = |a: &AuditEvent| {
+        a.resource_type == "user"
+            && (a.resource_id == segment_user_id
+                || a.resource_name.eq_ignore_ascii_case(user.as_str()))
+            && [
+                "User Added via SSO",
+                "User Invite Accepted",
+                "New Segment User Invited to Workspace",
+                "Non-Segment User Invited to Workspace",
+            ]
+            .contains(&a.kind.as_str())
+    };
+    if *gone == Gone::Suspended {
+        // Okta does not deprovision suspended users: waiting fixes nothing.
+        let attr = attribute(cx, attr_pred);
+        let mut f = manual(
+            cx,
+            Kind::DeactivatedUserPresent,
+            &subject,
+            Severity::Error,
+            attr.as_ref(),
+        );
+        f.user = Some(user.clone());
+        f.reverted_by_scim = Some(false);
+        let when = latest(cx, |e| {
+            e.kind == IdpEventKind::UserSuspend && is_user_opt(e, idp_user_id, user)
+        })
+        .map(|e| format!(" since {}", short_time(cx.now, e.published)))
+        .unwrap_or_default();
+        f.message = format!(
+            "{user} is SUSPENDED in {idp}{when} but still a member of {}; {idp} does not deprovision suspended users, so SCIM will not remove them.",
+            cx.workspace
+        );
+        f.remedy = format!(
+            "Remove {user} from {} in Segment, or deactivate them in {idp} if they have left.",
+            cx.workspace
+        );
+        return f;
+    }
+    let explain = latest(cx, |e| {
+        matches!(
+            e.kind,
+            IdpEventKind::UserDeactivate | IdpEventKind::UserDeleteInitiated
+        ) && is_user_opt(e, idp_user_id, user)
+    });
+    let what = if *gone == Gone::Deleted {
+        "deleted"
+    } else {
+        "deactivated"
+    };
+    let fact = format!(
+        "{user} is {what} in {idp} but still a member of {}",
+        cx.workspace
+    );
+    match explain {
+        Some(ev) => {
+            let mut f = explained(
+                cx,
+                Kind::DeactivatedUserPresent,
+                &subject,
+                Severity::Critical,
+                ev,
+            );
+            f.user = Some(user.clone());
+            f.message = explained_message(cx, &f, ev, &fact, &format!("{idp} {} them", did(ev)));
+            f.remedy = explained_remedy(cx, &f, &format!("Remove {user} from {} in Segment now, and check the Segment app's provisioning in {idp}.", cx.workspace));
+            f
+        }
+        None => {
+            let attr = attribute(cx, attr_pred);
+            let mut f = manual(
+                cx,
+                Kind::DeactivatedUserPresent,
+                &subject,
+                Severity::Critical,
+                attr.as_ref(),
+            );
+            f.user = Some(user.clone());
+            f.reverted_by_scim = Some(false);
+            f.message = format!(
+                "{fact}; no {what} event in the last {} explains it (SCIM never removed them, or they were added back by hand). {}",
+                human(cx.lookback), attribution_sentence(cx.now, attr.as_ref(), "Added"),
+            ).trim_end().to_string();
+            f.remedy = format!("Remove {user} from {} in Segment.", cx.workspace);
+            f
+        }
+    }
+}
+
+pub(super) fn group_not_provisioned(cx: &Context<'_>, group: &GroupCtx) -> Finding {
+    let subject = Subject::Group(group.mirror.clone());
+    let create = cx
+        .events
+        .iter()
+        .filter(|e| e.kind == IdpEventKind::GroupCreate && is_group(e, group))
+        .max_by_key(|e| e.published);
+    let first_add = cx
+        .events
+        .iter()
+        .filter(|e| e.kind == IdpEventKind::MembershipAdd && is_group(e, group))
+        .min_by_key(|e| e.published);
+    let explain = create.or(first_add).filter(|e| in_lookback(cx, e));
+    let idp = cx.idp.display();
+    let fact = format!(
+        "{} has no user group {} in {}",
+        group.idp_name, group.mirror, cx.workspace
+    );
+    match explain {
+        Some(ev) => {
+            let mut f = explained(
+                cx,
+                Kind::GroupNotProvisioned,
+                &subject,
+                Severity::Warning,
+                ev,
+            );
+            f.group = Some(group.mirror.clone());
+            let change = if ev.kind == IdpEventKind::GroupCreate {
+                "created the group"
+            } else {
+                "added its first member"
+            };
+            f.message = explained_message(cx, &f, ev, &fact, &format!("{idp} {change}"));
+            f.remedy = explained_remedy(
+                cx,
+                &f,
+                &format!(
+                    "Check that {} is pushed to Segment in {idp} (Group Push).",
+                    group.idp_name
+                ),
+            );
+            f
+        }
+        None => {
+            let attr = attribute(cx, |a| {
+                a.resource_type == "user_group"
+                    && a.resource_name == group.mirror
+                    && a.kind == "User Group Deleted"
+            });
+            let mut f = manual(
+                cx,
+                Kind::GroupNotProvisioned,
+                &subject,
+                Severity::Warning,
+                attr.as_ref(),
+            );
+            f.group = Some(group.mirror.clone());
+            f.reverted_by_scim = Some(cx.idp == IdpKind::Okta && attr.is_some());
+            f.message = format!(
+                "{fact}. {}",
+                attribution_sentence(cx.now, attr.as_ref(), "Deleted")
+            )
+            .trim_end()
+            .to_string();
+            f.remedy = format!(
+                "Push {} to Segment from {idp} (Group Push, with the group name {:?}), or set `segment_group` in the mapping to the name it has in Segment.",
+                group.idp_name, group.mirror
+            );
+            f
+        }
+    }
+}
