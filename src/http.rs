@@ -13,7 +13,7 @@
 //! Nothing above this module loops on errors. Request counts per service, endpoint and
 //! status are kept in [`RequestStats`] for the benchmark and metrics.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -31,6 +31,12 @@ pub trait ServicePolicy: Send + Sync + 'static {
     /// After any answer: how long to hold the *next* request back so as not to run the
     /// budget dry (for example, the remaining requests spread until the window resets).
     fn pause_after(&self, headers: &HeaderMap) -> Option<Duration>;
+    /// The steady per-minute budget this answer's rate-limit headers grant the request's
+    /// bucket, already scaled to the share we allow ourselves. The client paces each
+    /// endpoint with a governor limiter at that rate, rebuilt when the figure changes.
+    fn budget_per_minute(&self, _headers: &HeaderMap) -> Option<u32> {
+        None
+    }
 }
 
 /// A finished exchange: status, headers and the whole body.
@@ -163,6 +169,8 @@ pub struct Http {
     service: &'static str,
     policy: Arc<dyn ServicePolicy>,
     limiter: Option<Arc<DefaultDirectRateLimiter>>,
+    /// Per endpoint: the budget its last answer announced, and a limiter at that rate.
+    budgets: Arc<Mutex<HashMap<String, (u32, Arc<DefaultDirectRateLimiter>)>>>,
     hold_until: Arc<Mutex<Option<Instant>>>,
     retry: RetryConfig,
     stats: Arc<RequestStats>,
@@ -211,6 +219,7 @@ impl Http {
             service,
             policy,
             limiter,
+            budgets: Arc::new(Mutex::new(HashMap::new())),
             hold_until: Arc::new(Mutex::new(None)),
             retry,
             stats,
@@ -290,7 +299,7 @@ impl Http {
     }
 
     async fn attempt(&self, endpoint: &str, build: &BuildRequest<'_>) -> Result<Answer, Attempt> {
-        self.pace().await;
+        self.pace(endpoint).await;
         let request = build(&self.client);
         let sent = request.send().await;
         let response = match sent {
@@ -312,8 +321,15 @@ impl Http {
             }
         };
         self.stats.record(self.service, endpoint, status.as_u16());
-        if let Some(pause) = self.policy.pause_after(&headers) {
-            self.hold_for(pause);
+        // Budgets are learned from answers that went through: a 429 says when to retry
+        // (below), and error answers may carry no or stale rate-limit headers.
+        if status.is_success() {
+            if let Some(pause) = self.policy.pause_after(&headers) {
+                self.hold_for(pause);
+            }
+            if let Some(budget) = self.policy.budget_per_minute(&headers) {
+                self.set_budget(endpoint, budget);
+            }
         }
         let answer = Answer {
             status,
@@ -343,7 +359,33 @@ impl Http {
         }
     }
 
-    async fn pace(&self) {
+    fn set_budget(&self, endpoint: &str, budget: u32) {
+        let Some(per_minute) = NonZeroU32::new(budget) else {
+            return;
+        };
+        if let Ok(mut b) = self.budgets.lock() {
+            if b.get(endpoint).is_some_and(|(n, _)| *n == budget) {
+                return;
+            }
+            // A second's worth of burst, so that a pass starts at once but never empties
+            // the bucket in one go.
+            let burst = NonZeroU32::new((budget / 60).max(1)).unwrap_or(NonZeroU32::MIN);
+            let limiter = RateLimiter::direct(Quota::per_minute(per_minute).allow_burst(burst));
+            b.insert(endpoint.to_string(), (budget, Arc::new(limiter)));
+        }
+    }
+
+    async fn pace(&self, endpoint: &str) {
+        let budget = self
+            .budgets
+            .lock()
+            .ok()
+            .and_then(|b| b.get(endpoint).map(|(_, l)| l.clone()));
+        if let Some(limiter) = budget {
+            let start = Instant::now();
+            limiter.until_ready().await;
+            self.stats.add_wait(start.elapsed());
+        }
         let hold = self.hold_until.lock().ok().and_then(|h| *h);
         if let Some(until) = hold {
             let now = Instant::now();
@@ -432,6 +474,62 @@ mod tests {
         h.append("x-rate-limit-remaining", HeaderValue::from_static("40"));
         h.append("x-rate-limit-remaining", HeaderValue::from_static("7"));
         assert_eq!(header_min_u64(&h, "x-rate-limit-remaining"), Some(7));
+    }
+
+    struct Budget;
+    impl ServicePolicy for Budget {
+        fn retry_after(&self, _: StatusCode, _: &HeaderMap, _: &[u8]) -> Option<Duration> {
+            None
+        }
+        fn pause_after(&self, _: &HeaderMap) -> Option<Duration> {
+            None
+        }
+        fn budget_per_minute(&self, h: &HeaderMap) -> Option<u32> {
+            header_min_u64(h, "x-budget").and_then(|b| u32::try_from(b).ok())
+        }
+    }
+
+    /// The budget an answer announces paces the next requests to that endpoint (and only
+    /// to that endpoint): 60/min is one a second after a burst of one.
+    #[tokio::test]
+    async fn announced_budget_paces_the_endpoint() {
+        use axum::routing::get;
+        let app = axum::Router::new()
+            .route("/slow", get(|| async { ([("x-budget", "60")], "ok") }))
+            .route("/fast", get(|| async { "ok" }));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        let http = Http::new(
+            "test",
+            Arc::new(Budget),
+            None,
+            RetryConfig::fast(),
+            RequestStats::new(),
+        );
+        let get = |path: &'static str| {
+            let url = format!("{base}{path}");
+            move |c: &reqwest::Client| c.get(&url)
+        };
+        let start = Instant::now();
+        for _ in 0..5 {
+            http.send("GET /fast", &get("/fast")).await.unwrap();
+        }
+        assert!(
+            start.elapsed() < Duration::from_millis(500),
+            "unpaced endpoint was slowed"
+        );
+        let start = Instant::now();
+        for _ in 0..3 {
+            http.send("GET /slow", &get("/slow")).await.unwrap();
+        }
+        // First: no budget known yet; second: the burst of one; third: a second later.
+        assert!(
+            start.elapsed() >= Duration::from_millis(900),
+            "{:?}",
+            start.elapsed()
+        );
+        assert!(http.stats().waited() >= Duration::from_millis(800));
     }
 
     #[test]

@@ -60,6 +60,15 @@ impl ServicePolicy for SegmentPolicy {
             .or_else(|| Self::until_reset(headers))
     }
 
+    /// The window's whole budget is consumed + remaining (Segment sends no limit header);
+    /// Segment counts per minute. We allow ourselves 90 % of it.
+    fn budget_per_minute(&self, headers: &HeaderMap) -> Option<u32> {
+        let consumed = header_min_u64(headers, "x-ratelimit-consumed")?;
+        let remaining = header_min_u64(headers, "x-ratelimit-remaining")?;
+        let total = consumed.saturating_add(remaining);
+        (total > 0).then(|| u32::try_from((total * 9 / 10).max(1)).unwrap_or(u32::MAX))
+    }
+
     fn pause_after(&self, headers: &HeaderMap) -> Option<Duration> {
         let remaining = header_min_u64(headers, "x-ratelimit-remaining")?;
         if remaining > LOW_REMAINING {

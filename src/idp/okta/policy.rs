@@ -48,6 +48,13 @@ impl ServicePolicy for OktaPolicy {
         Self::until_reset(headers).map(|d| d + Duration::from_secs(1))
     }
 
+    /// Half of the bucket the headers report: Okta lets one token or app use 50 % of a
+    /// bucket by default, and other integrations draw from the same buckets.
+    fn budget_per_minute(&self, headers: &HeaderMap) -> Option<u32> {
+        let limit = header_min_u64(headers, LIMIT).filter(|l| *l > 0)?;
+        u32::try_from((limit / 2).max(1)).ok()
+    }
+
     fn pause_after(&self, headers: &HeaderMap) -> Option<Duration> {
         let limit = header_min_u64(headers, LIMIT)?;
         let remaining = header_min_u64(headers, REMAINING)?;
