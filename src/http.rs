@@ -162,6 +162,9 @@ impl RequestStats {
     }
 }
 
+/// A budget an endpoint's answers announced (requests per minute) and its limiter.
+type Budget = (u32, Arc<DefaultDirectRateLimiter>);
+
 /// A paced, retrying HTTP client for one service (one Okta org, one Segment workspace).
 #[derive(Clone)]
 pub struct Http {
@@ -170,7 +173,7 @@ pub struct Http {
     policy: Arc<dyn ServicePolicy>,
     limiter: Option<Arc<DefaultDirectRateLimiter>>,
     /// Per endpoint: the budget its last answer announced, and a limiter at that rate.
-    budgets: Arc<Mutex<HashMap<String, (u32, Arc<DefaultDirectRateLimiter>)>>>,
+    budgets: Arc<Mutex<HashMap<String, Budget>>>,
     hold_until: Arc<Mutex<Option<Instant>>>,
     retry: RetryConfig,
     stats: Arc<RequestStats>,
@@ -476,8 +479,8 @@ mod tests {
         assert_eq!(header_min_u64(&h, "x-rate-limit-remaining"), Some(7));
     }
 
-    struct Budget;
-    impl ServicePolicy for Budget {
+    struct Announces;
+    impl ServicePolicy for Announces {
         fn retry_after(&self, _: StatusCode, _: &HeaderMap, _: &[u8]) -> Option<Duration> {
             None
         }
