@@ -505,7 +505,7 @@ mod tests {
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         let http = Http::new(
             "test",
-            Arc::new(Budget),
+            Arc::new(Announces),
             None,
             RetryConfig::fast(),
             RequestStats::new(),
