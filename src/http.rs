@@ -443,13 +443,17 @@ pub fn header_date(headers: &HeaderMap, name: &str) -> Option<std::time::SystemT
 /// The smallest integer among a header's values (several may appear: take the most
 /// restrictive).
 pub fn header_min_u64(headers: &HeaderMap, name: &str) -> Option<u64> {
+    header_u64s(headers, name).min()
+}
+
+/// Every integer among a header's values (repeated lines and comma-separated lists).
+pub fn header_u64s<'h>(headers: &'h HeaderMap, name: &str) -> impl Iterator<Item = u64> + 'h {
     headers
         .get_all(name)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|s| s.split(','))
         .filter_map(|s| s.trim().parse::<u64>().ok())
-        .min()
 }
 
 /// `Retry-After` in whole seconds or as an HTTP date.

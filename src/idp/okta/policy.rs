@@ -71,13 +71,7 @@ impl ServicePolicy for OktaPolicy {
 /// The largest integer among a header's values (the latest reset is the most
 /// restrictive).
 fn header_max_u64(headers: &HeaderMap, name: &str) -> Option<u64> {
-    headers
-        .get_all(name)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|s| s.split(','))
-        .filter_map(|s| s.trim().parse::<u64>().ok())
-        .max()
+    crate::http::header_u64s(headers, name).max()
 }
 
 #[cfg(test)]

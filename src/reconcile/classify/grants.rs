@@ -104,18 +104,7 @@ pub(super) fn unmanaged(
     not_in_idp: bool,
 ) -> Finding {
     let subject = Subject::User(user.clone());
-    let attr = attribute(cx, |a| {
-        a.resource_type == "user"
-            && (a.resource_id == segment_user_id
-                || a.resource_name.eq_ignore_ascii_case(user.as_str()))
-            && [
-                "User Added via SSO",
-                "User Invite Accepted",
-                "New Segment User Invited to Workspace",
-                "Non-Segment User Invited to Workspace",
-            ]
-            .contains(&a.kind.as_str())
-    });
+    let attr = attribute(cx, joined(user, segment_user_id));
     let mut f = manual(
         cx,
         Kind::UnmanagedUser,

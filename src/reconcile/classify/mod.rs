@@ -314,6 +314,26 @@ fn user_policy_event(cx: &Context<'_>, segment_user_id: &str) -> Option<Attribut
     })
 }
 
+/// Audit events by which a user joined the workspace (SSO, an invite), matched by id or
+/// email.
+fn joined<'u>(
+    user: &'u Email,
+    segment_user_id: &'u str,
+) -> impl Fn(&AuditEvent) -> bool + Copy + 'u {
+    move |a: &AuditEvent| {
+        a.resource_type == "user"
+            && (a.resource_id == segment_user_id
+                || a.resource_name.eq_ignore_ascii_case(user.as_str()))
+            && [
+                "User Added via SSO",
+                "User Invite Accepted",
+                "New Segment User Invited to Workspace",
+                "Non-Segment User Invited to Workspace",
+            ]
+            .contains(&a.kind.as_str())
+    }
+}
+
 /// product.md's attribution rules, first match wins.
 pub fn attribution_kind(
     actor: &str,

@@ -222,18 +222,7 @@ pub(super) fn deactivated(
 ) -> Finding {
     let subject = Subject::User(user.clone());
     let idp = cx.idp.display();
-    let attr_pred = |a: &AuditEvent| {
-        a.resource_type == "user"
-            && (a.resource_id == segment_user_id
-                || a.resource_name.eq_ignore_ascii_case(user.as_str()))
-            && [
-                "User Added via SSO",
-                "User Invite Accepted",
-                "New Segment User Invited to Workspace",
-                "Non-Segment User Invited to Workspace",
-            ]
-            .contains(&a.kind.as_str())
-    };
+    let attr_pred = joined(user, segment_user_id);
     if *gone == Gone::Suspended {
         // Okta does not deprovision suspended users: waiting fixes nothing.
         let attr = attribute(cx, attr_pred);
