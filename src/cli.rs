@@ -37,8 +37,17 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// The daemon: continuous reconcile, triggers, alerts (not built yet).
+    /// The daemon: continuous reconcile, woken by IdP and Segment changes, with state in
+    /// the store and an HTTP surface (/livez /readyz /metrics /status /findings /hooks).
     Run,
+    /// Print the change log kept by `run`: every observed change of a user's access.
+    Changes {
+        /// How far back: a duration ("30d", "12h") or an RFC 3339 time.
+        #[arg(long, default_value = "30d")]
+        since: String,
+        #[arg(long, value_enum, default_value_t = ChangesOutput::Csv)]
+        output: ChangesOutput,
+    },
     /// One pass over every workspace; prints findings; exit 0 clean, 1 drift, 2 failure.
     Check {
         #[arg(long, value_enum, default_value_t = Output::Text)]
@@ -62,6 +71,12 @@ pub enum Command {
     },
     /// A narrated scenario on the embedded simulator.
     Demo,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ChangesOutput {
+    Json,
+    Csv,
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
@@ -96,11 +111,44 @@ pub async fn main(cli: Cli) -> i32 {
                 2
             }
         },
-        Command::Run => {
-            eprintln!("scimwatch run: the daemon is not built yet (see the daemon issue); use `scimwatch check` for a one-shot pass.");
-            2
-        }
+        Command::Run => match run(cli.config.as_deref()).await {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("scimwatch run: {}", chain(e.as_ref()));
+                2
+            }
+        },
+        Command::Changes { since, output } => match changes(cli.config.as_deref(), &since, output).await {
+            Ok(text) => {
+                print!("{text}");
+                0
+            }
+            Err(e) => {
+                eprintln!("scimwatch changes: {}", chain(e.as_ref()));
+                2
+            }
+        },
     }
+}
+
+async fn run(config: Option<&Path>) -> anyhow::Result<()> {
+    let Loaded { config, mappings } = load(config)?;
+    crate::daemon::main(config, mappings).await
+}
+
+async fn changes(config: Option<&Path>, since: &str, output: ChangesOutput) -> anyhow::Result<String> {
+    let config = crate::config::load(config)?;
+    let path = &config.store.path;
+    if !path.exists() {
+        anyhow::bail!("no store at {} (store.path): has `scimwatch run` run with this config?", path.display());
+    }
+    let since = crate::store::parse_since(since, Utc::now()).map_err(|e| anyhow::anyhow!("--since {since:?}: {e}"))?;
+    let store = crate::store::Store::open(path).await?;
+    let records = store.changes_since(since).await?;
+    Ok(match output {
+        ChangesOutput::Csv => crate::store::changes_csv(&records),
+        ChangesOutput::Json => crate::store::changes_json(&records),
+    })
 }
 
 /// An error and its causes on one line.

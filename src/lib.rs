@@ -55,6 +55,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod daemon;
 pub mod demo;
 pub mod http;
 pub mod idp;

@@ -6,6 +6,7 @@
 pub mod classify;
 pub mod diff;
 pub mod finding;
+pub mod history;
 pub mod pass;
 
 use std::collections::BTreeMap;
@@ -97,3 +98,31 @@ pub fn sort(findings: &mut [Finding]) {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+pub(crate) mod tests_support {
+    use super::*;
+
+    /// A plain drift finding with the given id and `since`.
+    pub fn finding(id: &str, since: DateTime<Utc>) -> Finding {
+        Finding {
+            id: id.into(),
+            kind: Kind::UnmanagedUser,
+            state: State::Drift,
+            severity: Severity::Warning,
+            workspace: "production".into(),
+            user: None,
+            group: None,
+            grant: None,
+            since,
+            deadline: None,
+            attribution: None,
+            reverted_by_scim: Some(false),
+            message: String::new(),
+            remedy: String::new(),
+            extra: None,
+            missing: None,
+            mapping: None,
+        }
+    }
+}

@@ -10,7 +10,7 @@
 use std::collections::BTreeSet;
 
 use chrono::{DateTime, Utc};
-use futures_util::future::try_join_all;
+use futures_util::future::join_all;
 
 use super::{evaluate, sort, Settings};
 use crate::config::WorkspaceConfig;
@@ -111,14 +111,23 @@ pub fn check_idp_read(
     })
 }
 
-/// Runs one pass over `workspaces` (each with its client) and returns the report.
-pub async fn run<P: IdentityProvider>(
+/// What one pass read: the IdP (all or nothing) and each workspace (each on its own).
+pub struct Reading {
+    pub idp: IdpSnapshot,
+    /// In the order asked; a workspace that could not be read carries its error.
+    pub workspaces: Vec<(String, Result<WorkspaceSnapshot, SegmentError>)>,
+}
+
+/// Reads the IdP and every workspace. An IdP failure (or an IdP read in which every
+/// mapped group is unresolved or empty) fails the whole read: it would make every
+/// workspace look wrong. A workspace failure is that workspace's alone.
+pub async fn read_all<P: IdentityProvider>(
     idp: &P,
     workspaces: &[(&WorkspaceConfig, &SegmentClient)],
     mappings: &MappingSet,
     settings: &Settings,
     now: DateTime<Utc>,
-) -> Result<Report, PassError> {
+) -> Result<Reading, PassError> {
     let empty = WorkspaceMapping::default();
     let mapping_of = |name: &str| mappings.workspaces.get(name).unwrap_or(&empty);
     let refs = group_refs(workspaces.iter().map(|(w, _)| mapping_of(&w.name)));
@@ -129,14 +138,11 @@ pub async fn run<P: IdentityProvider>(
         let events = idp.events_since(since).await?;
         Ok::<_, IdpError>((groups, events))
     };
-    let segment_reads = try_join_all(
-        workspaces
-            .iter()
-            .map(|(w, client)| client.read_workspace(catalog_needs(mapping_of(&w.name)), since)),
+    let segment_reads = join_all(
+        workspaces.iter().map(|(w, client)| client.read_workspace(catalog_needs(mapping_of(&w.name)), since)),
     );
     let (idp_read, snapshots) = tokio::join!(idp_reads, segment_reads);
     let (groups, events) = idp_read?;
-    let snapshots: Vec<WorkspaceSnapshot> = snapshots?;
     check_idp_read(idp.kind().as_str(), &groups)?;
 
     // Segment members no mapped group lists: ask the IdP who they are.
@@ -150,46 +156,43 @@ pub async fn run<P: IdentityProvider>(
         .collect();
     let unknown: BTreeSet<Email> = snapshots
         .iter()
+        .filter_map(|s| s.as_ref().ok())
         .flat_map(|s| s.users.iter().map(|u| &u.email))
         .filter(|e| !listed.contains(e))
         .cloned()
         .collect();
     let unknown: Vec<Email> = unknown.into_iter().collect();
-    let lookups = if unknown.is_empty() {
-        Default::default()
-    } else {
-        idp.lookup_users(&unknown).await?
-    };
+    let lookups = if unknown.is_empty() { Default::default() } else { idp.lookup_users(&unknown).await? };
+    Ok(Reading {
+        idp: IdpSnapshot { groups, lookups, events },
+        workspaces: workspaces.iter().map(|(w, _)| w.name.clone()).zip(snapshots).collect(),
+    })
+}
 
-    let idp_snapshot = IdpSnapshot {
-        groups,
-        lookups,
-        events,
-    };
+/// Runs one pass over `workspaces` (each with its client) and returns the report. Any
+/// failure fails the whole pass (the one-shot `check` contract).
+pub async fn run<P: IdentityProvider>(
+    idp: &P,
+    workspaces: &[(&WorkspaceConfig, &SegmentClient)],
+    mappings: &MappingSet,
+    settings: &Settings,
+    now: DateTime<Utc>,
+) -> Result<Report, PassError> {
+    let reading = read_all(idp, workspaces, mappings, settings, now).await?;
+    let mut snapshots = Vec::new();
+    for (_, snap) in reading.workspaces {
+        snapshots.push(snap?);
+    }
+    let empty = WorkspaceMapping::default();
     let mut findings = Vec::new();
     let mut summaries = Vec::new();
     for ((ws, _), snap) in workspaces.iter().zip(&snapshots) {
-        findings.extend(evaluate(
-            ws,
-            mapping_of(&ws.name),
-            snap,
-            &idp_snapshot,
-            settings,
-            now,
-        ));
-        summaries.push(WorkspaceSummary {
-            name: ws.name.clone(),
-            users: snap.users.len(),
-            groups: snap.groups.len(),
-        });
+        let mapping = mappings.workspaces.get(&ws.name).unwrap_or(&empty);
+        findings.extend(evaluate(ws, mapping, snap, &reading.idp, settings, now));
+        summaries.push(WorkspaceSummary { name: ws.name.clone(), users: snap.users.len(), groups: snap.groups.len() });
     }
     sort(&mut findings);
-    Ok(Report {
-        generated_at: now,
-        idp: settings.idp,
-        workspaces: summaries,
-        findings,
-    })
+    Ok(Report { generated_at: now, idp: settings.idp, workspaces: summaries, findings })
 }
 
 #[cfg(test)]

@@ -180,6 +180,7 @@ pub struct WorkspaceInfo {
 }
 
 /// Reads one Segment workspace. Cheap to clone-share: the state sits behind an `Arc`.
+#[derive(Clone)]
 pub struct SegmentClient {
     inner: Arc<Inner>,
 }
@@ -232,6 +233,15 @@ impl SegmentClient {
         let info = self.inner.workspace_info().await?;
         let catalog = self.inner.catalog(needs).await?;
         Ok((info, catalog))
+    }
+
+    /// Audit events about users and user groups from `since` to now (what the daemon's
+    /// audit-trail poller reads between full passes).
+    pub async fn audit_events(
+        &self,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<AuditEvent>, SegmentError> {
+        self.inner.audit(since).await
     }
 
     /// Everything a pass needs: workspace, catalog, users with direct permissions, groups

@@ -142,6 +142,11 @@ impl Store {
         todo!()
     }
 
+    /// The earliest deadline among open pending findings.
+    pub async fn findings_next_deadline(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        todo!()
+    }
+
     /// `first_seen` of the given finding ids that are open.
     pub async fn findings_first_seen(
         &self,
@@ -206,4 +211,22 @@ impl Store {
     pub async fn activations_latest(&self) -> Result<Vec<Activation>, StoreError> {
         todo!()
     }
+}
+
+/// The change log as CSV (IAM-tracker columns).
+pub fn changes_csv(records: &[ChangeRecord]) -> String {
+    let _ = records;
+    todo!()
+}
+
+/// The change log as JSON.
+pub fn changes_json(records: &[ChangeRecord]) -> String {
+    let _ = records;
+    todo!()
+}
+
+/// "30d" (now minus a duration) or an RFC 3339 time.
+pub fn parse_since(text: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, String> {
+    let _ = (text, now);
+    todo!()
 }

@@ -6,6 +6,8 @@
 //! Reasons coalesce: ten hooks arriving during a pass cause one more pass, not ten.
 //! The activation re-reads everything it needs; nothing a trigger carries is trusted.
 
+pub mod pollers;
+
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 

@@ -391,12 +391,38 @@ impl IdentityProvider for Okta {
     }
 
     async fn events_since(&self, since: DateTime<Utc>) -> Result<Vec<IdpEvent>, IdpError> {
-        let mut url = format!(
-            "{}/api/v1/logs?since={}&sortOrder=ASCENDING&limit={LOG_PAGE}&filter={}",
-            self.inner.base,
-            encode(&since.to_rfc3339_opts(SecondsFormat::Millis, true)),
-            encode(LOG_FILTER)
-        );
+        Ok(self.log_poll(None, since).await?.events)
+    }
+}
+
+/// One System Log poll: the new events and the `next` link to persist as the checkpoint.
+#[derive(Clone, Debug)]
+pub struct LogPoll {
+    pub events: Vec<IdpEvent>,
+    /// Where the next poll starts (Okta's `next` link, followed verbatim).
+    pub next: Option<String>,
+}
+
+impl Okta {
+    /// Polls the System Log in Okta's polling mode (no `until`, ascending): from the
+    /// checkpoint `next` link when there is one, else from `since`. Follows `next` until a
+    /// page comes back short (caught up) and returns the last `next` as the new
+    /// checkpoint. Dedupes by `uuid`; events come sorted by `published`.
+    pub async fn log_poll(
+        &self,
+        checkpoint: Option<&str>,
+        since: DateTime<Utc>,
+    ) -> Result<LogPoll, IdpError> {
+        let mut url = match checkpoint {
+            Some(next) => next.to_string(),
+            None => format!(
+                "{}/api/v1/logs?since={}&sortOrder=ASCENDING&limit={LOG_PAGE}&filter={}",
+                self.inner.base,
+                encode(&since.to_rfc3339_opts(SecondsFormat::Millis, true)),
+                encode(LOG_FILTER)
+            ),
+        };
+        let mut checkpoint_out = checkpoint.map(str::to_string);
         let mut visited = HashSet::new();
         let mut seen_uuids = HashSet::new();
         let mut events = Vec::new();
@@ -411,11 +437,15 @@ impl IdentityProvider for Okta {
                     }
                 }
             }
+            let next = next_link(&headers, &url);
+            if next.is_some() {
+                checkpoint_out.clone_from(&next);
+            }
             // Polling always answers with `next`; a short page means we caught up.
             if short {
                 break;
             }
-            let Some(next) = next_link(&headers, &url) else {
+            let Some(next) = next else {
                 break;
             };
             visited.insert(url.clone());
@@ -425,7 +455,10 @@ impl IdentityProvider for Okta {
             url = next;
         }
         events.sort_by_key(|e| e.published);
-        Ok(events)
+        Ok(LogPoll {
+            events,
+            next: checkpoint_out,
+        })
     }
 }
 

@@ -1,0 +1,455 @@
+//! `scimwatch run`: wiring, the reconcile loop and graceful shutdown.
+//!
+//! Shape (STYLE.md, omicron's background tasks): one reconciler loop runs one activation
+//! at a time; triggers (the periodic tick, pending deadlines, the Okta hook, the System
+//! Log and audit-trail pollers) only wake it through the [`Activator`], and every
+//! activation re-reads what it needs. Each activation is recorded (store, metrics,
+//! `/status`) with a typed result.
+//!
+//! Invariants:
+//! - A pass that could not read the IdP changes nothing: findings, alerts and the change
+//!   log stay as they were. A workspace that could not be read keeps its findings while
+//!   the others go on.
+//! - Every `pending` finding is re-checked at its deadline: the loop sleeps until the
+//!   earliest deadline in the store, whatever else is happening (also while a source is
+//!   down: the deadline pass simply fails again and is retried at the next trigger).
+//! - State survives restarts: findings (ids, first-seen, deadlines), checkpoints, the last
+//!   snapshots and the change log live in the store, written in transactions.
+//! - On SIGTERM/SIGINT the loop stops taking activations, the tasks are cancelled, and the
+//!   process waits for them at most [`GRACE`].
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use chrono::{DateTime, Utc};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::{Config, WorkspaceConfig};
+use crate::http::{RequestStats, RetryConfig};
+use crate::idp::okta::Okta;
+use crate::mapping::MappingSet;
+use crate::metrics::Metrics;
+use crate::model::WorkspaceSnapshot;
+use crate::output::{Report, WorkspaceSummary};
+use crate::reconcile::history::{self, IdpMembership};
+use crate::reconcile::{evaluate, pass, sort, Finding, Settings};
+use crate::segment::SegmentClient;
+use crate::server::{OktaHook, Readiness, ServerState};
+use crate::store::{Activation, Store};
+use crate::triggers::{pollers, Activator, Reason};
+
+/// How long shutdown waits for running tasks.
+pub const GRACE: Duration = Duration::from_secs(10);
+
+const IDP_MEMBERSHIP: &str = "idp.membership";
+const IDP_OBSERVED: &str = "idp.observed_events";
+
+/// Everything the reconciler needs, built once.
+pub struct Daemon {
+    pub config: Config,
+    pub mappings: MappingSet,
+    pub settings: Settings,
+    pub store: Store,
+    pub okta: Okta,
+    pub clients: Vec<(WorkspaceConfig, SegmentClient)>,
+    pub activator: Activator,
+    pub metrics: Arc<Metrics>,
+    pub stats: Arc<RequestStats>,
+    pub server: Arc<ServerState>,
+    /// The last activation per trigger label, for `/status`.
+    last: Mutex<BTreeMap<String, serde_json::Value>>,
+    /// Whether the last activation failed: then a deadline already past is retried after
+    /// [`RETRY_FLOOR`], not at once (a down source must not turn into a hot loop).
+    last_failed: std::sync::atomic::AtomicBool,
+}
+
+/// The shortest wait before re-checking a past deadline after a failed pass.
+pub const RETRY_FLOOR: Duration = Duration::from_secs(15);
+
+impl Daemon {
+    /// Builds the clients, opens the store and prepares the server state.
+    pub async fn build(config: Config, mappings: MappingSet, retry: RetryConfig) -> anyhow::Result<Daemon> {
+        let settings = crate::cli::settings(&config)?;
+        let store = Store::open(&config.store.path).await?;
+        let stats = RequestStats::new();
+        let okta = Okta::new(&config.idp, retry.clone(), stats.clone())?;
+        let clients = config
+            .workspaces
+            .iter()
+            .map(|w| (w.clone(), SegmentClient::new(w, retry.clone(), stats.clone())))
+            .collect();
+        let activator = Activator::new();
+        let metrics = Metrics::new();
+        let server = Arc::new(ServerState {
+            metrics: metrics.clone(),
+            requests: stats.clone(),
+            activator: activator.clone(),
+            status: RwLock::new(json!({"state": "starting"})),
+            findings: RwLock::new(None),
+            ready: RwLock::new(Readiness { last_full_success: None, interval: config.sync.interval }),
+            okta_hook: config
+                .triggers
+                .okta_hook_secret
+                .clone()
+                .map(|secret| OktaHook { secret, header: config.triggers.okta_hook_header.clone() }),
+            auth_token: config.server.auth_token.clone(),
+            seen_events: Mutex::new(Default::default()),
+        });
+        Ok(Daemon {
+            config,
+            mappings,
+            settings,
+            store,
+            okta,
+            clients,
+            activator,
+            metrics,
+            stats,
+            server,
+            last: Mutex::new(BTreeMap::new()),
+            last_failed: std::sync::atomic::AtomicBool::new(false),
+        })
+    }
+
+    /// Runs until `shutdown` is cancelled: servers, triggers and the reconciler loop.
+    pub async fn run(self: Arc<Self>, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let tracker = TaskTracker::new();
+        let cfg = &self.config;
+
+        // HTTP: the main listener, and the hooks on their own when asked.
+        let main = tokio::net::TcpListener::bind(&cfg.server.listen)
+            .await
+            .with_context(|| format!("binding server.listen {}", cfg.server.listen))?;
+        tracing::info!(listen = %main.local_addr()?, "Serving /livez /readyz /metrics /status /findings.");
+        let with_hooks = cfg.server.hooks_listen.is_none();
+        serve(&tracker, main, crate::server::router(self.server.clone(), with_hooks), shutdown.clone());
+        if let Some(addr) = &cfg.server.hooks_listen {
+            let hooks = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding server.hooks_listen {addr}"))?;
+            tracing::info!(listen = %hooks.local_addr()?, "Serving /hooks/* only.");
+            serve(&tracker, hooks, crate::server::hooks_router(self.server.clone()), shutdown.clone());
+        }
+
+        // Triggers.
+        let activator = self.activator.clone();
+        let interval = cfg.sync.interval;
+        let cancel = shutdown.clone();
+        tracker.spawn(async move {
+            let mut tick = tokio::time::interval(interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = tick.tick() => activator.activate(Reason::Periodic),
+                }
+            }
+        });
+        if !cfg.triggers.system_log_poll.is_zero() {
+            tracker.spawn(pollers::system_log(
+                self.okta.clone(),
+                self.store.clone(),
+                self.activator.clone(),
+                cfg.triggers.system_log_poll,
+                shutdown.clone(),
+            ));
+        }
+        if !cfg.triggers.audit_poll.is_zero() {
+            for (ws, client) in &self.clients {
+                tracker.spawn(pollers::audit(
+                    ws.clone(),
+                    client.clone(),
+                    self.store.clone(),
+                    self.activator.clone(),
+                    cfg.triggers.audit_poll,
+                    shutdown.clone(),
+                ));
+            }
+        }
+
+        // The reconciler: one activation at a time.
+        let me = self.clone();
+        let cancel = shutdown.clone();
+        tracker.spawn(async move { me.reconcile_loop(cancel).await });
+        tracker.close();
+
+        shutdown.cancelled().await;
+        tracing::info!(grace = ?GRACE, "Shutting down.");
+        if tokio::time::timeout(GRACE, tracker.wait()).await.is_err() {
+            tracing::warn!("Tasks did not stop within the grace period; exiting anyway.");
+        }
+        Ok(())
+    }
+
+    async fn reconcile_loop(&self, cancel: CancellationToken) {
+        loop {
+            let deadline = match self.store.findings_next_deadline().await {
+                Ok(d) => d,
+                Err(e) => {
+                    tracing::error!(error = %crate::cli::chain(&e), "Cannot read deadlines from the store.");
+                    None
+                }
+            };
+            let floor = if self.last_failed.load(std::sync::atomic::Ordering::Relaxed) {
+                RETRY_FLOOR.min(self.config.sync.interval)
+            } else {
+                Duration::ZERO
+            };
+            let sleep = deadline.map(|d| (d - Utc::now()).to_std().unwrap_or(Duration::ZERO).max(floor));
+            let reasons = tokio::select! {
+                _ = cancel.cancelled() => return,
+                r = self.activator.next() => r,
+                _ = sleep_or_forever(sleep) => [Reason::Deadline].into(),
+            };
+            self.activate(reasons).await;
+        }
+    }
+
+    /// One activation: a full pass, recorded.
+    pub async fn activate(&self, reasons: BTreeSet<Reason>) {
+        let labels: Vec<&str> = reasons.iter().map(Reason::label).collect::<BTreeSet<_>>().into_iter().collect();
+        let trigger = labels.join(",");
+        let span = tracing::info_span!("activation", trigger = %trigger);
+        let _enter = span.enter();
+        let started = Utc::now();
+        let clock = Instant::now();
+        let result = self.full_pass(started).await;
+        let finished = Utc::now();
+        let ok = result.is_ok();
+        self.last_failed.store(!ok, std::sync::atomic::Ordering::Relaxed);
+        for l in &labels {
+            self.metrics.pass_finished(l, "full", ok, clock.elapsed());
+        }
+        let detail = match &result {
+            Ok(counts) => counts.to_string(),
+            Err(e) => {
+                tracing::error!(error = %crate::cli::chain(e.as_ref()), "Pass failed; findings stay as they were.");
+                crate::cli::chain(e.as_ref())
+            }
+        };
+        let record = Activation {
+            id: 0,
+            trigger: trigger.clone(),
+            scope: "full".into(),
+            started,
+            finished,
+            result: if ok { "ok".into() } else { "error".into() },
+            detail: detail.clone(),
+        };
+        if let Err(e) = self.store.activation_record(&record).await {
+            tracing::warn!(error = %crate::cli::chain(&e), "Cannot record the activation.");
+        }
+        if let Ok(mut last) = self.last.lock() {
+            for l in &labels {
+                last.insert(
+                    l.to_string(),
+                    json!({"at": started, "result": record.result, "detail": if ok { result.as_ref().ok().cloned().unwrap_or_default() } else { json!(detail) }}),
+                );
+            }
+        }
+        self.publish_status().await;
+    }
+
+    /// Reads everything, evaluates, records. Returns the counts for the activation log.
+    async fn full_pass(&self, now: DateTime<Utc>) -> anyhow::Result<serde_json::Value> {
+        let selected: Vec<(&WorkspaceConfig, &SegmentClient)> = self.clients.iter().map(|(w, c)| (w, c)).collect();
+        let reading = pass::read_all(&self.okta, &selected, &self.mappings, &self.settings, now).await?;
+
+        // What the IdP side changed since the last pass, as observed by us.
+        let membership = IdpMembership::from_read(&reading.idp.groups);
+        let prev_membership: Option<IdpMembership> =
+            self.store.snapshot_get(IDP_MEMBERSHIP).await?.and_then(|v| serde_json::from_value(v).ok());
+        let mut observed: Vec<crate::model::IdpEvent> =
+            self.store.snapshot_get(IDP_OBSERVED).await?.and_then(|v| serde_json::from_value(v).ok()).unwrap_or_default();
+        if let Some(prev) = &prev_membership {
+            observed.extend(history::observe_idp_changes(prev, &membership, now));
+        }
+        observed.retain(|e| e.published >= now - self.settings.event_lookback);
+        let mut idp = reading.idp;
+        idp.events = history::merge_events(&idp.events, &observed);
+
+        let empty = Default::default();
+        let mut findings: Vec<Finding> = Vec::new();
+        let mut ok_workspaces = Vec::new();
+        let mut failed = Vec::new();
+        let mut summaries = Vec::new();
+        let mut changes = Vec::new();
+        for ((ws, _), (_, snap)) in self.clients.iter().zip(reading.workspaces) {
+            let snap = match snap {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!(workspace = %ws.name, error = %crate::cli::chain(&e), "Workspace read failed; its findings stay as they were.");
+                    failed.push(json!({"workspace": ws.name, "error": e.to_string()}));
+                    continue;
+                }
+            };
+            let mapping = self.mappings.workspaces.get(&ws.name).unwrap_or(&empty);
+            findings.extend(evaluate(ws, mapping, &snap, &idp, &self.settings, now));
+            summaries.push(WorkspaceSummary { name: ws.name.clone(), users: snap.users.len(), groups: snap.groups.len() });
+
+            // The change log: this snapshot against the last one kept.
+            let key = format!("segment.{}", ws.name);
+            if let Some(prev) = self.store.snapshot_get(&key).await? {
+                if let Ok(prev) = serde_json::from_value::<Kept>(prev) {
+                    let mirror_to_idp: BTreeMap<String, String> = mapping
+                        .groups
+                        .iter()
+                        .filter_map(|g| g.segment_group.clone().map(|m| (m, g.idp_group.text().to_string())))
+                        .collect();
+                    let actors = history::Actors {
+                        self_actor: ws.self_actor.as_deref(),
+                        automation: &ws.automation_actors,
+                        scim: &ws.scim_actors,
+                    };
+                    changes.extend(history::access_changes(&prev.snapshot, &snap, prev.at, &idp.events, &mirror_to_idp, &actors, now));
+                }
+            }
+            self.store.snapshot_put(&key, &serde_json::to_value(Kept { at: now, snapshot: snap })?).await?;
+            ok_workspaces.push(ws.name.clone());
+        }
+
+        let ids: Vec<String> = findings.iter().map(|f| f.id.clone()).collect();
+        let first_seen = self.store.findings_first_seen(&ids).await?;
+        history::apply_first_seen(&mut findings, &first_seen, now);
+        sort(&mut findings);
+        let transitions = self.store.findings_record_full(&ok_workspaces, &findings, now).await?;
+        for c in &changes {
+            if let Some(ms) = c.latency_ms {
+                self.metrics.observe_latency(ms as f64 / 1000.0);
+            }
+            tracing::info!(workspace = %c.workspace, user = %c.user, before = %c.before, after = %c.after, "Access changed.");
+        }
+        self.store.changes_append(&changes).await?;
+        self.store.snapshot_put(IDP_MEMBERSHIP, &serde_json::to_value(&membership)?).await?;
+        self.store.snapshot_put(IDP_OBSERVED, &serde_json::to_value(&observed)?).await?;
+
+        for f in &transitions.opened {
+            log_finding("New finding.", f);
+        }
+        for (before, after) in &transitions.changed {
+            if before.state != after.state || before.severity != after.severity {
+                log_finding("Finding changed.", after);
+            }
+        }
+        for r in &transitions.resolved {
+            tracing::info!(id = %r.finding.id, kind = %r.finding.kind, subject = %r.finding.subject(), "Finding resolved.");
+        }
+
+        // What the server shows: every open finding, this pass's and the failed
+        // workspaces' earlier ones alike.
+        let open: Vec<Finding> = self.store.findings_open().await?.into_iter().map(|s| s.finding).collect();
+        self.metrics.set_open_findings(&open);
+        let report = Report { generated_at: now, idp: self.settings.idp, workspaces: summaries, findings: open };
+        if let Ok(mut f) = self.server.findings.write() {
+            *f = Some(crate::output::json(&report));
+        }
+        if failed.is_empty() {
+            self.metrics.set_last_success(now);
+            if let Ok(mut r) = self.server.ready.write() {
+                r.last_full_success = Some(now);
+            }
+        }
+        let counts = json!({
+            "findings": report.findings.len(),
+            "opened": transitions.opened.len(),
+            "resolved": transitions.resolved.len(),
+            "changes": changes.len(),
+            "failed_workspaces": failed,
+        });
+        if !failed.is_empty() {
+            anyhow::bail!("{} of {} workspaces could not be read: {}", failed.len(), self.clients.len(), serde_json::Value::Array(failed));
+        }
+        Ok(counts)
+    }
+
+    async fn publish_status(&self) {
+        let open = self.store.findings_open().await.unwrap_or_default();
+        let deadline = self.store.findings_next_deadline().await.ok().flatten();
+        let mut summary: BTreeMap<String, usize> = BTreeMap::new();
+        for f in &open {
+            *summary.entry(format!("{}/{}", f.finding.state.as_str(), f.finding.severity.as_str())).or_default() += 1;
+        }
+        let last = self.last.lock().map(|l| l.clone()).unwrap_or_default();
+        let doc = json!({
+            "last_activation": last,
+            "next_deadline": deadline,
+            "open_findings": { "total": open.len(), "by_state_severity": summary },
+        });
+        if let Ok(mut s) = self.server.status.write() {
+            *s = doc;
+        }
+    }
+}
+
+/// A workspace snapshot kept for the next change-log comparison.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Kept {
+    at: DateTime<Utc>,
+    snapshot: WorkspaceSnapshot,
+}
+
+fn log_finding(what: &str, f: &Finding) {
+    use crate::reconcile::{Severity, State};
+    match (f.state, f.severity) {
+        (State::Drift, Severity::Critical | Severity::Error) => {
+            tracing::error!(id = %f.id, kind = %f.kind, state = f.state.as_str(), severity = f.severity.as_str(), workspace = %f.workspace, message = %f.message, "{what}")
+        }
+        (State::Drift, _) => {
+            tracing::warn!(id = %f.id, kind = %f.kind, state = f.state.as_str(), severity = f.severity.as_str(), workspace = %f.workspace, message = %f.message, "{what}")
+        }
+        _ => tracing::info!(id = %f.id, kind = %f.kind, state = f.state.as_str(), severity = f.severity.as_str(), workspace = %f.workspace, message = %f.message, "{what}"),
+    }
+}
+
+async fn sleep_or_forever(d: Option<Duration>) {
+    match d {
+        Some(d) => tokio::time::sleep(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn serve(tracker: &TaskTracker, listener: tokio::net::TcpListener, router: axum::Router, cancel: CancellationToken) {
+    tracker.spawn(async move {
+        let result = axum::serve(listener, router).with_graceful_shutdown(async move { cancel.cancelled().await }).await;
+        if let Err(e) = result {
+            tracing::error!(error = %e, "HTTP server stopped.");
+        }
+    });
+}
+
+/// `scimwatch run`: load, build, run until SIGTERM/SIGINT.
+pub async fn main(config: Config, mappings: MappingSet) -> anyhow::Result<()> {
+    let daemon = Arc::new(Daemon::build(config, mappings, RetryConfig::default()).await?);
+    let shutdown = CancellationToken::new();
+    let signal = shutdown.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        signal.cancel();
+    });
+    daemon.activator.activate(Reason::Startup);
+    daemon.run(shutdown).await
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
