@@ -237,11 +237,14 @@ async fn a_full_pass_opens_changes_and_resolves_within_its_workspaces() {
 
     // b comes back: reopened with a new first_seen.
     let tr = store
-        .findings_record_partial(&[b.clone()], t(90))
+        .findings_record_partial(std::slice::from_ref(&b), t(90))
         .await
         .unwrap();
     assert_eq!(tr.opened, vec![b.clone()]);
-    let first = store.findings_first_seen(&[b.id.clone()]).await.unwrap();
+    let first = store
+        .findings_first_seen(std::slice::from_ref(&b.id))
+        .await
+        .unwrap();
     assert_eq!(first[&b.id], t(90));
     // ... and resolved findings do not report a first_seen.
     store
@@ -249,7 +252,7 @@ async fn a_full_pass_opens_changes_and_resolves_within_its_workspaces() {
         .await
         .unwrap();
     assert!(store
-        .findings_first_seen(&[b.id.clone()])
+        .findings_first_seen(std::slice::from_ref(&b.id))
         .await
         .unwrap()
         .is_empty());
@@ -260,7 +263,7 @@ async fn a_message_change_is_a_change_and_a_severity_change_too() {
     let store = Store::open_memory().await.unwrap();
     let a = finding("production", "a@x.test", State::Drift, None);
     store
-        .findings_record_partial(&[a.clone()], t(0))
+        .findings_record_partial(std::slice::from_ref(&a), t(0))
         .await
         .unwrap();
     let mut reworded = a.clone();
@@ -417,7 +420,7 @@ async fn two_stores_on_one_file_see_each_others_writes() {
     assert_eq!(seen.len(), 1);
     // And the other way round, for findings.
     let f = finding("production", "a@x.test", State::Pending, Some(t(600)));
-    cli.findings_record_partial(&[f.clone()], t(2))
+    cli.findings_record_partial(std::slice::from_ref(&f), t(2))
         .await
         .unwrap();
     assert_eq!(daemon.findings_next_deadline().await.unwrap(), Some(t(600)));
@@ -500,4 +503,57 @@ async fn the_activation_history_is_capped() {
     let latest = store.activations_latest().await.unwrap();
     assert_eq!(latest.len(), 1);
     assert_eq!(latest[0].trigger, "periodic");
+}
+
+#[tokio::test]
+async fn a_store_abandoned_mid_window_keeps_the_deadline_ids_and_log() {
+    // The closest in-process stand-in for SIGKILL: the pool is never closed, the WAL is
+    // never checkpointed, and a second store opens the file while the first still holds it.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    let pending = finding("production", "a@x.test", State::Pending, Some(t(900)));
+    let crashed = Store::open(&path).await.unwrap();
+    crashed
+        .findings_record_full(&ws(&["production"]), std::slice::from_ref(&pending), t(10))
+        .await
+        .unwrap();
+    crashed
+        .changes_append(&[change(t(5), "a@x.test", "nothing")])
+        .await
+        .unwrap();
+    std::mem::forget(crashed);
+
+    let restarted = Store::open(&path).await.unwrap();
+    assert_eq!(
+        restarted.findings_next_deadline().await.unwrap(),
+        Some(t(900))
+    );
+    let open = restarted.findings_open().await.unwrap();
+    assert_eq!(open.len(), 1);
+    assert_eq!(open[0].finding.id, pending.id);
+    assert_eq!(open[0].first_seen, t(10));
+    assert_eq!(restarted.changes_since(t(0)).await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn the_database_refuses_edits_to_the_change_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    let store = Store::open(&path).await.unwrap();
+    store
+        .changes_append(&[change(t(5), "a@x.test", "nothing")])
+        .await
+        .unwrap();
+    let url = format!("sqlite://{}", path.display());
+    let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    let update = sqlx::query("UPDATE changes SET before = 'forged'")
+        .execute(&mut conn)
+        .await;
+    assert!(update.unwrap_err().to_string().contains("append-only"));
+    let delete = sqlx::query("DELETE FROM changes").execute(&mut conn).await;
+    assert!(delete.is_err());
+    assert_eq!(
+        store.changes_since(t(0)).await.unwrap()[0].before,
+        "nothing"
+    );
 }
