@@ -4,7 +4,7 @@
 //! checkpoints; activation history; the last snapshots the daemon compares against; and
 //! the append-only change log. One file per kind of record, `noun_verb` method names.
 //!
-//! Contract (to be implemented in this module's files):
+//! Contract:
 //! - `Store::open` creates the file if missing, sets WAL and a busy timeout, and runs the
 //!   embedded migrations; a store it cannot open or migrate is an error naming the path.
 //! - Every multi-row write is one transaction: a crash leaves the previous state or the
@@ -21,7 +21,9 @@
 //! - A reader (`scimwatch changes`) may open the same file while the daemon writes (WAL).
 //!
 //! Times are stored as RFC 3339 text in UTC with nine fractional digits and a `Z` (fixed
-//! width), so they compare as text. Write transactions start with `BEGIN IMMEDIATE`, so
+//! width), so they compare as text. A finding's own times (`since`, `deadline`) travel in
+//! its JSON body with whole seconds, as findings.md prints them; the `deadline` column
+//! keeps the full precision for `findings_next_deadline`. Write transactions start with `BEGIN IMMEDIATE`, so
 //! two writers wait for each other (busy timeout) instead of failing on an upgrade.
 //!
 //! Files: `findings.rs`, `changes.rs` (plus the CSV/JSON renderings and `parse_since`),
