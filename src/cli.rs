@@ -138,12 +138,9 @@ async fn run(config: Option<&Path>) -> anyhow::Result<()> {
 
 async fn changes(config: Option<&Path>, since: &str, output: ChangesOutput) -> anyhow::Result<String> {
     let config = crate::config::load(config)?;
-    let path = &config.store.path;
-    if !path.exists() {
-        anyhow::bail!("no store at {} (store.path): has `scimwatch run` run with this config?", path.display());
-    }
     let since = crate::store::parse_since(since, Utc::now()).map_err(|e| anyhow::anyhow!("--since {since:?}: {e}"))?;
-    let store = crate::store::Store::open(path).await?;
+    // Never create an empty store here: a wrong path must not read as "no changes".
+    let store = crate::store::Store::open_existing(&config.store.path).await?;
     let records = store.changes_since(since).await?;
     Ok(match output {
         ChangesOutput::Csv => crate::store::changes_csv(&records),

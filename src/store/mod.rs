@@ -4,19 +4,50 @@
 //! checkpoints; activation history; the last snapshots the daemon compares against; and
 //! the append-only change log. One file per kind of record, `noun_verb` method names.
 //!
-//! Contract (to be implemented in this module's files):
+//! Contract:
 //! - `Store::open` creates the file if missing, sets WAL and a busy timeout, and runs the
 //!   embedded migrations; a store it cannot open or migrate is an error naming the path.
 //! - Every multi-row write is one transaction: a crash leaves the previous state or the
 //!   new one, never half of each.
 //! - Secrets never reach the database.
+//!
+//! Guarantees:
+//! - A restart (even after SIGKILL) keeps finding ids, `first_seen`, deadlines,
+//!   checkpoints, snapshots and the change log: every write is committed before the call
+//!   returns (WAL, `synchronous = NORMAL`: a power loss may drop the last commits, a
+//!   process crash drops none).
+//! - The change log is append-only: no code path updates or deletes it, and the schema's
+//!   triggers refuse it.
+//! - A reader (`scimwatch changes`) may open the same file while the daemon writes (WAL).
+//!
+//! Times are stored as RFC 3339 text in UTC with nine fractional digits and a `Z` (fixed
+//! width), so they compare as text. A finding's own times (`since`, `deadline`) travel in
+//! its JSON body with whole seconds, as findings.md prints them; the `deadline` column
+//! keeps the full precision for `findings_next_deadline`. Write transactions start with `BEGIN IMMEDIATE`, so
+//! two writers wait for each other (busy timeout) instead of failing on an upgrade.
+//!
+//! Files: `findings.rs`, `changes.rs` (plus the CSV/JSON renderings and `parse_since`),
+//! `checkpoints.rs` (checkpoints), `snapshots.rs`, `activations.rs`.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SecondsFormat, Utc};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
 use crate::reconcile::Finding;
+
+mod activations;
+mod changes;
+mod checkpoints;
+mod findings;
+mod snapshots;
+
+pub use changes::{changes_csv, changes_json, parse_since, CHANGES_CSV_HEADER};
+
+/// How long a statement waits for another connection's write lock.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -103,130 +134,91 @@ pub struct Activation {
 impl Store {
     /// Opens (creating if needed) the store at `path`.
     pub async fn open(path: &Path) -> Result<Store, StoreError> {
-        let _ = path;
-        todo!("store open")
+        Store::open_with(path, true).await
+    }
+
+    /// Opens the store at `path` only if the file exists (for readers such as
+    /// `scimwatch changes`, which must not create an empty store by mistake).
+    pub async fn open_existing(path: &Path) -> Result<Store, StoreError> {
+        Store::open_with(path, false).await
+    }
+
+    async fn open_with(path: &Path, create: bool) -> Result<Store, StoreError> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(create)
+            .journal_mode(SqliteJournalMode::Wal)
+            .busy_timeout(BUSY_TIMEOUT)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await
+            .map_err(|source| StoreError::Open {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        Store::migrate(pool).await
     }
 
     /// A private in-memory store, for tests.
     pub async fn open_memory() -> Result<Store, StoreError> {
-        todo!("store open_memory")
+        // One connection that never closes: an in-memory database lives as long as it.
+        let options = SqliteConnectOptions::from_str("sqlite::memory:")
+            .map_err(|source| StoreError::Open {
+                path: PathBuf::from(":memory:"),
+                source,
+            })?
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(options)
+            .await
+            .map_err(|source| StoreError::Open {
+                path: PathBuf::from(":memory:"),
+                source,
+            })?;
+        Store::migrate(pool).await
     }
 
-    // findings -----------------------------------------------------------------------
+    async fn migrate(pool: sqlx::SqlitePool) -> Result<Store, StoreError> {
+        sqlx::migrate!("./migrations")
+            .run(&pool)
+            .await
+            .map_err(StoreError::Migrate)?;
+        Ok(Store { pool })
+    }
 
-    /// Records a full pass over `workspaces`: upserts every finding (keeping
-    /// `first_seen`, bumping `last_seen`), and resolves at `now` the open findings of
-    /// those workspaces that the pass did not produce. One transaction.
-    pub async fn findings_record_full(
+    /// A write transaction that takes the write lock up front.
+    async fn begin_write(
         &self,
-        workspaces: &[String],
-        findings: &[Finding],
-        now: DateTime<Utc>,
-    ) -> Result<Transitions, StoreError> {
-        let _ = (workspaces, findings, now);
-        todo!()
-    }
-
-    /// Records a targeted pass: upserts `findings`; resolves nothing.
-    pub async fn findings_record_partial(
-        &self,
-        findings: &[Finding],
-        now: DateTime<Utc>,
-    ) -> Result<Transitions, StoreError> {
-        let _ = (findings, now);
-        todo!()
-    }
-
-    /// Every open finding.
-    pub async fn findings_open(&self) -> Result<Vec<StoredFinding>, StoreError> {
-        todo!()
-    }
-
-    /// The earliest deadline among open pending findings.
-    pub async fn findings_next_deadline(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
-        todo!()
-    }
-
-    /// `first_seen` of the given finding ids that are open.
-    pub async fn findings_first_seen(
-        &self,
-        ids: &[String],
-    ) -> Result<HashMap<String, DateTime<Utc>>, StoreError> {
-        let _ = ids;
-        todo!()
-    }
-
-    // change log ---------------------------------------------------------------------
-
-    /// Appends records (ids are assigned); one transaction.
-    pub async fn changes_append(&self, records: &[ChangeRecord]) -> Result<(), StoreError> {
-        let _ = records;
-        todo!()
-    }
-
-    /// Records with `at >= since`, oldest first.
-    pub async fn changes_since(
-        &self,
-        since: DateTime<Utc>,
-    ) -> Result<Vec<ChangeRecord>, StoreError> {
-        let _ = since;
-        todo!()
-    }
-
-    // checkpoints and snapshots ---------------------------------------------------------
-
-    pub async fn checkpoint_get(&self, name: &str) -> Result<Option<String>, StoreError> {
-        let _ = name;
-        todo!()
-    }
-
-    pub async fn checkpoint_set(&self, name: &str, value: &str) -> Result<(), StoreError> {
-        let _ = (name, value);
-        todo!()
-    }
-
-    /// A JSON document kept under a key (the last snapshots the daemon compares against).
-    pub async fn snapshot_get(&self, key: &str) -> Result<Option<serde_json::Value>, StoreError> {
-        let _ = key;
-        todo!()
-    }
-
-    pub async fn snapshot_put(
-        &self,
-        key: &str,
-        value: &serde_json::Value,
-    ) -> Result<(), StoreError> {
-        let _ = (key, value);
-        todo!()
-    }
-
-    // activations --------------------------------------------------------------------
-
-    pub async fn activation_record(&self, a: &Activation) -> Result<i64, StoreError> {
-        let _ = a;
-        todo!()
-    }
-
-    /// The latest activation of each trigger label.
-    pub async fn activations_latest(&self) -> Result<Vec<Activation>, StoreError> {
-        todo!()
+        what: &'static str,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, StoreError> {
+        self.pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(|source| StoreError::Query { what, source })
     }
 }
 
-/// The change log as CSV (IAM-tracker columns).
-pub fn changes_csv(records: &[ChangeRecord]) -> String {
-    let _ = records;
-    todo!()
+/// A time as the store writes it: fixed-width RFC 3339 in UTC.
+fn time_to_db(t: &DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Nanos, true)
 }
 
-/// The change log as JSON.
-pub fn changes_json(records: &[ChangeRecord]) -> String {
-    let _ = records;
-    todo!()
+fn time_from_db(what: &'static str, text: &str) -> Result<DateTime<Utc>, StoreError> {
+    DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| StoreError::Decode {
+            what,
+            detail: format!("bad time {text:?}: {e}"),
+        })
 }
 
-/// "30d" (now minus a duration) or an RFC 3339 time.
-pub fn parse_since(text: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, String> {
-    let _ = (text, now);
-    todo!()
+fn query_err(what: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
+    move |source| StoreError::Query { what, source }
 }

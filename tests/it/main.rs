@@ -2,7 +2,9 @@
 //! simulator, end-to-end `check` runs, snapshot tests.
 
 mod config;
+mod daemon;
 mod e2e;
 mod okta;
 mod segment;
 mod sim;
+mod store;
