@@ -5,4 +5,5 @@ mod config;
 mod e2e;
 mod okta;
 mod segment;
+mod server;
 mod sim;
