@@ -23,13 +23,39 @@ pub(super) fn secret_eq(presented: &[u8], secret: &Secret) -> bool {
     diff == 0
 }
 
+/// Why a request was refused; small, so handlers can `?`-style return it cheaply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Denied {
+    /// 404: the route is off (its secret is not configured).
+    Off,
+    /// 401 for a bearer-guarded route (with `WWW-Authenticate: Bearer`).
+    Bearer,
+    /// 401 for a shared-secret header.
+    Header,
+}
+
+impl IntoResponse for Denied {
+    fn into_response(self) -> Response {
+        match self {
+            Denied::Off => StatusCode::NOT_FOUND.into_response(),
+            Denied::Bearer => (
+                StatusCode::UNAUTHORIZED,
+                [(header::WWW_AUTHENTICATE, "Bearer")],
+                "unauthorized\n",
+            )
+                .into_response(),
+            Denied::Header => StatusCode::UNAUTHORIZED.into_response(),
+        }
+    }
+}
+
 /// `Ok` when no token is configured or the request carries `Authorization: Bearer
 /// <token>`; else the 401 to send.
 pub(super) fn require_bearer(
     token: Option<&Secret>,
     headers: &HeaderMap,
     route: &'static str,
-) -> Result<(), Response> {
+) -> Result<(), Denied> {
     let Some(token) = token else {
         return Ok(());
     };
@@ -45,12 +71,7 @@ pub(super) fn require_bearer(
                 presented = other.is_some(),
                 "Rejected a request without the right bearer token."
             );
-            Err((
-                StatusCode::UNAUTHORIZED,
-                [(header::WWW_AUTHENTICATE, "Bearer")],
-                "unauthorized\n",
-            )
-                .into_response())
+            Err(Denied::Bearer)
         }
     }
 }

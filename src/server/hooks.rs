@@ -14,7 +14,8 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-use super::{auth, ServerState};
+use super::auth::{self, Denied};
+use super::ServerState;
 use crate::triggers::Reason;
 
 /// Deliveries larger than this are refused (413).
@@ -28,7 +29,7 @@ pub(super) async fn okta_verify(
     headers: HeaderMap,
 ) -> Response {
     if let Err(denied) = hook_and_auth(&state, &headers) {
-        return denied;
+        return denied.into_response();
     }
     let Some(challenge) = headers
         .get("x-okta-verification-challenge")
@@ -48,7 +49,7 @@ pub(super) async fn okta_verify(
 pub(super) async fn okta_deliver(State(state): State<Arc<ServerState>>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     if let Err(denied) = hook_and_auth(&state, &parts.headers) {
-        return denied;
+        return denied.into_response();
     }
     let bytes = match axum::body::to_bytes(Body::new(body), MAX_BODY).await {
         Ok(b) => b,
@@ -95,9 +96,9 @@ pub(super) async fn okta_deliver(State(state): State<Arc<ServerState>>, req: Req
 
 /// `Ok` when the hook is configured and the request carries its header; else the 404 or
 /// 401 to send.
-fn hook_and_auth(state: &ServerState, headers: &HeaderMap) -> Result<(), Response> {
+fn hook_and_auth(state: &ServerState, headers: &HeaderMap) -> Result<(), Denied> {
     let Some(hook) = state.okta_hook.as_ref() else {
-        return Err(StatusCode::NOT_FOUND.into_response());
+        return Err(Denied::Off);
     };
     let presented = headers.get(hook.header.as_str()).map(|v| v.as_bytes());
     match presented {
@@ -108,7 +109,7 @@ fn hook_and_auth(state: &ServerState, headers: &HeaderMap) -> Result<(), Respons
                 presented = other.is_some(),
                 "Rejected an Okta Event Hook request without the right shared secret."
             );
-            Err(StatusCode::UNAUTHORIZED.into_response())
+            Err(Denied::Header)
         }
     }
 }

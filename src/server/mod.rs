@@ -124,7 +124,7 @@ async fn metrics(State(state): State<Arc<ServerState>>) -> Response {
 
 async fn status(State(state): State<Arc<ServerState>>, headers: HeaderMap) -> Response {
     if let Err(denied) = auth::require_bearer(state.auth_token.as_ref(), &headers, "/status") {
-        return denied;
+        return denied.into_response();
     }
     let doc = read(&state.status).clone();
     axum::Json(doc).into_response()
@@ -132,7 +132,7 @@ async fn status(State(state): State<Arc<ServerState>>, headers: HeaderMap) -> Re
 
 async fn findings(State(state): State<Arc<ServerState>>, headers: HeaderMap) -> Response {
     if let Err(denied) = auth::require_bearer(state.auth_token.as_ref(), &headers, "/findings") {
-        return denied;
+        return denied.into_response();
     }
     match read(&state.findings).clone() {
         Some(doc) => ([(header::CONTENT_TYPE, "application/json")], doc).into_response(),
