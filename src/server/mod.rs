@@ -5,7 +5,17 @@
 //! are served only there ([`hooks_router`]), so the public webhook endpoint exposes
 //! nothing else. `/status` and `/findings` name people and their access: when
 //! `server.auth_token` is set they require it as a bearer token (compared in constant
-//! time). Hook receivers wake the reconciler and answer at once; they never feed it.
+//! time; 401 with `WWW-Authenticate: Bearer` otherwise). `/livez`, `/readyz` and
+//! `/metrics` stay open: they carry no person (see `crate::metrics`).
+//!
+//! `/readyz` is 200 when the last full pass succeeded within 3 × `sync.interval`, else 503
+//! with a one-line reason. `/findings` is 503 until the first successful pass.
+//! Hook receivers wake the reconciler and answer at once; they never feed it, and they
+//! answer 404 unless their secret is configured (`hooks.rs`).
+//!
+//! Handlers only read the shared state; the daemon writes it after each pass. A poisoned
+//! lock is read through (it still holds the last value written). Secrets, tokens and
+//! presented credentials never reach a log line or a response.
 
 mod auth;
 mod hooks;
