@@ -5,11 +5,28 @@
 //! are served only there ([`hooks_router`]), so the public webhook endpoint exposes
 //! nothing else. `/status` and `/findings` name people and their access: when
 //! `server.auth_token` is set they require it as a bearer token (compared in constant
-//! time). Hook receivers wake the reconciler and answer at once; they never feed it.
+//! time; 401 with `WWW-Authenticate: Bearer` otherwise). `/livez`, `/readyz` and
+//! `/metrics` stay open: they carry no person (see `crate::metrics`).
+//!
+//! `/readyz` is 200 when the last full pass succeeded within 3 × `sync.interval`, else 503
+//! with a one-line reason. `/findings` is 503 until the first successful pass.
+//! Hook receivers wake the reconciler and answer at once; they never feed it, and they
+//! answer 404 unless their secret is configured (`hooks.rs`).
+//!
+//! Handlers only read the shared state; the daemon writes it after each pass. A poisoned
+//! lock is read through (it still holds the last value written). Secrets, tokens and
+//! presented credentials never reach a log line or a response.
+
+mod auth;
+mod hooks;
 
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
 use chrono::{DateTime, Utc};
 
 use crate::config::Secret;
@@ -50,12 +67,126 @@ pub struct ServerState {
 
 /// The main router (with the hooks when `with_hooks`).
 pub fn router(state: Arc<ServerState>, with_hooks: bool) -> axum::Router {
-    let _ = (state, with_hooks);
-    todo!()
+    let main = axum::Router::new()
+        .route("/livez", get(livez))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/status", get(status))
+        .route("/findings", get(findings))
+        .with_state(state.clone());
+    if with_hooks {
+        main.merge(hooks_router(state))
+    } else {
+        main
+    }
 }
 
 /// Only `/hooks/*`, for `server.hooks_listen`.
 pub fn hooks_router(state: Arc<ServerState>) -> axum::Router {
-    let _ = state;
-    todo!()
+    axum::Router::new()
+        .route(
+            "/hooks/okta",
+            get(hooks::okta_verify).post(hooks::okta_deliver),
+        )
+        .with_state(state)
+}
+
+async fn livez() -> &'static str {
+    "ok\n"
+}
+
+async fn readyz(State(state): State<Arc<ServerState>>) -> Response {
+    let ready = read(&state.ready).clone();
+    match readiness(&ready, Utc::now()) {
+        Ok(()) => (StatusCode::OK, "ready\n").into_response(),
+        Err(reason) => (StatusCode::SERVICE_UNAVAILABLE, format!("{reason}\n")).into_response(),
+    }
+}
+
+/// Ready when the last full pass succeeded within 3 × the sync interval of `now`.
+fn readiness(ready: &Readiness, now: DateTime<Utc>) -> Result<(), String> {
+    let Some(last) = ready.last_full_success else {
+        return Err("not ready: no successful full pass yet".into());
+    };
+    let window = chrono::Duration::from_std(ready.interval.saturating_mul(3))
+        .unwrap_or(chrono::Duration::MAX);
+    if now.signed_duration_since(last) <= window {
+        Ok(())
+    } else {
+        Err(format!(
+            "not ready: last successful full pass at {}",
+            last.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        ))
+    }
+}
+
+async fn metrics(State(state): State<Arc<ServerState>>) -> Response {
+    let body = state.metrics.render(&state.requests);
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
+}
+
+async fn status(State(state): State<Arc<ServerState>>, headers: HeaderMap) -> Response {
+    if let Err(denied) = auth::require_bearer(state.auth_token.as_ref(), &headers, "/status") {
+        return denied.into_response();
+    }
+    let doc = read(&state.status).clone();
+    axum::Json(doc).into_response()
+}
+
+async fn findings(State(state): State<Arc<ServerState>>, headers: HeaderMap) -> Response {
+    if let Err(denied) = auth::require_bearer(state.auth_token.as_ref(), &headers, "/findings") {
+        return denied.into_response();
+    }
+    match read(&state.findings).clone() {
+        Some(doc) => ([(header::CONTENT_TYPE, "application/json")], doc).into_response(),
+        None => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(serde_json::json!({"error": "no successful pass yet"})),
+        )
+            .into_response(),
+    }
+}
+
+/// Reads a lock shared with the daemon; a poisoned lock still holds the last value
+/// written, which is what we want to serve.
+fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    match lock.read() {
+        Ok(g) => g,
+        Err(poisoned) => poisoned.into_inner(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(secs: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(secs, 0).unwrap()
+    }
+
+    #[test]
+    fn readiness_window_is_three_intervals() {
+        let interval = Duration::from_secs(600);
+        let none = Readiness {
+            last_full_success: None,
+            interval,
+        };
+        assert!(readiness(&none, at(10_000))
+            .unwrap_err()
+            .contains("no successful"));
+        let ok = Readiness {
+            last_full_success: Some(at(10_000)),
+            interval,
+        };
+        assert!(readiness(&ok, at(10_000 + 1800)).is_ok());
+        let err = readiness(&ok, at(10_000 + 1801)).unwrap_err();
+        assert!(err.contains("1970-01-01T02:46:40Z"), "{err}");
+    }
 }

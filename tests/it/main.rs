@@ -6,5 +6,6 @@ mod daemon;
 mod e2e;
 mod okta;
 mod segment;
+mod server;
 mod sim;
 mod store;
