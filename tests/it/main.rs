@@ -6,3 +6,4 @@ mod e2e;
 mod okta;
 mod segment;
 mod sim;
+mod sim_hooks;
