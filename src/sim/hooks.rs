@@ -140,6 +140,8 @@ impl Hooks {
             .redirect(reqwest::redirect::Policy::none())
             .user_agent("Okta Event Hooks (scimwatch-sim)")
             .build()
+            // Building only fails when the TLS backend cannot start; the default client
+            // would meet the same fate, so this is the one place a failure can surface.
             .unwrap_or_default();
         Hooks {
             client,
@@ -247,7 +249,12 @@ pub async fn register(app: &App, body: &Value) -> Response {
         Err(why) => return err(400, &why),
     };
     if let Err(why) = verify(&app.hooks.client, &wanted).await {
-        tracing::info!(url = %wanted.url, reason = %why, "Event hook failed verification; not registered.");
+        // The URL may carry credentials: log its host only.
+        let host = url::Url::parse(&wanted.url)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_string))
+            .unwrap_or_default();
+        tracing::info!(%host, reason = %why, "Event hook failed verification; not registered.");
         return err(400, &why);
     }
     let id = format!("who{}", random_id(17));

@@ -47,6 +47,8 @@ struct Receiver {
     wrong_echo: bool,
     /// Statuses for the next POSTs; 200 once exhausted.
     script: Mutex<VecDeque<u16>>,
+    /// How many of the next requests (GET or POST) answer only after 3.5 s (recorded at once).
+    slow: Mutex<u32>,
 }
 
 impl Receiver {
@@ -67,12 +69,21 @@ async fn receive(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let slow = {
+        let mut n = r.slow.lock().unwrap();
+        let slow = *n > 0;
+        *n = n.saturating_sub(1);
+        slow
+    };
     if method == Method::GET {
         let challenge = headers
             .get("x-okta-verification-challenge")
             .map(|v| v.to_str().unwrap().to_string())
             .unwrap_or_default();
         r.gets.lock().unwrap().push(headers);
+        if slow {
+            tokio::time::sleep(Duration::from_millis(3500)).await;
+        }
         let echo = if r.wrong_echo {
             "not-the-challenge".to_string()
         } else {
@@ -82,6 +93,9 @@ async fn receive(
     }
     let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     r.posts.lock().unwrap().push((headers, body));
+    if slow {
+        tokio::time::sleep(Duration::from_millis(3500)).await;
+    }
     let status = r.script.lock().unwrap().pop_front().unwrap_or(200);
     StatusCode::from_u16(status).unwrap().into_response()
 }
@@ -459,6 +473,56 @@ async fn delete_stops_deliveries_and_unknown_hooks_are_404() {
         .await
         .unwrap();
     assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    assert!(state(&c, &h).await["okta"]["event_hooks"]
+        .as_array()
+        .unwrap()
+        .is_empty());
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn a_delivery_timing_out_after_3s_is_retried_once() {
+    let h = start().await;
+    let c = Client::new();
+    let (r, url) = receiver(Receiver::default()).await;
+    let id = registered(&c, &h, &url, json!({})).await;
+    *r.slow.lock().unwrap() = 1;
+    member(&c, &h, "b@x.test", true).await;
+    wait_posts(&r, 1).await;
+    // The first attempt times out at 3 s; the retry answers at once.
+    wait_posts(&r, 2).await;
+    let ids = r.event_ids();
+    assert_eq!(ids[0], ids[1]);
+    let mut d = Value::Null;
+    for _ in 0..50 {
+        d = deliveries(&c, &h, &id).await;
+        if d.as_array().unwrap().len() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(d[0]["error"], "timeout", "{d}");
+    assert_eq!(d[0]["status"], Value::Null);
+    assert_eq!(d[1]["attempt"], 2);
+    assert_eq!(d[1]["status"], 200);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn a_verification_slower_than_3s_fails() {
+    let h = start().await;
+    let c = Client::new();
+    let r = Receiver::default();
+    *r.slow.lock().unwrap() = 1;
+    let (_r, url) = receiver(r).await;
+    let started = std::time::Instant::now();
+    let (status, out) = register(&c, &h, json!({"url": url, "auth_header": "x"})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        out["errorSummary"].as_str().unwrap().contains("3 s"),
+        "{out}"
+    );
+    assert!(started.elapsed() < Duration::from_millis(3400));
     assert!(state(&c, &h).await["okta"]["event_hooks"]
         .as_array()
         .unwrap()
