@@ -1,6 +1,7 @@
 //! The control API under `/_sim` (sim.md "Control API"): IdP mutations that write System
 //! Log events and feed the push engine, push-engine modes, fault injection and a dump of
-//! the whole state. JSON in and out, no auth (the sim binds loopback by default).
+//! the whole state, Okta Event Hook registration (`hooks.rs`). JSON in and out, no auth
+//! (the sim binds loopback by default).
 //!
 //! Contract: each Okta mutation bumps `lastUpdated` / `lastMembershipUpdated`, appends its
 //! System Log event with `published` = now, and enqueues the push changes it causes.
@@ -11,6 +12,7 @@ use chrono::Utc;
 use serde_json::{json, Value};
 
 use super::cursor::{base62_id, iso_time, okta_time, random_id};
+use super::hooks;
 use super::http::json as json_resp;
 use super::push::{self, Mode};
 use super::ratelimit::Fault;
@@ -202,6 +204,11 @@ pub async fn handle(app: &App, req: Req) -> Response {
             }
             ok(app.push.snapshot())
         }
+        (Method::POST, ["okta", "event-hooks"]) => hooks::register(app, &body).await,
+        (Method::GET, ["okta", "event-hooks"]) => ok(app.hooks.snapshot()),
+        (Method::GET, ["okta", "event-hooks", id]) => hooks::get(app, id),
+        (Method::GET, ["okta", "event-hooks", id, "deliveries"]) => hooks::deliveries(app, id),
+        (Method::DELETE, ["okta", "event-hooks", id]) => hooks::remove(app, id),
         (Method::GET, ["state"]) => ok(dump(app)),
         (Method::POST, ["faults"]) => {
             let service = s("service").unwrap_or_else(|| "all".to_string());
@@ -338,6 +345,7 @@ fn dump(app: &App) -> Value {
                    "users": users, "groups": groups, "audit_events": audit}),
         );
     }
-    json!({"okta": {"users": users, "groups": groups, "log": log}, "segment": segment,
+    let event_hooks = app.hooks.snapshot();
+    json!({"okta": {"users": users, "groups": groups, "log": log, "event_hooks": event_hooks}, "segment": segment,
            "push": app.push.snapshot(), "faults": app.faults.snapshot()})
 }

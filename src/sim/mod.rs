@@ -17,7 +17,8 @@
 //! the seed has no history (System Log and audit trail start empty). Never log a token.
 //!
 //! Layout: `seed.rs` (the seed file), `state.rs` (the world and its mutators), `okta.rs` +
-//! `systemlog.rs` + `oauth.rs`, `segment.rs` + `segment_iam.rs`, `scim.rs`, `push.rs`, `control.rs`, `filter.rs` (Okta's filter
+//! `systemlog.rs` + `oauth.rs`, `segment.rs` + `segment_iam.rs`, `scim.rs`, `push.rs`, `hooks.rs` (Okta Event
+//! Hooks: verification and delivery), `control.rs`, `filter.rs` (Okta's filter
 //! language), `cursor.rs` (signed cursors, ids), `ratelimit.rs` (windows and faults),
 //! `http.rs` (the request type and response helpers).
 
@@ -27,6 +28,7 @@
 mod control;
 mod cursor;
 mod filter;
+mod hooks;
 mod http;
 mod oauth;
 mod okta;
@@ -75,6 +77,7 @@ pub(crate) struct App {
     pub limiter: ratelimit::Limiter,
     pub faults: ratelimit::Faults,
     pub push: push::Push,
+    pub hooks: hooks::Hooks,
     pub oauth: oauth::OAuth,
     pub addr: SocketAddr,
     pub retry_after_toggle: std::sync::atomic::AtomicU64,
@@ -92,6 +95,7 @@ pub struct SimHandle {
     cancel: CancellationToken,
     server: tokio::task::JoinHandle<()>,
     engine: tokio::task::JoinHandle<()>,
+    hooks: tokio::task::JoinHandle<()>,
 }
 
 impl SimHandle {
@@ -141,6 +145,7 @@ impl SimHandle {
         self.cancel.cancel();
         let _ = self.server.await;
         let _ = self.engine.await;
+        let _ = self.hooks.await;
     }
 }
 
@@ -169,6 +174,7 @@ pub async fn start(seed_toml: &str, listen: &str) -> Result<SimHandle, SimError>
         limiter: ratelimit::Limiter::default(),
         faults: ratelimit::Faults::default(),
         push: push::Push::new(seed.push.delay),
+        hooks: hooks::Hooks::new(),
         oauth: oauth::OAuth::new(),
         addr,
         retry_after_toggle: std::sync::atomic::AtomicU64::new(0),
@@ -188,6 +194,7 @@ pub async fn start(seed_toml: &str, listen: &str) -> Result<SimHandle, SimError>
         }
     });
     let engine = tokio::spawn(push::run(app.clone(), cancel.clone()));
+    let hooks = tokio::spawn(hooks::run(app.clone(), cancel.clone()));
     tracing::info!(%addr, "Simulator listening.");
     Ok(SimHandle {
         addr,
@@ -195,6 +202,7 @@ pub async fn start(seed_toml: &str, listen: &str) -> Result<SimHandle, SimError>
         cancel,
         server,
         engine,
+        hooks,
     })
 }
 

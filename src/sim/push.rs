@@ -173,6 +173,7 @@ pub fn apply(st: &mut State, change: &Change) {
         okta,
         workspaces,
         audit_counter,
+        ..
     } = st;
     let Some(ws) = workspaces.get_mut(&change.workspace) else {
         return;

@@ -376,6 +376,7 @@ impl State {
             okta,
             workspaces: BTreeMap::new(),
             audit_counter: 0,
+            log_signal: tokio::sync::watch::Sender::new(0),
         };
         for w in &seed.segment.workspace {
             let ws = state.workspace_from_seed(w, text)?;

@@ -571,6 +571,9 @@ pub struct State {
     pub okta: Okta,
     pub workspaces: BTreeMap<String, Workspace>,
     pub audit_counter: u64,
+    /// Carries the System Log's length after each append: wakes the Event Hook delivery
+    /// task (`hooks::run`). Sending on it never blocks or awaits.
+    pub log_signal: tokio::sync::watch::Sender<usize>,
 }
 
 impl State {
@@ -586,12 +589,14 @@ impl State {
             .unwrap_or_default()
     }
 
-    /// Appends a System Log event built by the caller.
+    /// Appends a System Log event built by the caller, and signals the Event Hook
+    /// delivery task so the event is queued for every hook registered before it.
     pub fn log(&mut self, json: Value) {
         self.okta.log.push(LogEvent {
             published: Utc::now(),
             json,
         });
+        self.log_signal.send_replace(self.okta.log.len());
     }
 
     pub fn new_uuid() -> String {

@@ -8,4 +8,5 @@ mod okta;
 mod segment;
 mod server;
 mod sim;
+mod sim_hooks;
 mod store;
