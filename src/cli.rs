@@ -118,16 +118,18 @@ pub async fn main(cli: Cli) -> i32 {
                 2
             }
         },
-        Command::Changes { since, output } => match changes(cli.config.as_deref(), &since, output).await {
-            Ok(text) => {
-                print!("{text}");
-                0
+        Command::Changes { since, output } => {
+            match changes(cli.config.as_deref(), &since, output).await {
+                Ok(text) => {
+                    print!("{text}");
+                    0
+                }
+                Err(e) => {
+                    eprintln!("scimwatch changes: {}", chain(e.as_ref()));
+                    2
+                }
             }
-            Err(e) => {
-                eprintln!("scimwatch changes: {}", chain(e.as_ref()));
-                2
-            }
-        },
+        }
     }
 }
 
@@ -136,9 +138,14 @@ async fn run(config: Option<&Path>) -> anyhow::Result<()> {
     crate::daemon::main(config, mappings).await
 }
 
-async fn changes(config: Option<&Path>, since: &str, output: ChangesOutput) -> anyhow::Result<String> {
+async fn changes(
+    config: Option<&Path>,
+    since: &str,
+    output: ChangesOutput,
+) -> anyhow::Result<String> {
     let config = crate::config::load(config)?;
-    let since = crate::store::parse_since(since, Utc::now()).map_err(|e| anyhow::anyhow!("--since {since:?}: {e}"))?;
+    let since = crate::store::parse_since(since, Utc::now())
+        .map_err(|e| anyhow::anyhow!("--since {since:?}: {e}"))?;
     // Never create an empty store here: a wrong path must not read as "no changes".
     let store = crate::store::Store::open_existing(&config.store.path).await?;
     let records = store.changes_since(since).await?;

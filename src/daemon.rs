@@ -72,7 +72,11 @@ pub const RETRY_FLOOR: Duration = Duration::from_secs(15);
 
 impl Daemon {
     /// Builds the clients, opens the store and prepares the server state.
-    pub async fn build(config: Config, mappings: MappingSet, retry: RetryConfig) -> anyhow::Result<Daemon> {
+    pub async fn build(
+        config: Config,
+        mappings: MappingSet,
+        retry: RetryConfig,
+    ) -> anyhow::Result<Daemon> {
         let settings = crate::cli::settings(&config)?;
         let store = Store::open(&config.store.path).await?;
         let stats = RequestStats::new();
@@ -80,7 +84,12 @@ impl Daemon {
         let clients = config
             .workspaces
             .iter()
-            .map(|w| (w.clone(), SegmentClient::new(w, retry.clone(), stats.clone())))
+            .map(|w| {
+                (
+                    w.clone(),
+                    SegmentClient::new(w, retry.clone(), stats.clone()),
+                )
+            })
             .collect();
         let activator = Activator::new();
         let metrics = Metrics::new();
@@ -90,12 +99,18 @@ impl Daemon {
             activator: activator.clone(),
             status: RwLock::new(json!({"state": "starting"})),
             findings: RwLock::new(None),
-            ready: RwLock::new(Readiness { last_full_success: None, interval: config.sync.interval }),
+            ready: RwLock::new(Readiness {
+                last_full_success: None,
+                interval: config.sync.interval,
+            }),
             okta_hook: config
                 .triggers
                 .okta_hook_secret
                 .clone()
-                .map(|secret| OktaHook { secret, header: config.triggers.okta_hook_header.clone() }),
+                .map(|secret| OktaHook {
+                    secret,
+                    header: config.triggers.okta_hook_header.clone(),
+                }),
             auth_token: config.server.auth_token.clone(),
             seen_events: Mutex::new(Default::default()),
         });
@@ -126,11 +141,23 @@ impl Daemon {
             .with_context(|| format!("binding server.listen {}", cfg.server.listen))?;
         tracing::info!(listen = %main.local_addr()?, "Serving /livez /readyz /metrics /status /findings.");
         let with_hooks = cfg.server.hooks_listen.is_none();
-        serve(&tracker, main, crate::server::router(self.server.clone(), with_hooks), shutdown.clone());
+        serve(
+            &tracker,
+            main,
+            crate::server::router(self.server.clone(), with_hooks),
+            shutdown.clone(),
+        );
         if let Some(addr) = &cfg.server.hooks_listen {
-            let hooks = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding server.hooks_listen {addr}"))?;
+            let hooks = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding server.hooks_listen {addr}"))?;
             tracing::info!(listen = %hooks.local_addr()?, "Serving /hooks/* only.");
-            serve(&tracker, hooks, crate::server::hooks_router(self.server.clone()), shutdown.clone());
+            serve(
+                &tracker,
+                hooks,
+                crate::server::hooks_router(self.server.clone()),
+                shutdown.clone(),
+            );
         }
 
         // Triggers.
@@ -197,7 +224,12 @@ impl Daemon {
             } else {
                 Duration::ZERO
             };
-            let sleep = deadline.map(|d| (d - Utc::now()).to_std().unwrap_or(Duration::ZERO).max(floor));
+            let sleep = deadline.map(|d| {
+                (d - Utc::now())
+                    .to_std()
+                    .unwrap_or(Duration::ZERO)
+                    .max(floor)
+            });
             let reasons = tokio::select! {
                 _ = cancel.cancelled() => return,
                 r = self.activator.next() => r,
@@ -209,7 +241,12 @@ impl Daemon {
 
     /// One activation: a full pass, recorded.
     pub async fn activate(&self, reasons: BTreeSet<Reason>) {
-        let labels: Vec<&str> = reasons.iter().map(Reason::label).collect::<BTreeSet<_>>().into_iter().collect();
+        let labels: Vec<&str> = reasons
+            .iter()
+            .map(Reason::label)
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
         let trigger = labels.join(",");
         let span = tracing::info_span!("activation", trigger = %trigger);
         let _enter = span.enter();
@@ -218,7 +255,8 @@ impl Daemon {
         let result = self.full_pass(started).await;
         let finished = Utc::now();
         let ok = result.is_ok();
-        self.last_failed.store(!ok, std::sync::atomic::Ordering::Relaxed);
+        self.last_failed
+            .store(!ok, std::sync::atomic::Ordering::Relaxed);
         for l in &labels {
             self.metrics.pass_finished(l, "full", ok, clock.elapsed());
         }
@@ -254,15 +292,24 @@ impl Daemon {
 
     /// Reads everything, evaluates, records. Returns the counts for the activation log.
     async fn full_pass(&self, now: DateTime<Utc>) -> anyhow::Result<serde_json::Value> {
-        let selected: Vec<(&WorkspaceConfig, &SegmentClient)> = self.clients.iter().map(|(w, c)| (w, c)).collect();
-        let reading = pass::read_all(&self.okta, &selected, &self.mappings, &self.settings, now).await?;
+        let selected: Vec<(&WorkspaceConfig, &SegmentClient)> =
+            self.clients.iter().map(|(w, c)| (w, c)).collect();
+        let reading =
+            pass::read_all(&self.okta, &selected, &self.mappings, &self.settings, now).await?;
 
         // What the IdP side changed since the last pass, as observed by us.
         let membership = IdpMembership::from_read(&reading.idp.groups);
-        let prev_membership: Option<IdpMembership> =
-            self.store.snapshot_get(IDP_MEMBERSHIP).await?.and_then(|v| serde_json::from_value(v).ok());
-        let mut observed: Vec<crate::model::IdpEvent> =
-            self.store.snapshot_get(IDP_OBSERVED).await?.and_then(|v| serde_json::from_value(v).ok()).unwrap_or_default();
+        let prev_membership: Option<IdpMembership> = self
+            .store
+            .snapshot_get(IDP_MEMBERSHIP)
+            .await?
+            .and_then(|v| serde_json::from_value(v).ok());
+        let mut observed: Vec<crate::model::IdpEvent> = self
+            .store
+            .snapshot_get(IDP_OBSERVED)
+            .await?
+            .and_then(|v| serde_json::from_value(v).ok())
+            .unwrap_or_default();
         if let Some(prev) = &prev_membership {
             observed.extend(history::observe_idp_changes(prev, &membership, now));
         }
@@ -287,7 +334,11 @@ impl Daemon {
             };
             let mapping = self.mappings.workspaces.get(&ws.name).unwrap_or(&empty);
             findings.extend(evaluate(ws, mapping, &snap, &idp, &self.settings, now));
-            summaries.push(WorkspaceSummary { name: ws.name.clone(), users: snap.users.len(), groups: snap.groups.len() });
+            summaries.push(WorkspaceSummary {
+                name: ws.name.clone(),
+                users: snap.users.len(),
+                groups: snap.groups.len(),
+            });
 
             // The change log: this snapshot against the last one kept.
             let key = format!("segment.{}", ws.name);
@@ -296,17 +347,37 @@ impl Daemon {
                     let mirror_to_idp: BTreeMap<String, String> = mapping
                         .groups
                         .iter()
-                        .filter_map(|g| g.segment_group.clone().map(|m| (m, g.idp_group.text().to_string())))
+                        .filter_map(|g| {
+                            g.segment_group
+                                .clone()
+                                .map(|m| (m, g.idp_group.text().to_string()))
+                        })
                         .collect();
                     let actors = history::Actors {
                         self_actor: ws.self_actor.as_deref(),
                         automation: &ws.automation_actors,
                         scim: &ws.scim_actors,
                     };
-                    changes.extend(history::access_changes(&prev.snapshot, &snap, prev.at, &idp.events, &mirror_to_idp, &actors, now));
+                    changes.extend(history::access_changes(
+                        &prev.snapshot,
+                        &snap,
+                        prev.at,
+                        &idp.events,
+                        &mirror_to_idp,
+                        &actors,
+                        now,
+                    ));
                 }
             }
-            self.store.snapshot_put(&key, &serde_json::to_value(Kept { at: now, snapshot: snap })?).await?;
+            self.store
+                .snapshot_put(
+                    &key,
+                    &serde_json::to_value(Kept {
+                        at: now,
+                        snapshot: snap,
+                    })?,
+                )
+                .await?;
             ok_workspaces.push(ws.name.clone());
         }
 
@@ -314,7 +385,10 @@ impl Daemon {
         let first_seen = self.store.findings_first_seen(&ids).await?;
         history::apply_first_seen(&mut findings, &first_seen, now);
         sort(&mut findings);
-        let transitions = self.store.findings_record_full(&ok_workspaces, &findings, now).await?;
+        let transitions = self
+            .store
+            .findings_record_full(&ok_workspaces, &findings, now)
+            .await?;
         for c in &changes {
             if let Some(ms) = c.latency_ms {
                 self.metrics.observe_latency(ms as f64 / 1000.0);
@@ -322,8 +396,12 @@ impl Daemon {
             tracing::info!(workspace = %c.workspace, user = %c.user, before = %c.before, after = %c.after, "Access changed.");
         }
         self.store.changes_append(&changes).await?;
-        self.store.snapshot_put(IDP_MEMBERSHIP, &serde_json::to_value(&membership)?).await?;
-        self.store.snapshot_put(IDP_OBSERVED, &serde_json::to_value(&observed)?).await?;
+        self.store
+            .snapshot_put(IDP_MEMBERSHIP, &serde_json::to_value(&membership)?)
+            .await?;
+        self.store
+            .snapshot_put(IDP_OBSERVED, &serde_json::to_value(&observed)?)
+            .await?;
 
         for f in &transitions.opened {
             log_finding("New finding.", f);
@@ -339,9 +417,20 @@ impl Daemon {
 
         // What the server shows: every open finding, this pass's and the failed
         // workspaces' earlier ones alike.
-        let open: Vec<Finding> = self.store.findings_open().await?.into_iter().map(|s| s.finding).collect();
+        let open: Vec<Finding> = self
+            .store
+            .findings_open()
+            .await?
+            .into_iter()
+            .map(|s| s.finding)
+            .collect();
         self.metrics.set_open_findings(&open);
-        let report = Report { generated_at: now, idp: self.settings.idp, workspaces: summaries, findings: open };
+        let report = Report {
+            generated_at: now,
+            idp: self.settings.idp,
+            workspaces: summaries,
+            findings: open,
+        };
         if let Ok(mut f) = self.server.findings.write() {
             *f = Some(crate::output::json(&report));
         }
@@ -359,7 +448,12 @@ impl Daemon {
             "failed_workspaces": failed,
         });
         if !failed.is_empty() {
-            anyhow::bail!("{} of {} workspaces could not be read: {}", failed.len(), self.clients.len(), serde_json::Value::Array(failed));
+            anyhow::bail!(
+                "{} of {} workspaces could not be read: {}",
+                failed.len(),
+                self.clients.len(),
+                serde_json::Value::Array(failed)
+            );
         }
         Ok(counts)
     }
@@ -369,7 +463,13 @@ impl Daemon {
         let deadline = self.store.findings_next_deadline().await.ok().flatten();
         let mut summary: BTreeMap<String, usize> = BTreeMap::new();
         for f in &open {
-            *summary.entry(format!("{}/{}", f.finding.state.as_str(), f.finding.severity.as_str())).or_default() += 1;
+            *summary
+                .entry(format!(
+                    "{}/{}",
+                    f.finding.state.as_str(),
+                    f.finding.severity.as_str()
+                ))
+                .or_default() += 1;
         }
         let last = self.last.lock().map(|l| l.clone()).unwrap_or_default();
         let doc = json!({
@@ -399,7 +499,9 @@ fn log_finding(what: &str, f: &Finding) {
         (State::Drift, _) => {
             tracing::warn!(id = %f.id, kind = %f.kind, state = f.state.as_str(), severity = f.severity.as_str(), workspace = %f.workspace, message = %f.message, "{what}")
         }
-        _ => tracing::info!(id = %f.id, kind = %f.kind, state = f.state.as_str(), severity = f.severity.as_str(), workspace = %f.workspace, message = %f.message, "{what}"),
+        _ => {
+            tracing::info!(id = %f.id, kind = %f.kind, state = f.state.as_str(), severity = f.severity.as_str(), workspace = %f.workspace, message = %f.message, "{what}")
+        }
     }
 }
 
@@ -410,9 +512,16 @@ async fn sleep_or_forever(d: Option<Duration>) {
     }
 }
 
-fn serve(tracker: &TaskTracker, listener: tokio::net::TcpListener, router: axum::Router, cancel: CancellationToken) {
+fn serve(
+    tracker: &TaskTracker,
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+    cancel: CancellationToken,
+) {
     tracker.spawn(async move {
-        let result = axum::serve(listener, router).with_graceful_shutdown(async move { cancel.cancelled().await }).await;
+        let result = axum::serve(listener, router)
+            .with_graceful_shutdown(async move { cancel.cancelled().await })
+            .await;
         if let Err(e) = result {
             tracing::error!(error = %e, "HTTP server stopped.");
         }

@@ -139,7 +139,9 @@ pub async fn read_all<P: IdentityProvider>(
         Ok::<_, IdpError>((groups, events))
     };
     let segment_reads = join_all(
-        workspaces.iter().map(|(w, client)| client.read_workspace(catalog_needs(mapping_of(&w.name)), since)),
+        workspaces
+            .iter()
+            .map(|(w, client)| client.read_workspace(catalog_needs(mapping_of(&w.name)), since)),
     );
     let (idp_read, snapshots) = tokio::join!(idp_reads, segment_reads);
     let (groups, events) = idp_read?;
@@ -162,10 +164,22 @@ pub async fn read_all<P: IdentityProvider>(
         .cloned()
         .collect();
     let unknown: Vec<Email> = unknown.into_iter().collect();
-    let lookups = if unknown.is_empty() { Default::default() } else { idp.lookup_users(&unknown).await? };
+    let lookups = if unknown.is_empty() {
+        Default::default()
+    } else {
+        idp.lookup_users(&unknown).await?
+    };
     Ok(Reading {
-        idp: IdpSnapshot { groups, lookups, events },
-        workspaces: workspaces.iter().map(|(w, _)| w.name.clone()).zip(snapshots).collect(),
+        idp: IdpSnapshot {
+            groups,
+            lookups,
+            events,
+        },
+        workspaces: workspaces
+            .iter()
+            .map(|(w, _)| w.name.clone())
+            .zip(snapshots)
+            .collect(),
     })
 }
 
@@ -189,10 +203,19 @@ pub async fn run<P: IdentityProvider>(
     for ((ws, _), snap) in workspaces.iter().zip(&snapshots) {
         let mapping = mappings.workspaces.get(&ws.name).unwrap_or(&empty);
         findings.extend(evaluate(ws, mapping, snap, &reading.idp, settings, now));
-        summaries.push(WorkspaceSummary { name: ws.name.clone(), users: snap.users.len(), groups: snap.groups.len() });
+        summaries.push(WorkspaceSummary {
+            name: ws.name.clone(),
+            users: snap.users.len(),
+            groups: snap.groups.len(),
+        });
     }
     sort(&mut findings);
-    Ok(Report { generated_at: now, idp: settings.idp, workspaces: summaries, findings })
+    Ok(Report {
+        generated_at: now,
+        idp: settings.idp,
+        workspaces: summaries,
+        findings,
+    })
 }
 
 #[cfg(test)]

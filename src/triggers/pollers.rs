@@ -69,7 +69,13 @@ pub fn audit_checkpoint_name(workspace: &str) -> String {
 }
 
 /// Polls the System Log every `every` until cancelled.
-pub async fn system_log(okta: Okta, store: Store, activator: Activator, every: Duration, cancel: CancellationToken) {
+pub async fn system_log(
+    okta: Okta,
+    store: Store,
+    activator: Activator,
+    every: Duration,
+    cancel: CancellationToken,
+) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -97,7 +103,9 @@ pub async fn system_log(okta: Okta, store: Store, activator: Activator, every: D
                     activator.activate(Reason::SystemLog);
                 }
             }
-            Err(e) => tracing::warn!(error = %crate::cli::chain(&e), "System Log poll failed; the periodic pass is the backstop."),
+            Err(e) => {
+                tracing::warn!(error = %crate::cli::chain(&e), "System Log poll failed; the periodic pass is the backstop.")
+            }
         }
     }
 }
@@ -127,12 +135,18 @@ pub async fn audit(
             }
         };
         let first = stored.is_none();
-        let checkpoint = stored.unwrap_or(AuditCheckpoint { last: Some(Utc::now()), ids: BTreeSet::new() });
+        let checkpoint = stored.unwrap_or(AuditCheckpoint {
+            last: Some(Utc::now()),
+            ids: BTreeSet::new(),
+        });
         let since = checkpoint.last.unwrap_or_else(Utc::now);
         match client.audit_events(since).await {
             Ok(events) => {
                 let (fresh, next) = checkpoint.advance(&events);
-                let relevant = fresh.iter().filter(|e| Some(e.actor.as_str()) != ws.self_actor.as_deref()).count();
+                let relevant = fresh
+                    .iter()
+                    .filter(|e| Some(e.actor.as_str()) != ws.self_actor.as_deref())
+                    .count();
                 if first || next != checkpoint {
                     if let Ok(text) = serde_json::to_string(&next) {
                         if let Err(e) = store.checkpoint_set(&name, &text).await {
@@ -145,7 +159,9 @@ pub async fn audit(
                     activator.activate(Reason::Audit(ws.name.clone()));
                 }
             }
-            Err(e) => tracing::warn!(workspace = %ws.name, error = %crate::cli::chain(&e), "Audit poll failed; the periodic pass is the backstop."),
+            Err(e) => {
+                tracing::warn!(workspace = %ws.name, error = %crate::cli::chain(&e), "Audit poll failed; the periodic pass is the backstop.")
+            }
         }
     }
 }
@@ -158,7 +174,8 @@ mod tests {
     fn ev(id: &str, s: i64) -> AuditEvent {
         AuditEvent {
             id: id.into(),
-            at: Utc.with_ymd_and_hms(2026, 11, 26, 22, 0, 0).unwrap() + chrono::Duration::seconds(s),
+            at: Utc.with_ymd_and_hms(2026, 11, 26, 22, 0, 0).unwrap()
+                + chrono::Duration::seconds(s),
             kind: "User Policy Updated".into(),
             actor: "user/u1".into(),
             actor_email: None,
@@ -181,7 +198,10 @@ mod tests {
         assert_eq!(c2, c);
         // A new event at the same second, and a later one.
         let (fresh, c3) = c.advance(&[ev("e3", 2), ev("e4", 2), ev("e5", 3)]);
-        assert_eq!(fresh.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(), vec!["e4", "e5"]);
+        assert_eq!(
+            fresh.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(),
+            vec!["e4", "e5"]
+        );
         assert_eq!(c3.ids, ["e5".to_string()].into());
     }
 }

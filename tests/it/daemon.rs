@@ -26,26 +26,52 @@ fn mappings_dir() -> PathBuf {
 fn config_text(sim: &SimHandle, dir: &Path, window: &str, extra: &str) -> String {
     format!(
         "{}\n[store]\npath = \"{}\"\n{extra}",
-        sim.config_toml(&mappings_dir(), &format!("propagation_window = \"{window}\"")),
+        sim.config_toml(
+            &mappings_dir(),
+            &format!("propagation_window = \"{window}\"")
+        ),
         dir.join("scimwatch.db").display()
     )
 }
 
 async fn daemon(text: &str) -> Arc<Daemon> {
-    let config = scimwatch::config::load_str(text, Path::new("/tmp/scimwatch.toml"), &Default::default()).expect("config");
+    let config =
+        scimwatch::config::load_str(text, Path::new("/tmp/scimwatch.toml"), &Default::default())
+            .expect("config");
     let known: Vec<String> = config.workspaces.iter().map(|w| w.name.clone()).collect();
-    let mappings = scimwatch::mapping::load_dir(&mappings_dir(), Path::new(env!("CARGO_MANIFEST_DIR")), &known, chrono::Utc::now())
-        .expect("mappings");
-    Arc::new(Daemon::build(config, mappings, RetryConfig::fast()).await.expect("daemon builds"))
+    let mappings = scimwatch::mapping::load_dir(
+        &mappings_dir(),
+        Path::new(env!("CARGO_MANIFEST_DIR")),
+        &known,
+        chrono::Utc::now(),
+    )
+    .expect("mappings");
+    Arc::new(
+        Daemon::build(config, mappings, RetryConfig::fast())
+            .await
+            .expect("daemon builds"),
+    )
 }
 
 fn findings_doc(d: &Daemon) -> Value {
-    let text = d.server.findings.read().unwrap().clone().expect("a pass has succeeded");
+    let text = d
+        .server
+        .findings
+        .read()
+        .unwrap()
+        .clone()
+        .expect("a pass has succeeded");
     serde_json::from_str(&text).unwrap()
 }
 
 fn find(doc: &Value, kind: &str) -> Vec<Value> {
-    doc["findings"].as_array().unwrap().iter().filter(|f| f["kind"] == kind).cloned().collect()
+    doc["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["kind"] == kind)
+        .cloned()
+        .collect()
 }
 
 async fn control(sim: &SimHandle, method: reqwest::Method, path: &str, body: Option<Value>) {
@@ -65,7 +91,16 @@ async fn wait_for(d: &Daemon, within: Duration, pred: impl Fn(&Value) -> bool) -
         if d.server.findings.read().unwrap().is_some() && pred(&findings_doc(d)) {
             return start.elapsed();
         }
-        assert!(start.elapsed() < within, "condition not met within {within:?}: {:#}", d.server.findings.read().unwrap().clone().unwrap_or_default());
+        assert!(
+            start.elapsed() < within,
+            "condition not met within {within:?}: {:#}",
+            d.server
+                .findings
+                .read()
+                .unwrap()
+                .clone()
+                .unwrap_or_default()
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -84,13 +119,19 @@ async fn a_manual_grant_is_noticed_by_the_audit_poller_without_a_full_pass_inter
     let cancel = CancellationToken::new();
     let run = tokio::spawn(d.clone().run(cancel.clone()));
     d.activator.activate(Reason::Startup);
-    wait_for(&d, Duration::from_secs(10), |doc| doc["findings"].as_array().is_some_and(|a| a.is_empty())).await;
+    wait_for(&d, Duration::from_secs(10), |doc| {
+        doc["findings"].as_array().is_some_and(|a| a.is_empty())
+    })
+    .await;
     // Let the poller set its checkpoint before the change.
     tokio::time::sleep(Duration::from_millis(1200)).await;
 
     let client = reqwest::Client::new();
     let users: Value = client
-        .get(format!("{}/segment/production/users?pagination.count=1000", sim.url()))
+        .get(format!(
+            "{}/segment/production/users?pagination.count=1000",
+            sim.url()
+        ))
         .bearer_auth("ui-ana-token")
         .send()
         .await
@@ -98,11 +139,24 @@ async fn a_manual_grant_is_noticed_by_the_audit_poller_without_a_full_pass_inter
         .json()
         .await
         .unwrap();
-    let omar = users["data"]["users"].as_array().unwrap().iter().find(|u| u["email"] == "omar.khan@acme.test").unwrap()["id"]
+    let omar = users["data"]["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["email"] == "omar.khan@acme.test")
+        .unwrap()["id"]
         .as_str()
         .unwrap()
         .to_string();
-    let ws: Value = client.get(format!("{}/segment/production/", sim.url())).bearer_auth("ui-ana-token").send().await.unwrap().json().await.unwrap();
+    let ws: Value = client
+        .get(format!("{}/segment/production/", sim.url()))
+        .bearer_auth("ui-ana-token")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let changed = Instant::now();
     let r = client
         .post(format!("{}/segment/production/users/{omar}/permissions", sim.url()))
@@ -112,7 +166,10 @@ async fn a_manual_grant_is_noticed_by_the_audit_poller_without_a_full_pass_inter
         .await
         .unwrap();
     assert!(r.status().is_success());
-    wait_for(&d, Duration::from_secs(10), |doc| !find(doc, "direct_grant").is_empty()).await;
+    wait_for(&d, Duration::from_secs(10), |doc| {
+        !find(doc, "direct_grant").is_empty()
+    })
+    .await;
     let detected = changed.elapsed();
     assert!(detected < Duration::from_secs(5), "took {detected:?}");
     let f = &find(&findings_doc(&d), "direct_grant")[0];
@@ -120,8 +177,15 @@ async fn a_manual_grant_is_noticed_by_the_audit_poller_without_a_full_pass_inter
     assert_eq!(f["attribution"]["actor_email"], "ana.silva@acme.test");
 
     // The change log has the grant, attributed to the person.
-    let changes = d.store.changes_since(chrono::Utc::now() - chrono::Duration::hours(1)).await.unwrap();
-    let c = changes.iter().find(|c| c.user == "omar.khan@acme.test").expect("a change record");
+    let changes = d
+        .store
+        .changes_since(chrono::Utc::now() - chrono::Duration::hours(1))
+        .await
+        .unwrap();
+    let c = changes
+        .iter()
+        .find(|c| c.user == "omar.khan@acme.test")
+        .expect("a change record");
     assert!(c.after.contains("Workspace Owner"), "{c:?}");
     assert_eq!(c.attribution.as_deref(), Some("human"));
 
@@ -141,18 +205,45 @@ async fn a_pending_finding_turns_to_drift_at_its_deadline_without_any_other_trig
         "[sync]\ninterval = \"1h\"\n[triggers]\nsystem_log_poll = \"0s\"\naudit_poll = \"0s\"\n[server]\nlisten = \"127.0.0.1:0\"\n",
     );
     let d = daemon(&text).await;
-    control(&sim, reqwest::Method::POST, "/_sim/push", Some(json!({"mode": "failing"}))).await;
-    control(&sim, reqwest::Method::DELETE, "/_sim/okta/groups/Segment Analytics Engineers/members/grace.liu@acme.test", None).await;
+    control(
+        &sim,
+        reqwest::Method::POST,
+        "/_sim/push",
+        Some(json!({"mode": "failing"})),
+    )
+    .await;
+    control(
+        &sim,
+        reqwest::Method::DELETE,
+        "/_sim/okta/groups/Segment Analytics Engineers/members/grace.liu@acme.test",
+        None,
+    )
+    .await;
     let cancel = CancellationToken::new();
     let run = tokio::spawn(d.clone().run(cancel.clone()));
     d.activator.activate(Reason::Startup);
-    wait_for(&d, Duration::from_secs(10), |doc| find(doc, "membership_unexpected").first().is_some_and(|f| f["state"] == "pending")).await;
+    wait_for(&d, Duration::from_secs(10), |doc| {
+        find(doc, "membership_unexpected")
+            .first()
+            .is_some_and(|f| f["state"] == "pending")
+    })
+    .await;
     let f = find(&findings_doc(&d), "membership_unexpected")[0].clone();
-    let deadline = chrono::DateTime::parse_from_rfc3339(f["deadline"].as_str().unwrap()).unwrap().with_timezone(&chrono::Utc);
+    let deadline = chrono::DateTime::parse_from_rfc3339(f["deadline"].as_str().unwrap())
+        .unwrap()
+        .with_timezone(&chrono::Utc);
 
-    wait_for(&d, Duration::from_secs(10), |doc| find(doc, "membership_unexpected").first().is_some_and(|f| f["state"] == "drift")).await;
+    wait_for(&d, Duration::from_secs(10), |doc| {
+        find(doc, "membership_unexpected")
+            .first()
+            .is_some_and(|f| f["state"] == "drift")
+    })
+    .await;
     let late = chrono::Utc::now() - deadline;
-    assert!(late < chrono::Duration::seconds(2), "turned to drift {late} after its deadline");
+    assert!(
+        late < chrono::Duration::seconds(2),
+        "turned to drift {late} after its deadline"
+    );
     let drift = &find(&findings_doc(&d), "membership_unexpected")[0];
     assert_eq!(drift["id"], f["id"]);
     assert_eq!(drift["deadline"], f["deadline"]);
@@ -172,22 +263,47 @@ async fn first_seen_and_ids_survive_a_restart_and_propagation_latency_is_logged(
     let d = daemon(&text).await;
     d.activate([Reason::Startup].into()).await;
     assert!(find(&findings_doc(&d), "unmanaged_user").is_empty());
-    control(&sim, reqwest::Method::POST, "/_sim/okta/groups/Segment Prod Owners/members", Some(json!({"login": "olivia.chen@acme.test"}))).await;
+    control(
+        &sim,
+        reqwest::Method::POST,
+        "/_sim/okta/groups/Segment Prod Owners/members",
+        Some(json!({"login": "olivia.chen@acme.test"})),
+    )
+    .await;
     d.activate([Reason::OktaHook].into()).await;
     let pending = find(&findings_doc(&d), "user_not_provisioned");
     assert_eq!(pending.len(), 1);
     tokio::time::sleep(Duration::from_millis(1500)).await;
     d.activate([Reason::Periodic].into()).await;
     assert!(find(&findings_doc(&d), "user_not_provisioned").is_empty());
-    let changes = d.store.changes_since(chrono::Utc::now() - chrono::Duration::hours(1)).await.unwrap();
-    let c = changes.iter().find(|c| c.user == "olivia.chen@acme.test").expect("olivia's change");
-    assert!(c.idp_event.as_deref().unwrap_or_default().starts_with("group.user_membership.add"), "{c:?}");
+    let changes = d
+        .store
+        .changes_since(chrono::Utc::now() - chrono::Duration::hours(1))
+        .await
+        .unwrap();
+    let c = changes
+        .iter()
+        .find(|c| c.user == "olivia.chen@acme.test")
+        .expect("olivia's change");
+    assert!(
+        c.idp_event
+            .as_deref()
+            .unwrap_or_default()
+            .starts_with("group.user_membership.add"),
+        "{c:?}"
+    );
     let latency = c.latency_ms.expect("latency");
     assert!((900..10_000).contains(&latency), "{latency}");
     assert_eq!(c.attribution.as_deref(), Some("scim"));
 
     // Suspend someone: drift at once, since = first seen; survives a restart.
-    control(&sim, reqwest::Method::POST, "/_sim/okta/users/nina.berg@acme.test/status", Some(json!({"status": "SUSPENDED"}))).await;
+    control(
+        &sim,
+        reqwest::Method::POST,
+        "/_sim/okta/users/nina.berg@acme.test/status",
+        Some(json!({"status": "SUSPENDED"})),
+    )
+    .await;
     d.activate([Reason::SystemLog].into()).await;
     let before = find(&findings_doc(&d), "deactivated_user_present")[0].clone();
     drop(d);
@@ -196,9 +312,20 @@ async fn first_seen_and_ids_survive_a_restart_and_propagation_latency_is_logged(
     d2.activate([Reason::Startup].into()).await;
     let after = find(&findings_doc(&d2), "deactivated_user_present")[0].clone();
     assert_eq!(after["id"], before["id"]);
-    assert_eq!(after["since"], before["since"], "first seen survives the restart");
-    let changes2 = d2.store.changes_since(chrono::Utc::now() - chrono::Duration::hours(1)).await.unwrap();
-    assert_eq!(changes2.len(), changes.len(), "the change log survives and nothing is logged twice");
+    assert_eq!(
+        after["since"], before["since"],
+        "first seen survives the restart"
+    );
+    let changes2 = d2
+        .store
+        .changes_since(chrono::Utc::now() - chrono::Duration::hours(1))
+        .await
+        .unwrap();
+    assert_eq!(
+        changes2.len(),
+        changes.len(),
+        "the change log survives and nothing is logged twice"
+    );
     sim.stop().await;
 }
 
@@ -244,7 +371,7 @@ async fn sigkill_in_a_pending_window_keeps_the_deadline_ids_and_change_log() {
         }
     };
     let until = |pred: Box<dyn Fn(&Value) -> bool>| {
-        let get = get.clone();
+        let get = get;
         async move {
             let start = Instant::now();
             loop {
@@ -260,10 +387,30 @@ async fn sigkill_in_a_pending_window_keeps_the_deadline_ids_and_change_log() {
     };
 
     let mut child = spawn();
-    until(Box::new(|d| d["findings"].as_array().is_some_and(|a| a.is_empty()))).await;
-    control(&sim, reqwest::Method::POST, "/_sim/push", Some(json!({"mode": "failing"}))).await;
-    control(&sim, reqwest::Method::DELETE, "/_sim/okta/groups/Segment Analytics Engineers/members/grace.liu@acme.test", None).await;
-    let doc = until(Box::new(|d| find(d, "membership_unexpected").first().is_some_and(|f| f["state"] == "pending"))).await;
+    until(Box::new(|d| {
+        d["findings"].as_array().is_some_and(|a| a.is_empty())
+    }))
+    .await;
+    control(
+        &sim,
+        reqwest::Method::POST,
+        "/_sim/push",
+        Some(json!({"mode": "failing"})),
+    )
+    .await;
+    control(
+        &sim,
+        reqwest::Method::DELETE,
+        "/_sim/okta/groups/Segment Analytics Engineers/members/grace.liu@acme.test",
+        None,
+    )
+    .await;
+    let doc = until(Box::new(|d| {
+        find(d, "membership_unexpected")
+            .first()
+            .is_some_and(|f| f["state"] == "pending")
+    }))
+    .await;
     let pending = find(&doc, "membership_unexpected")[0].clone();
 
     child.start_kill().unwrap();
@@ -274,8 +421,16 @@ async fn sigkill_in_a_pending_window_keeps_the_deadline_ids_and_change_log() {
     assert_eq!(again["id"], pending["id"]);
     assert_eq!(again["deadline"], pending["deadline"]);
     // And the deadline still fires in the new process.
-    let doc = until(Box::new(|d| find(d, "membership_unexpected").first().is_some_and(|f| f["state"] == "drift"))).await;
-    assert_eq!(find(&doc, "membership_unexpected")[0]["since"], pending["since"]);
+    let doc = until(Box::new(|d| {
+        find(d, "membership_unexpected")
+            .first()
+            .is_some_and(|f| f["state"] == "drift")
+    }))
+    .await;
+    assert_eq!(
+        find(&doc, "membership_unexpected")[0]["since"],
+        pending["since"]
+    );
     child.start_kill().unwrap();
     child.wait().await.unwrap();
 
@@ -286,8 +441,16 @@ async fn sigkill_in_a_pending_window_keeps_the_deadline_ids_and_change_log() {
         .output()
         .await
         .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let csv = String::from_utf8_lossy(&out.stdout);
-    assert!(csv.starts_with("time,workspace,user,before,after,actor,attribution,idp_event,latency_ms"), "{csv}");
+    assert!(
+        csv.starts_with("time,workspace,user,before,after,actor,attribution,idp_event,latency_ms"),
+        "{csv}"
+    );
     sim.stop().await;
 }
