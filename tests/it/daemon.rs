@@ -244,6 +244,7 @@ async fn a_pending_finding_turns_to_drift_at_its_deadline_without_any_other_trig
         late < chrono::Duration::seconds(2),
         "turned to drift {late} after its deadline"
     );
+    let drift = &find(&findings_doc(&d), "membership_unexpected")[0];
     assert_eq!(drift["id"], f["id"]);
     assert_eq!(drift["deadline"], f["deadline"]);
 
@@ -369,19 +370,16 @@ async fn sigkill_in_a_pending_window_keeps_the_deadline_ids_and_change_log() {
             }
         }
     };
-    let until = |pred: Box<dyn Fn(&Value) -> bool>| {
-        let get = get;
-        async move {
-            let start = Instant::now();
-            loop {
-                if let Some(doc) = get("/findings").await {
-                    if pred(&doc) {
-                        return doc;
-                    }
+    let until = |pred: Box<dyn Fn(&Value) -> bool>| async move {
+        let start = Instant::now();
+        loop {
+            if let Some(doc) = get("/findings").await {
+                if pred(&doc) {
+                    return doc;
                 }
-                assert!(start.elapsed() < Duration::from_secs(15), "timed out");
-                tokio::time::sleep(Duration::from_millis(100)).await;
             }
+            assert!(start.elapsed() < Duration::from_secs(15), "timed out");
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     };
 
