@@ -130,27 +130,48 @@ impl Daemon {
         })
     }
 
-    /// Runs until `shutdown` is cancelled: servers, triggers and the reconciler loop.
+    /// Binds `server.listen` (and `server.hooks_listen`).
+    pub async fn bind(&self) -> anyhow::Result<Bound> {
+        let cfg = &self.config;
+        let main = tokio::net::TcpListener::bind(&cfg.server.listen)
+            .await
+            .with_context(|| format!("binding server.listen {}", cfg.server.listen))?;
+        let hooks = match &cfg.server.hooks_listen {
+            Some(addr) => Some(
+                tokio::net::TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("binding server.hooks_listen {addr}"))?,
+            ),
+            None => None,
+        };
+        Ok(Bound { main, hooks })
+    }
+
+    /// Binds, then runs until `shutdown` is cancelled.
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let bound = self.bind().await?;
+        self.serve(bound, shutdown).await
+    }
+
+    /// Runs until `shutdown` is cancelled: servers, triggers and the reconciler loop.
+    pub async fn serve(
+        self: Arc<Self>,
+        bound: Bound,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<()> {
         let tracker = TaskTracker::new();
         let cfg = &self.config;
 
         // HTTP: the main listener, and the hooks on their own when asked.
-        let main = tokio::net::TcpListener::bind(&cfg.server.listen)
-            .await
-            .with_context(|| format!("binding server.listen {}", cfg.server.listen))?;
-        tracing::info!(listen = %main.local_addr()?, "Serving /livez /readyz /metrics /status /findings.");
-        let with_hooks = cfg.server.hooks_listen.is_none();
+        tracing::info!(listen = %bound.main.local_addr()?, "Serving /livez /readyz /metrics /status /findings.");
+        let with_hooks = bound.hooks.is_none();
         serve(
             &tracker,
-            main,
+            bound.main,
             crate::server::router(self.server.clone(), with_hooks),
             shutdown.clone(),
         );
-        if let Some(addr) = &cfg.server.hooks_listen {
-            let hooks = tokio::net::TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("binding server.hooks_listen {addr}"))?;
+        if let Some(hooks) = bound.hooks {
             tracing::info!(listen = %hooks.local_addr()?, "Serving /hooks/* only.");
             serve(
                 &tracker,
@@ -480,6 +501,22 @@ impl Daemon {
         if let Ok(mut s) = self.server.status.write() {
             *s = doc;
         }
+    }
+}
+
+/// The daemon's listeners, bound before it runs (so that callers can learn the ports).
+pub struct Bound {
+    main: tokio::net::TcpListener,
+    hooks: Option<tokio::net::TcpListener>,
+}
+
+impl Bound {
+    pub fn main_addr(&self) -> Option<std::net::SocketAddr> {
+        self.main.local_addr().ok()
+    }
+    /// Where `/hooks/*` is served.
+    pub fn hooks_addr(&self) -> Option<std::net::SocketAddr> {
+        self.hooks.as_ref().unwrap_or(&self.main).local_addr().ok()
     }
 }
 

@@ -1,25 +1,26 @@
 //! `scimwatch demo`: a narrated scenario on the embedded simulator.
 //!
 //! It starts the simulator on `127.0.0.1:0` with the seed in `deploy/demo-seed.toml` and
-//! the mappings in `mappings/` (both embedded in the binary), then walks through what
-//! on-call meets in real life, running a real `check` pass after each step and printing
-//! what changed. Every change goes through the simulator's public surfaces: its control
-//! API for the IdP side, the Segment Public API (with a person's token) for manual edits.
-//! It ends by itself in well under a minute and exits 0.
+//! the mappings in `mappings/` (both embedded in the binary), runs the daemon in-process
+//! against it with an Okta Event Hook registered, and walks through what on-call meets in
+//! real life. After each step it waits for the daemon to notice — through the hook, the
+//! System Log or Segment audit-trail pollers, or a deadline — and prints what changed and
+//! how long detection took. Every change goes through the simulator's public surfaces: its
+//! control API for the IdP side, the Segment Public API (with a person's token) for manual
+//! edits. It ends by itself in well under a minute and exits 0.
 
 use std::path::Path;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 use chrono::Utc;
 use serde_json::{json, Value};
+use tokio_util::sync::CancellationToken;
 
-use crate::cli;
-use crate::http::{RequestStats, RetryConfig};
-use crate::idp::okta::Okta;
-use crate::output::Report;
-use crate::reconcile::{pass, Finding, State};
-use crate::segment::SegmentClient;
+use crate::daemon::Daemon;
+use crate::http::RetryConfig;
+use crate::reconcile::{Finding, Kind, State};
 
 pub const SEED: &str = include_str!("../deploy/demo-seed.toml");
 pub const MAPPINGS: &[(&str, &str)] = &[
@@ -36,236 +37,330 @@ pub const MAPPINGS: &[(&str, &str)] = &[
 /// The propagation window the demo uses (seconds, so the scenario fits in a minute).
 const WINDOW_SECS: u64 = 8;
 /// The seed's push delay.
-const PUSH_DELAY: Duration = Duration::from_secs(3);
+const PUSH_DELAY_SECS: u64 = 3;
+const HOOK_SECRET: &str = "demo-hook-secret-0123456789";
 
 struct Demo {
     sim_url: String,
     http: reqwest::Client,
-    config: crate::config::Config,
-    mappings: crate::mapping::MappingSet,
-    okta: Okta,
-    clients: Vec<SegmentClient>,
-    stats: std::sync::Arc<RequestStats>,
+    daemon: Arc<Daemon>,
     last: Vec<Finding>,
-    checks: u32,
+    detections: Vec<(String, Duration)>,
 }
 
 pub async fn run() -> anyhow::Result<()> {
-    let started = std::time::Instant::now();
+    let started = Instant::now();
     let sim = crate::sim::start(SEED, "127.0.0.1:0")
         .await
         .context("starting the simulator")?;
-    let result = scenario(
-        &sim.url(),
-        sim.config_toml(
-            Path::new("mappings"),
-            &format!("propagation_window = \"{WINDOW_SECS}s\""),
-        ),
-    )
-    .await;
+    let dir = std::env::temp_dir().join(format!(
+        "scimwatch-demo-{}-{}",
+        std::process::id(),
+        Utc::now().timestamp_millis()
+    ));
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let config_text = format!(
+        "{}\n[sync]\ninterval = \"1h\"\n\n[triggers]\nokta_hook_secret = \"{HOOK_SECRET}\"\nsystem_log_poll = \"2s\"\naudit_poll = \"1s\"\n\n[server]\nlisten = \"127.0.0.1:0\"\n\n[store]\npath = \"{}\"\n",
+        sim.config_toml(Path::new("mappings"), &format!("propagation_window = \"{WINDOW_SECS}s\"")),
+        dir.join("scimwatch.db").display()
+    );
+    let result = scenario(&sim.url(), &config_text).await;
     sim.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
     result?;
     println!("\nDone in {:.0} s. Run it against your own org: see README.md, \"Pointing it at Okta and Segment\".", started.elapsed().as_secs_f64());
     Ok(())
 }
 
-async fn scenario(sim_url: &str, config_text: String) -> anyhow::Result<()> {
+async fn scenario(sim_url: &str, config_text: &str) -> anyhow::Result<()> {
     let env = std::collections::BTreeMap::new();
-    let config = crate::config::load_str(&config_text, Path::new("scimwatch.toml"), &env)?;
+    let config = crate::config::load_str(config_text, Path::new("scimwatch.toml"), &env)?;
     let known: Vec<String> = config.workspaces.iter().map(|w| w.name.clone()).collect();
     let files: Vec<(String, String)> = MAPPINGS
         .iter()
         .map(|(n, t)| (n.to_string(), t.to_string()))
         .collect();
     let mappings = crate::mapping::parse_files(&files, &known, Utc::now())?;
-    let stats = RequestStats::new();
-    let okta = Okta::new(&config.idp, RetryConfig::fast(), stats.clone())?;
-    let clients: Vec<SegmentClient> = config
-        .workspaces
-        .iter()
-        .map(|w| SegmentClient::new(w, RetryConfig::fast(), stats.clone()))
-        .collect();
-    let mut d = Demo {
-        sim_url: sim_url.to_string(),
-        http: reqwest::Client::new(),
-        config,
-        mappings,
-        okta,
-        clients,
-        stats,
-        last: vec![],
-        checks: 0,
-    };
 
     println!("scimwatch demo: Acme has 40 people in Okta and 6 groups pushed into two Segment workspaces");
-    println!("(production, staging). scimwatch compares three things on every check: who Okta says is in");
     println!(
-        "each group, what mappings/*.toml says each group may do, and what Segment actually holds."
+        "(production, staging). scimwatch compares three things: who Okta says is in each group,"
     );
-    println!(
-        "Everything runs against a local simulator at {sim_url}; SCIM pushes take {} s and the",
-        PUSH_DELAY.as_secs()
-    );
-    println!("propagation window is {WINDOW_SECS} s (in production it is an hour).");
+    println!("what mappings/*.toml says each group may do, and what Segment actually holds.");
+    println!("Everything runs against a local simulator at {sim_url}. SCIM pushes take {PUSH_DELAY_SECS} s and the");
+    println!("propagation window is {WINDOW_SECS} s (in production: an hour).");
 
-    let problems = cli::validate_loaded(&d.config, &d.mappings, &d.okta, &d.clients).await?;
+    let daemon = Arc::new(Daemon::build(config, mappings, RetryConfig::fast()).await?);
+    let clients: Vec<_> = daemon.clients.iter().map(|(_, c)| c.clone()).collect();
+    let problems =
+        crate::cli::validate_loaded(&daemon.config, &daemon.mappings, &daemon.okta, &clients)
+            .await?;
     if !problems.is_empty() {
         bail!(
             "the demo's mappings do not validate: {}",
             problems.join("; ")
         );
     }
-
-    d.step(
-        1,
-        "A clean baseline",
-        "Segment matches Okta and the mappings.",
-    )
-    .await?;
-    d.check().await?;
-
-    d.step(
-        2,
-        "An Okta admin adds Olivia Chen to \"Segment Prod Owners\"",
-        "Okta logs the change and pushes it over SCIM a few seconds later.",
-    )
-    .await?;
-    d.sim_post(
-        "/_sim/okta/groups/Segment Prod Owners/members",
-        json!({"login": "olivia.chen@acme.test"}),
-    )
-    .await?;
-    d.check().await?;
-    d.wait(PUSH_DELAY + Duration::from_secs(1), "for the push")
-        .await;
-    d.check().await?;
-
-    d.step(
-        3,
-        "The SCIM integration breaks, then Grace Liu leaves the analytics team",
-        "Okta logs the removal, but the push never reaches Segment.",
-    )
-    .await?;
-    d.sim_post("/_sim/push", json!({"mode": "failing"})).await?;
-    d.sim_delete("/_sim/okta/groups/Segment Analytics Engineers/members/grace.liu@acme.test")
-        .await?;
-    d.check().await?;
-    d.wait(
-        Duration::from_secs(WINDOW_SECS + 1),
-        "past the propagation window",
-    )
-    .await;
-    d.check().await?;
-
-    d.step(
-        4,
-        "Ana (a Workspace Owner) makes Omar Khan a Workspace Owner directly in the Segment app",
-        "No IdP change explains it, so it is drift at once, attributed from Segment's audit trail.",
-    )
-    .await?;
-    let ws = d.segment_get("production", "/", "ui-ana-token").await?;
-    let ws_id = ws["data"]["workspace"]["id"]
-        .as_str()
-        .context("workspace id")?
-        .to_string();
-    let omar = d
-        .segment_user_id("production", "omar.khan@acme.test")
-        .await?;
-    d.segment_send(
-        "production",
-        reqwest::Method::POST,
-        &format!("/users/{omar}/permissions"),
-        "ui-ana-token",
-        json!({"permissions": [{"roleId": crate::model::WORKSPACE_OWNER_ROLE_ID, "resources": [{"id": ws_id, "type": "WORKSPACE"}]}]}),
-    )
-    .await?;
-    d.check().await?;
-
-    d.step(5, "Ana adds Maria Garcia to the pushed group \"Segment Prod Owners\" in the Segment app", "A manual membership change on a group Okta pushes: Okta will overwrite it, but only on its next push of that group.").await?;
-    let owners = d
-        .segment_group_id("production", "Segment Prod Owners")
-        .await?;
-    d.segment_send(
-        "production",
-        reqwest::Method::POST,
-        &format!("/groups/{owners}/users"),
-        "ui-ana-token",
-        json!({"emails": ["maria.garcia@acme.test"]}),
-    )
-    .await?;
-    d.check().await?;
-
-    d.step(
-        6,
-        "SCIM is repaired; an Okta admin deactivates Dan Leaver, who has left",
-        "Deactivation is carried by SCIM: pending until the push removes him.",
-    )
-    .await?;
-    d.sim_post("/_sim/push", json!({"mode": "normal"})).await?;
-    d.sim_post(
-        "/_sim/okta/users/dan.leaver@acme.test/status",
-        json!({"status": "DEPROVISIONED"}),
-    )
-    .await?;
-    d.check().await?;
-    d.wait(PUSH_DELAY + Duration::from_secs(1), "for the push")
-        .await;
-    d.check().await?;
-
-    let by_service = d.stats.by_service();
-    let total: u64 = by_service.values().sum();
-    let parts: Vec<String> = by_service.iter().map(|(s, n)| format!("{s} {n}")).collect();
-    println!(
-        "\n{} checks made {total} API requests ({}).",
-        d.checks,
-        parts.join(", ")
-    );
-    println!(
-        "Still open: the stalled removal (step 3), the direct Owner grant (step 4) and the manual"
-    );
-    println!("membership (step 5). `scimwatch check` exits 1 while drift like this exists, 0 when clean,");
-    println!("and 2 (printing nothing) when it cannot read everything: it never reports on partial data.");
-    Ok(())
+    let bound = daemon.bind().await?;
+    let hooks = bound.hooks_addr().context("the daemon's address")?;
+    let shutdown = CancellationToken::new();
+    let running = tokio::spawn(daemon.clone().serve(bound, shutdown.clone()));
+    let mut d = Demo {
+        sim_url: sim_url.to_string(),
+        http: reqwest::Client::new(),
+        daemon,
+        last: vec![],
+        detections: vec![],
+    };
+    let result = d.steps(hooks).await;
+    shutdown.cancel();
+    let _ = running.await;
+    result
 }
 
 impl Demo {
-    async fn step(&self, n: u32, title: &str, what: &str) -> anyhow::Result<()> {
-        println!("\n── Step {n}. {title}");
-        println!("   {what}");
-        Ok(())
-    }
+    async fn steps(&mut self, hooks: std::net::SocketAddr) -> anyhow::Result<()> {
+        // Okta verifies the hook with a GET, then delivers events to it.
+        self.sim_post(
+            "/_sim/okta/event-hooks",
+            json!({"url": format!("http://{hooks}/hooks/okta"), "auth_header": HOOK_SECRET}),
+        )
+        .await?;
+        println!("\nThe daemon is running (`scimwatch run`): Okta's Event Hook is registered and verified,");
+        println!("the System Log is polled every 2 s and each workspace's audit trail every 1 s.");
+        self.daemon
+            .activator
+            .activate(crate::triggers::Reason::Startup);
 
-    async fn wait(&self, d: Duration, why: &str) {
-        println!("   … waiting {} s {why}", d.as_secs());
-        tokio::time::sleep(d).await;
-    }
-
-    async fn check(&mut self) -> anyhow::Result<()> {
-        let settings = cli::settings(&self.config)?;
-        let selected: Vec<_> = self
-            .config
-            .workspaces
-            .iter()
-            .zip(self.clients.iter())
-            .collect();
-        let report =
-            pass::run(&self.okta, &selected, &self.mappings, &settings, Utc::now()).await?;
-        self.checks += 1;
-        self.narrate(&report);
-        self.last = report.findings;
-        Ok(())
-    }
-
-    fn narrate(&self, report: &Report) {
-        let s = report.summary();
-        println!(
-            "   check → exit {}: {} drift, {} pending",
-            report.exit_code(),
-            s.drift,
-            s.pending
+        step(
+            1,
+            "A clean baseline",
+            "The daemon's first full pass finds Segment as the mappings say.",
         );
-        let mut changed = false;
-        for f in &report.findings {
+        let t = Instant::now();
+        self.until(t, Duration::from_secs(15), |_| true).await?;
+        println!(
+            "   +{:>4.1} s  first pass done: {} open findings",
+            t.elapsed().as_secs_f64(),
+            self.last.len()
+        );
+
+        step(
+            2,
+            "An Okta admin adds Olivia Chen to \"Segment Prod Owners\"",
+            "Okta logs it and calls the hook; SCIM carries it a few seconds later.",
+        );
+        self.sim_post(
+            "/_sim/okta/groups/Segment Prod Owners/members",
+            json!({"login": "olivia.chen@acme.test"}),
+        )
+        .await?;
+        let t = Instant::now();
+        self.until(t, Duration::from_secs(10), |f| {
+            has(f, Kind::UserNotProvisioned, "olivia.chen", State::Pending)
+        })
+        .await?;
+        self.detected("IdP change → pending (hook)", t);
+        self.until(t, Duration::from_secs(15), |f| {
+            !any(f, Kind::UserNotProvisioned, "olivia.chen")
+        })
+        .await?;
+        self.detected("SCIM push → resolved (audit trail)", t);
+
+        step(
+            3,
+            "The SCIM integration breaks, then Grace Liu leaves the analytics team",
+            "Okta logs the removal, but the push never reaches Segment.",
+        );
+        self.sim_post("/_sim/push", json!({"mode": "failing"}))
+            .await?;
+        self.sim_delete(
+            "/_sim/okta/groups/Segment Analytics Engineers/members/grace.liu@acme.test",
+        )
+        .await?;
+        let t = Instant::now();
+        self.until(t, Duration::from_secs(10), |f| {
+            has(f, Kind::MembershipUnexpected, "grace.liu", State::Pending)
+        })
+        .await?;
+        self.detected("IdP removal → pending (hook)", t);
+        println!("   … the daemon sleeps until the finding's deadline");
+        self.until(t, Duration::from_secs(WINDOW_SECS + 10), |f| {
+            has(f, Kind::MembershipUnexpected, "grace.liu", State::Drift)
+        })
+        .await?;
+        let late = self
+            .last
+            .iter()
+            .find(|f| f.kind == Kind::MembershipUnexpected)
+            .and_then(|f| f.deadline)
+            .map(|d| (Utc::now() - d).num_milliseconds().max(0))
+            .unwrap_or_default();
+        println!(
+            "   (turned to drift {:.1} s after its deadline)",
+            late as f64 / 1000.0
+        );
+        self.detected("stalled push → drift (deadline)", t);
+
+        step(
+            4,
+            "Ana (a Workspace Owner) makes Omar Khan a Workspace Owner directly in the Segment app",
+            "No IdP change explains it: drift at once, attributed from Segment's audit trail.",
+        );
+        let ws = self.segment_get("production", "/").await?;
+        let ws_id = ws["data"]["workspace"]["id"]
+            .as_str()
+            .context("workspace id")?
+            .to_string();
+        let omar = self
+            .segment_user_id("production", "omar.khan@acme.test")
+            .await?;
+        let t = Instant::now();
+        self.segment_send(
+            reqwest::Method::POST,
+            &format!("/users/{omar}/permissions"),
+            json!({"permissions": [{"roleId": crate::model::WORKSPACE_OWNER_ROLE_ID, "resources": [{"id": ws_id, "type": "WORKSPACE"}]}]}),
+        )
+        .await?;
+        self.until(t, Duration::from_secs(10), |f| {
+            any(f, Kind::DirectGrant, "omar.khan")
+        })
+        .await?;
+        self.detected("manual grant → drift (audit trail)", t);
+
+        step(
+            5,
+            "Ana adds Maria Garcia to the pushed group \"Segment Prod Owners\" in the Segment app",
+            "Okta will overwrite it, but only on its next push of that group.",
+        );
+        let owners = self
+            .segment_group_id("production", "Segment Prod Owners")
+            .await?;
+        let t = Instant::now();
+        self.segment_send(
+            reqwest::Method::POST,
+            &format!("/groups/{owners}/users"),
+            json!({"emails": ["maria.garcia@acme.test"]}),
+        )
+        .await?;
+        self.until(t, Duration::from_secs(10), |f| {
+            any(f, Kind::MembershipUnexpected, "maria.garcia")
+        })
+        .await?;
+        self.detected("manual membership → drift (audit trail)", t);
+
+        step(
+            6,
+            "SCIM is repaired; an Okta admin deactivates Dan Leaver, who has left",
+            "Deactivation is carried by SCIM: pending until the push removes him.",
+        );
+        self.sim_post("/_sim/push", json!({"mode": "normal"}))
+            .await?;
+        self.sim_post(
+            "/_sim/okta/users/dan.leaver@acme.test/status",
+            json!({"status": "DEPROVISIONED"}),
+        )
+        .await?;
+        let t = Instant::now();
+        self.until(t, Duration::from_secs(10), |f| {
+            has(
+                f,
+                Kind::DeactivatedUserPresent,
+                "dan.leaver",
+                State::Pending,
+            )
+        })
+        .await?;
+        self.detected("deactivation → pending (hook)", t);
+        self.until(t, Duration::from_secs(15), |f| {
+            !any(f, Kind::DeactivatedUserPresent, "dan.leaver")
+        })
+        .await?;
+        self.detected("SCIM removal → resolved (audit trail)", t);
+
+        println!("\nDetection times:");
+        for (what, d) in &self.detections {
+            println!("   {:>5.1} s  {what}", d.as_secs_f64());
+        }
+        let changes = self
+            .daemon
+            .store
+            .changes_since(Utc::now() - chrono::Duration::hours(1))
+            .await?;
+        println!(
+            "\nThe change log (`scimwatch changes`) recorded {} access changes, e.g.:",
+            changes.len()
+        );
+        for c in changes
+            .iter()
+            .filter(|c| c.attribution.as_deref() == Some("human"))
+            .take(2)
+        {
+            println!(
+                "   {} {}: {} → {} (by {})",
+                c.workspace,
+                c.user,
+                c.before,
+                c.after,
+                c.actor.as_deref().unwrap_or("?")
+            );
+        }
+        if let Some(c) = changes.iter().find(|c| c.latency_ms.is_some()) {
+            println!(
+                "   {} {}: {} → {} ({} after the Okta change)",
+                c.workspace,
+                c.user,
+                c.before,
+                c.after,
+                human_ms(c.latency_ms.unwrap_or(0))
+            );
+        }
+        let total = self.daemon.stats.total();
+        println!("\nThe daemon made {total} API requests. Still open: the stalled removal (step 3), the direct Owner");
+        println!("grant (step 4) and the manual membership (step 5); `scimwatch check` would exit 1 on them,");
+        println!("0 when clean, and 2 (printing nothing) when it cannot read everything.");
+        Ok(())
+    }
+
+    fn detected(&mut self, what: &str, t: Instant) {
+        self.detections.push((what.to_string(), t.elapsed()));
+    }
+
+    /// Waits until `pred` holds on the daemon's open findings, printing every change as it
+    /// appears with the time since `t` and the trigger that woke the daemon.
+    async fn until(
+        &mut self,
+        t: Instant,
+        within: Duration,
+        pred: impl Fn(&[Finding]) -> bool,
+    ) -> anyhow::Result<()> {
+        loop {
+            let doc = self
+                .daemon
+                .server
+                .findings
+                .read()
+                .ok()
+                .and_then(|f| f.clone());
+            if let Some(doc) = doc {
+                let value: Value = serde_json::from_str(&doc)?;
+                let findings: Vec<Finding> = serde_json::from_value(value["findings"].clone())?;
+                self.narrate(&findings, t);
+                if pred(&findings) {
+                    return Ok(());
+                }
+            }
+            if t.elapsed() > within {
+                bail!("the daemon did not notice within {} s", within.as_secs());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn narrate(&mut self, findings: &[Finding], t: Instant) {
+        let trigger = self.last_trigger();
+        let mut lines = Vec::new();
+        for f in findings {
             let before = self.last.iter().find(|o| o.id == f.id);
             let tag = match before {
                 None => "new",
@@ -273,37 +368,62 @@ impl Demo {
                 Some(o) if o.state != f.state || o.severity != f.severity => "changed",
                 Some(_) => continue,
             };
-            changed = true;
-            println!(
-                "   {tag:<9} {} {} {} · {}",
+            lines.push(format!(
+                "   +{:>4.1} s  {tag:<9} {} {} {} · {}",
+                t.elapsed().as_secs_f64(),
                 f.severity.as_str(),
                 f.state.as_str(),
                 f.kind,
                 f.subject()
-            );
-            for line in wrap(&f.message, 88) {
-                println!("             {line}");
+            ));
+            for line in wrap(&f.message, 86) {
+                lines.push(format!("               {line}"));
             }
             if let Some(a) = &f.attribution {
-                println!(
-                    "             attribution: {} ({}), reverted by SCIM: {}",
+                lines.push(format!(
+                    "               attribution: {} ({}), reverted by SCIM: {}",
                     a.kind.as_str(),
                     a.actor_email.as_deref().unwrap_or(&a.actor),
                     opt(f.reverted_by_scim)
-                );
-            } else if f.reverted_by_scim == Some(true) {
-                println!("             reverted by SCIM: yes");
+                ));
             }
         }
         for o in &self.last {
-            if !report.findings.iter().any(|f| f.id == o.id) {
-                changed = true;
-                println!("   resolved  {} · {}", o.kind, o.subject());
+            if !findings.iter().any(|f| f.id == o.id) {
+                lines.push(format!(
+                    "   +{:>4.1} s  resolved  {} · {}",
+                    t.elapsed().as_secs_f64(),
+                    o.kind,
+                    o.subject()
+                ));
             }
         }
-        if !changed {
-            println!("   (no change)");
+        if !lines.is_empty() {
+            println!("   (the daemon was woken by: {trigger})");
+            for l in lines {
+                println!("{l}");
+            }
         }
+        self.last = findings.to_vec();
+    }
+
+    /// The trigger of the daemon's latest activation, from `/status`.
+    fn last_trigger(&self) -> String {
+        let status = self
+            .daemon
+            .server
+            .status
+            .read()
+            .map(|s| s.clone())
+            .unwrap_or_default();
+        status["last_activation"]
+            .as_object()
+            .and_then(|m| {
+                m.iter()
+                    .max_by_key(|(_, v)| v["at"].as_str().unwrap_or_default().to_string())
+                    .map(|(k, _)| k.clone())
+            })
+            .unwrap_or_else(|| "start-up".into())
     }
 
     async fn sim_post(&self, path: &str, body: Value) -> anyhow::Result<()> {
@@ -332,9 +452,15 @@ impl Demo {
         Ok(())
     }
 
-    async fn segment_get(&self, ws: &str, path: &str, token: &str) -> anyhow::Result<Value> {
+    /// A GET on the Segment Public API as Ana, a person with a Segment app session.
+    async fn segment_get(&self, ws: &str, path: &str) -> anyhow::Result<Value> {
         let url = format!("{}/segment/{ws}{path}", self.sim_url);
-        let r = self.http.get(&url).bearer_auth(token).send().await?;
+        let r = self
+            .http
+            .get(&url)
+            .bearer_auth("ui-ana-token")
+            .send()
+            .await?;
         if !r.status().is_success() {
             bail!("GET {path}: {}", r.status());
         }
@@ -343,17 +469,15 @@ impl Demo {
 
     async fn segment_send(
         &self,
-        ws: &str,
         method: reqwest::Method,
         path: &str,
-        token: &str,
         body: Value,
     ) -> anyhow::Result<()> {
-        let url = format!("{}/segment/{ws}{path}", self.sim_url);
+        let url = format!("{}/segment/production{path}", self.sim_url);
         let r = self
             .http
             .request(method.clone(), &url)
-            .bearer_auth(token)
+            .bearer_auth("ui-ana-token")
             .json(&body)
             .send()
             .await?;
@@ -368,9 +492,7 @@ impl Demo {
     }
 
     async fn segment_user_id(&self, ws: &str, email: &str) -> anyhow::Result<String> {
-        let v = self
-            .segment_get(ws, "/users?pagination.count=1000", "ui-ana-token")
-            .await?;
+        let v = self.segment_get(ws, "/users?pagination.count=1000").await?;
         v["data"]["users"]
             .as_array()
             .and_then(|us| us.iter().find(|u| u["email"].as_str() == Some(email)))
@@ -381,7 +503,7 @@ impl Demo {
 
     async fn segment_group_id(&self, ws: &str, name: &str) -> anyhow::Result<String> {
         let v = self
-            .segment_get(ws, "/groups?pagination.count=1000", "ui-ana-token")
+            .segment_get(ws, "/groups?pagination.count=1000")
             .await?;
         v["data"]["userGroups"]
             .as_array()
@@ -390,6 +512,28 @@ impl Demo {
             .map(str::to_string)
             .with_context(|| format!("no Segment group {name}"))
     }
+}
+
+fn step(n: u32, title: &str, what: &str) {
+    println!("\n── Step {n}. {title}");
+    println!("   {what}");
+}
+
+fn any(f: &[Finding], kind: Kind, who: &str) -> bool {
+    f.iter()
+        .any(|f| f.kind == kind && f.user.as_ref().is_some_and(|u| u.as_str().starts_with(who)))
+}
+
+fn has(f: &[Finding], kind: Kind, who: &str, state: State) -> bool {
+    f.iter().any(|f| {
+        f.kind == kind
+            && f.state == state
+            && f.user.as_ref().is_some_and(|u| u.as_str().starts_with(who))
+    })
+}
+
+fn human_ms(ms: i64) -> String {
+    format!("{:.1} s", ms as f64 / 1000.0)
 }
 
 fn opt(b: Option<bool>) -> &'static str {
