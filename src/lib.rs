@@ -10,8 +10,11 @@
 //!
 //! ```text
 //! main.rs            thin: parse the CLI, start telemetry, hand over to cli.rs
-//! cli.rs             the commands: check, validate, sim, demo (run comes with the daemon)
+//! cli.rs             the commands: check, validate, run, changes, sim, demo
 //! telemetry.rs       tracing setup (logs on stderr; stdout is for results)
+//! daemon.rs          `run`: wiring, the reconcile loop (one activation at a time, deadlines),
+//!                    per-workspace failure scoping, graceful shutdown
+//! metrics.rs         Prometheus text, by hand; never a person in a label
 //! model.rs           our vocabulary: Email, Grant, IdP and Segment snapshots. No vendor JSON.
 //! http.rs            the one place that retries (backon) and paces (governor + headers)
 //! config/            scimwatch.toml: typed, strict, positions in every error
@@ -31,12 +34,20 @@
 //!   classify/        mismatches + IdP events + audit trail + now → findings (pure):
 //!                    mod.rs (state, attribution, sentences), scim.rs, grants.rs
 //!   pass.rs          read everything (IO), refuse partial data, then evaluate
+//!   history.rs       what the daemon remembers → inputs for the core (pure): observed IdP
+//!                    changes, first-seen times, the change log between two snapshots
 //!   tests.rs         the table tests of the pure core, snapshots of what people read
+//! triggers/          Activator (reasons coalesce), pollers.rs (System Log, audit trail)
+//! store/             SQLite via sqlx (WAL, migrations/ embedded): findings.rs, changes.rs
+//!                    (append-only), checkpoints.rs, snapshots.rs, activations.rs
+//! server/            router(state): /livez /readyz /metrics /status /findings, hooks.rs
+//!                    (Okta Event Hook receiver), auth.rs (constant-time bearer/secret)
 //! output.rs          the text table and the JSON of findings.md
 //! sim/               the simulator (sim.md): okta.rs, systemlog.rs, oauth.rs, segment.rs,
 //!                    segment_iam.rs, scim.rs, push.rs, control.rs, state.rs (one store),
-//!                    seed.rs, filter.rs, cursor.rs, ratelimit.rs, http.rs
-//! demo.rs            the narrated scenario on the embedded simulator
+//!                    seed.rs, filter.rs, cursor.rs, ratelimit.rs, http.rs, hooks.rs (Okta
+//!                    Event Hook delivery)
+//! demo.rs            the narrated scenario: the daemon in-process on the embedded simulator
 //! ```
 //!
 //! # Invariants
@@ -49,7 +60,11 @@
 //! - **Vendor JSON stays at the edges.** Only `idp/*` and `segment/wire.rs` (and the
 //!   simulator) know wire shapes.
 //! - **Retries live in `http.rs` only.** Nothing above it loops on errors.
-//! - **Secrets never print.** They live in `config::Secret`, whose `Debug`/`Display` is `***`.
+//! - **Secrets never print.** They live in `config::Secret`, whose `Debug`/`Display` is `***`;
+//!   none reaches the store.
+//! - **Triggers wake, they never feed.** Every activation re-reads the IdP and Segment.
+//! - **The change log is append-only**: no code path updates or deletes it, and the database
+//!   refuses to.
 //! - **Finding ids are stable**: SHA-256 over workspace, kind and subject, so the same
 //!   problem keeps its id across passes and restarts.
 
