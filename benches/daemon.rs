@@ -235,6 +235,8 @@ async fn run() -> anyhow::Result<()> {
         let (_d, base, cancel) =
             start(&sim, dir.path(), "60m", "[sync]\ninterval = \"1h\"\n[triggers]\nsystem_log_poll = \"5s\"\naudit_poll = \"0s\"\n").await?;
         tokio::time::sleep(Duration::from_secs(6)).await; // the poller sets its checkpoint
+                                                          // Hold the pushes, or SCIM would carry the change before a 5 s poll sees it pending.
+        post(&sim, "/_sim/push", json!({"mode": "paused"})).await?;
         let mut log = Vec::new();
         for who in [
             "olivia.chen@acme.test",

@@ -296,6 +296,62 @@ impl SegmentClient {
         })
     }
 
+    /// One group by id, with its permissions and members (`None` when Segment answers
+    /// 404: the group is gone). For the daemon's targeted passes.
+    pub async fn read_group(
+        &self,
+        id: &str,
+        ws_id: &str,
+    ) -> Result<Option<SegmentGroup>, SegmentError> {
+        let path = format!("/groups/{}", segment(id));
+        let group = match self.inner.get("GET /groups/{id}", &path, &[]).await {
+            Ok((request, data)) => {
+                let out: wire::UserGroupOut = self.inner.decode(&request, data, "userGroup")?;
+                let mut g = out.user_group;
+                g.permissions = Some(g.permissions.unwrap_or_default());
+                g
+            }
+            Err(SegmentError::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        match self.inner.clone().group(group, ws_id).await {
+            Ok(g) => Ok(Some(g)),
+            Err(SegmentError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// One user by id with their direct permissions (`None` on 404: no longer a member).
+    pub async fn read_user(
+        &self,
+        id: &str,
+        ws_id: &str,
+    ) -> Result<Option<SegmentUser>, SegmentError> {
+        let stub = wire::UserV1 {
+            id: id.to_string(),
+            name: None,
+            email: String::new(),
+            permissions: None,
+        };
+        match self.inner.clone().user(stub, ws_id).await {
+            Ok(u) => Ok(Some(u)),
+            Err(SegmentError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The workspace's members (ids and emails; no permissions).
+    pub async fn list_users(&self) -> Result<Vec<(String, Email)>, SegmentError> {
+        let users: Vec<wire::UserV1> = self
+            .inner
+            .list("GET /users", "/users", &[], "users")
+            .await?;
+        Ok(users
+            .into_iter()
+            .map(|u| (u.id, Email::new(&u.email)))
+            .collect())
+    }
+
     /// Runs `f` over `items`, [`CONCURRENCY`] at a time, keeping the input order. The
     /// first error wins; the rest are cancelled (dropping the `JoinSet` aborts them).
     async fn bounded<I, T, F, Fut>(&self, items: Vec<I>, f: F) -> Result<Vec<T>, SegmentError>

@@ -451,3 +451,219 @@ async fn sigkill_in_a_pending_window_keeps_the_deadline_ids_and_change_log() {
     );
     sim.stop().await;
 }
+
+/// The subjects a set of findings is about, with what is said of them.
+fn by_subject(doc: &Value, touched: &[&str]) -> Vec<(String, String, String, String, String)> {
+    let mut out: Vec<_> = doc["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| {
+            touched
+                .iter()
+                .any(|t| f["user"].as_str() == Some(*t) || f["group"].as_str() == Some(*t))
+        })
+        .map(|f| {
+            (
+                f["id"].as_str().unwrap().to_string(),
+                f["kind"].as_str().unwrap().to_string(),
+                f["state"].as_str().unwrap().to_string(),
+                f["severity"].as_str().unwrap().to_string(),
+                f["since"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_targeted_pass_and_a_full_pass_agree_on_the_subjects_touched() {
+    let sim = sim::start(&seed(), "127.0.0.1:0").await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let d = daemon(&config_text(&sim, dir.path(), "60m", "")).await;
+    d.activate([Reason::Startup].into()).await;
+    let requests_full = d.stats.total();
+
+    // On both sides: an IdP add (push held), a suspension, a direct grant and a manual
+    // membership in the Segment app.
+    control(
+        &sim,
+        reqwest::Method::POST,
+        "/_sim/push",
+        Some(json!({"mode": "paused"})),
+    )
+    .await;
+    control(
+        &sim,
+        reqwest::Method::POST,
+        "/_sim/okta/groups/Segment Prod Owners/members",
+        Some(json!({"login": "olivia.chen@acme.test"})),
+    )
+    .await;
+    control(
+        &sim,
+        reqwest::Method::POST,
+        "/_sim/okta/users/nina.berg@acme.test/status",
+        Some(json!({"status": "SUSPENDED"})),
+    )
+    .await;
+    let client = reqwest::Client::new();
+    let users: Value = client
+        .get(format!(
+            "{}/segment/production/users?pagination.count=1000",
+            sim.url()
+        ))
+        .bearer_auth("ui-ana-token")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id_of = |e: &str| {
+        users["data"]["users"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|u| u["email"] == e)
+            .unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let ws: Value = client
+        .get(format!("{}/segment/production/", sim.url()))
+        .bearer_auth("ui-ana-token")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    client
+        .post(format!("{}/segment/production/users/{}/permissions", sim.url(), id_of("omar.khan@acme.test")))
+        .bearer_auth("ui-ana-token")
+        .json(&json!({"permissions": [{"roleId": "1WDUuRLxv84rrfCNUwvkrRtkxnS", "resources": [{"id": ws["data"]["workspace"]["id"], "type": "WORKSPACE"}]}]}))
+        .send()
+        .await
+        .unwrap();
+    let groups: Value = client
+        .get(format!(
+            "{}/segment/production/groups?pagination.count=1000",
+            sim.url()
+        ))
+        .bearer_auth("ui-ana-token")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let owners = groups["data"]["userGroups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["name"] == "Segment Prod Owners")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    client
+        .post(format!(
+            "{}/segment/production/groups/{owners}/users",
+            sim.url()
+        ))
+        .bearer_auth("ui-ana-token")
+        .json(&json!({"emails": ["maria.garcia@acme.test"]}))
+        .send()
+        .await
+        .unwrap();
+
+    let before = d.stats.total();
+    d.activate([Reason::OktaHook, Reason::Audit("production".into())].into())
+        .await;
+    let targeted_cost = d.stats.total() - before;
+    let status = d.server.status.read().unwrap().clone();
+    assert_eq!(
+        status["last_activation"]["okta_hook"]["scope"], "targeted",
+        "{status:#}"
+    );
+    assert_eq!(
+        status["last_activation"]["okta_hook"]["result"], "ok",
+        "{status:#}"
+    );
+    let touched = [
+        "olivia.chen@acme.test",
+        "nina.berg@acme.test",
+        "omar.khan@acme.test",
+        "maria.garcia@acme.test",
+        "Segment Prod Owners",
+    ];
+    let targeted = by_subject(&findings_doc(&d), &touched);
+    assert_eq!(targeted.len(), 4, "{targeted:#?}");
+
+    d.activate([Reason::Periodic].into()).await;
+    let full = by_subject(&findings_doc(&d), &touched);
+    assert_eq!(targeted, full);
+    assert!(
+        targeted_cost < requests_full / 2,
+        "a targeted pass cost {targeted_cost} requests, a full one {requests_full}"
+    );
+    sim.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_touched_group_reading_empty_fails_the_targeted_pass_and_resolves_nothing() {
+    let sim = sim::start(&seed(), "127.0.0.1:0").await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let d = daemon(&config_text(&sim, dir.path(), "60m", "")).await;
+    // An open finding that an empty read must not resolve.
+    control(
+        &sim,
+        reqwest::Method::POST,
+        "/_sim/okta/users/nina.berg@acme.test/status",
+        Some(json!({"status": "SUSPENDED"})),
+    )
+    .await;
+    d.activate([Reason::Startup].into()).await;
+    assert_eq!(find(&findings_doc(&d), "deactivated_user_present").len(), 1);
+    control(
+        &sim,
+        reqwest::Method::POST,
+        "/_sim/push",
+        Some(json!({"mode": "paused"})),
+    )
+    .await;
+    for who in ["ana.silva@acme.test", "ben.okafor@acme.test"] {
+        control(
+            &sim,
+            reqwest::Method::DELETE,
+            &format!("/_sim/okta/groups/Segment Prod Owners/members/{who}"),
+            None,
+        )
+        .await;
+    }
+    d.activate([Reason::OktaHook].into()).await;
+    let status = d.server.status.read().unwrap().clone();
+    assert_eq!(
+        status["last_activation"]["okta_hook"]["result"], "error",
+        "{status:#}"
+    );
+    assert!(
+        status["last_activation"]["okta_hook"]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("reads empty"),
+        "{status:#}"
+    );
+    assert_eq!(find(&findings_doc(&d), "deactivated_user_present").len(), 1);
+    // The full pass sees the group emptied on purpose: both removals are pending.
+    d.activate([Reason::Periodic].into()).await;
+    let pending: Vec<_> = find(&findings_doc(&d), "membership_unexpected")
+        .into_iter()
+        .filter(|f| f["state"] == "pending")
+        .collect();
+    assert_eq!(pending.len(), 2);
+    sim.stop().await;
+}

@@ -45,8 +45,12 @@ use crate::triggers::{pollers, Activator, Reason};
 /// How long shutdown waits for running tasks.
 pub const GRACE: Duration = Duration::from_secs(10);
 
+mod targeted;
+
 const IDP_MEMBERSHIP: &str = "idp.membership";
 const IDP_OBSERVED: &str = "idp.observed_events";
+/// When the last successful pass (full or targeted) ran.
+const LAST_PASS: &str = "reconciler.last_pass";
 
 /// Everything the reconciler needs, built once.
 pub struct Daemon {
@@ -65,6 +69,8 @@ pub struct Daemon {
     /// Whether the last activation failed: then a deadline already past is retried after
     /// [`RETRY_FLOOR`], not at once (a down source must not turn into a hot loop).
     last_failed: std::sync::atomic::AtomicBool,
+    /// Workspace counts from the last full pass, for `/findings`.
+    summaries: Mutex<Vec<WorkspaceSummary>>,
 }
 
 /// The shortest wait before re-checking a past deadline after a failed pass.
@@ -127,6 +133,7 @@ impl Daemon {
             server,
             last: Mutex::new(BTreeMap::new()),
             last_failed: std::sync::atomic::AtomicBool::new(false),
+            summaries: Mutex::new(Vec::new()),
         })
     }
 
@@ -188,6 +195,8 @@ impl Daemon {
         tracker.spawn(async move {
             let mut tick = tokio::time::interval(interval);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            // The first tick is immediate: start-up already asked for a pass.
+            tick.tick().await;
             loop {
                 tokio::select! {
                     _ = cancel.cancelled() => return,
@@ -273,13 +282,26 @@ impl Daemon {
         let _enter = span.enter();
         let started = Utc::now();
         let clock = Instant::now();
-        let result = self.full_pass(started).await;
+        // Events alone wake a targeted pass; start-up, the periodic tick and deadlines
+        // (and a targeted pass that cannot run yet) a full one.
+        let events_only = reasons
+            .iter()
+            .all(|r| matches!(r, Reason::OktaHook | Reason::SystemLog | Reason::Audit(_)));
+        let (scope, result) = if events_only {
+            match self.targeted_pass(started).await {
+                Ok(Some(counts)) => ("targeted", Ok(counts)),
+                Ok(None) => ("full", self.full_pass(started).await),
+                Err(e) => ("targeted", Err(e)),
+            }
+        } else {
+            ("full", self.full_pass(started).await)
+        };
         let finished = Utc::now();
         let ok = result.is_ok();
         self.last_failed
             .store(!ok, std::sync::atomic::Ordering::Relaxed);
         for l in &labels {
-            self.metrics.pass_finished(l, "full", ok, clock.elapsed());
+            self.metrics.pass_finished(l, scope, ok, clock.elapsed());
         }
         let detail = match &result {
             Ok(counts) => counts.to_string(),
@@ -291,7 +313,7 @@ impl Daemon {
         let record = Activation {
             id: 0,
             trigger: trigger.clone(),
-            scope: "full".into(),
+            scope: scope.into(),
             started,
             finished,
             result: if ok { "ok".into() } else { "error".into() },
@@ -304,7 +326,7 @@ impl Daemon {
             for l in &labels {
                 last.insert(
                     l.to_string(),
-                    json!({"at": started, "result": record.result, "detail": if ok { result.as_ref().ok().cloned().unwrap_or_default() } else { json!(detail) }}),
+                    json!({"at": started, "scope": scope, "result": record.result, "detail": if ok { result.as_ref().ok().cloned().unwrap_or_default() } else { json!(detail) }}),
                 );
             }
         }
@@ -410,51 +432,19 @@ impl Daemon {
             .store
             .findings_record_full(&ok_workspaces, &findings, now)
             .await?;
-        for c in &changes {
-            if let Some(ms) = c.latency_ms {
-                self.metrics.observe_latency(ms as f64 / 1000.0);
-            }
-            tracing::info!(workspace = %c.workspace, user = %c.user, before = %c.before, after = %c.after, "Access changed.");
-        }
-        self.store.changes_append(&changes).await?;
+        self.after_pass(&transitions, &changes).await?;
         self.store
             .snapshot_put(IDP_MEMBERSHIP, &serde_json::to_value(&membership)?)
             .await?;
         self.store
             .snapshot_put(IDP_OBSERVED, &serde_json::to_value(&observed)?)
             .await?;
-
-        for f in &transitions.opened {
-            log_finding("New finding.", f);
+        if failed.is_empty() {
+            self.store
+                .snapshot_put(LAST_PASS, &serde_json::to_value(now)?)
+                .await?;
         }
-        for (before, after) in &transitions.changed {
-            if before.state != after.state || before.severity != after.severity {
-                log_finding("Finding changed.", after);
-            }
-        }
-        for r in &transitions.resolved {
-            tracing::info!(id = %r.finding.id, kind = %r.finding.kind, subject = %r.finding.subject(), "Finding resolved.");
-        }
-
-        // What the server shows: every open finding, this pass's and the failed
-        // workspaces' earlier ones alike.
-        let open: Vec<Finding> = self
-            .store
-            .findings_open()
-            .await?
-            .into_iter()
-            .map(|s| s.finding)
-            .collect();
-        self.metrics.set_open_findings(&open);
-        let report = Report {
-            generated_at: now,
-            idp: self.settings.idp,
-            workspaces: summaries,
-            findings: open,
-        };
-        if let Ok(mut f) = self.server.findings.write() {
-            *f = Some(crate::output::json(&report));
-        }
+        let report = self.publish_findings(now, Some(summaries)).await?;
         if failed.is_empty() {
             self.metrics.set_last_success(now);
             if let Ok(mut r) = self.server.ready.write() {
@@ -477,6 +467,69 @@ impl Daemon {
             );
         }
         Ok(counts)
+    }
+
+    /// Logs what a pass changed, appends the change log, feeds the latency histogram.
+    async fn after_pass(
+        &self,
+        transitions: &crate::store::Transitions,
+        changes: &[crate::store::ChangeRecord],
+    ) -> anyhow::Result<()> {
+        for c in changes {
+            if let Some(ms) = c.latency_ms {
+                self.metrics.observe_latency(ms as f64 / 1000.0);
+            }
+            tracing::info!(workspace = %c.workspace, user = %c.user, before = %c.before, after = %c.after, "Access changed.");
+        }
+        self.store.changes_append(changes).await?;
+        for f in &transitions.opened {
+            log_finding("New finding.", f);
+        }
+        for (before, after) in &transitions.changed {
+            if before.state != after.state || before.severity != after.severity {
+                log_finding("Finding changed.", after);
+            }
+        }
+        for r in &transitions.resolved {
+            tracing::info!(id = %r.finding.id, kind = %r.finding.kind, subject = %r.finding.subject(), "Finding resolved.");
+        }
+        Ok(())
+    }
+
+    /// Puts every open finding on `/findings` and in the metrics. `summaries` replaces the
+    /// workspace counts when the pass read whole workspaces.
+    async fn publish_findings(
+        &self,
+        now: DateTime<Utc>,
+        summaries: Option<Vec<WorkspaceSummary>>,
+    ) -> anyhow::Result<Report> {
+        let open: Vec<Finding> = self
+            .store
+            .findings_open()
+            .await?
+            .into_iter()
+            .map(|s| s.finding)
+            .collect();
+        self.metrics.set_open_findings(&open);
+        let summaries = match summaries {
+            Some(s) => {
+                if let Ok(mut w) = self.summaries.lock() {
+                    w.clone_from(&s);
+                }
+                s
+            }
+            None => self.summaries.lock().map(|w| w.clone()).unwrap_or_default(),
+        };
+        let report = Report {
+            generated_at: now,
+            idp: self.settings.idp,
+            workspaces: summaries,
+            findings: open,
+        };
+        if let Ok(mut f) = self.server.findings.write() {
+            *f = Some(crate::output::json(&report));
+        }
+        Ok(report)
     }
 
     async fn publish_status(&self) {
