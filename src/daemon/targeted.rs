@@ -9,8 +9,9 @@
 //! - The touched IdP groups, users, Segment groups and users are read afresh and merged
 //!   into the snapshots the last pass kept; the pure core evaluates the merged state, and
 //!   only findings about touched users or groups are kept.
-//! - A targeted pass adds or updates findings; it never resolves any (a finding it no
-//!   longer produces is left to the next full pass), and never counts as a full pass.
+//! - A targeted pass adds, updates and resolves the findings of the subjects it read
+//!   (touched users, and touched groups with their memberships); it never resolves any
+//!   other finding, and never counts as a full pass.
 //! - A touched mapped group that reads empty after a non-empty snapshot fails the pass
 //!   (Okta's silent `200 []`).
 //! - With nothing kept yet (no earlier full pass) it declines, and a full pass runs.
@@ -213,6 +214,11 @@ impl Daemon {
                     snap.users.push(u);
                 }
             }
+            // Segment drops every membership of a user removed from the workspace.
+            let present: BTreeSet<&Email> = members.iter().map(|(_, e)| e).collect();
+            for g in snap.groups.iter_mut() {
+                g.members.retain(|m| present.contains(m));
+            }
             for (id, g) in &fresh_groups {
                 let old_name = snap
                     .groups
@@ -284,17 +290,19 @@ impl Daemon {
         };
 
         let empty = Default::default();
+        let in_scope = |f: &Finding| {
+            f.kind != crate::reconcile::Kind::MappingUnresolved
+                && (f.user.as_ref().is_some_and(|u| touched_emails.contains(u))
+                    || f.group.as_ref().is_some_and(|g| {
+                        touched_groups.contains(&(f.workspace.clone(), g.clone()))
+                    }))
+        };
         let mut findings: Vec<Finding> = Vec::new();
         let mut changes = Vec::new();
         for (ws, kept_at, before, snap) in &merged_all {
             let mapping = self.mappings.workspaces.get(&ws.name).unwrap_or(&empty);
             let all = evaluate(ws, mapping, snap, &idp, &self.settings, now);
-            findings.extend(all.into_iter().filter(|f| {
-                f.user.as_ref().is_some_and(|u| touched_emails.contains(u))
-                    || f.group
-                        .as_ref()
-                        .is_some_and(|g| touched_groups.contains(&(ws.name.clone(), g.clone())))
-            }));
+            findings.extend(all.into_iter().filter(|f| in_scope(f)));
             let actors = history::Actors {
                 self_actor: ws.self_actor.as_deref(),
                 automation: &ws.automation_actors,
@@ -313,7 +321,10 @@ impl Daemon {
         let ids: Vec<String> = findings.iter().map(|f| f.id.clone()).collect();
         let first_seen = self.store.findings_first_seen(&ids).await?;
         history::apply_first_seen(&mut findings, &first_seen, now);
-        let transitions = self.store.findings_record_partial(&findings, now).await?;
+        let transitions = self
+            .store
+            .findings_record_targeted(&findings, &in_scope, now)
+            .await?;
         self.after_pass(&transitions, &changes).await?;
         for (ws, _, _, snap) in merged_all {
             self.store

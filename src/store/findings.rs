@@ -57,6 +57,41 @@ impl Store {
         Ok(transitions)
     }
 
+    /// Records a targeted pass: upserts `findings`, and resolves the open findings that
+    /// are `in_scope` (about the subjects the pass read) but that it did not produce.
+    /// Findings outside the scope are never resolved. One transaction.
+    pub async fn findings_record_targeted(
+        &self,
+        findings: &[Finding],
+        in_scope: &(dyn Fn(&Finding) -> bool + Sync),
+        now: DateTime<Utc>,
+    ) -> Result<Transitions, StoreError> {
+        let mut tx = self.begin_write("recording a targeted pass").await?;
+        let open = load_open(&mut tx).await?;
+        let mut transitions = upsert(&mut tx, &open, findings, now).await?;
+        let produced: HashSet<&str> = findings.iter().map(|f| f.id.as_str()).collect();
+        let now_db = time_to_db(&now);
+        for (id, row) in &open {
+            if produced.contains(id.as_str()) || !in_scope(&row.stored.finding) {
+                continue;
+            }
+            sqlx::query("UPDATE findings SET resolved_at = ? WHERE id = ?")
+                .bind(&now_db)
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .map_err(query_err("resolving a finding"))?;
+            let mut resolved = row.stored.clone();
+            resolved.resolved_at = Some(now);
+            transitions.resolved.push(resolved);
+        }
+        tx.commit()
+            .await
+            .map_err(query_err("committing a targeted pass"))?;
+        sort_stored(&mut transitions.resolved);
+        Ok(transitions)
+    }
+
     /// Records a targeted pass: upserts `findings`; resolves nothing.
     pub async fn findings_record_partial(
         &self,
