@@ -409,6 +409,46 @@ async fn sigkill_in_a_pending_window_keeps_the_deadline_ids_and_change_log() {
     }))
     .await;
     let pending = find(&doc, "membership_unexpected")[0].clone();
+    // And a change for the change log: a direct grant made in the app.
+    let client = reqwest::Client::new();
+    let users: Value = client
+        .get(format!(
+            "{}/segment/production/users?pagination.count=1000",
+            sim.url()
+        ))
+        .bearer_auth("ui-ana-token")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let omar = users["data"]["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["email"] == "omar.khan@acme.test")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let ws: Value = client
+        .get(format!("{}/segment/production/", sim.url()))
+        .bearer_auth("ui-ana-token")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    client
+        .post(format!("{}/segment/production/users/{omar}/permissions", sim.url()))
+        .bearer_auth("ui-ana-token")
+        .json(&json!({"permissions": [{"roleId": "1WDUuRLxv84rrfCNUwvkrRtkxnS", "resources": [{"id": ws["data"]["workspace"]["id"], "type": "WORKSPACE"}]}]}))
+        .send()
+        .await
+        .unwrap();
+    until(Box::new(|d| !find(d, "direct_grant").is_empty())).await;
 
     child.start_kill().unwrap();
     child.wait().await.unwrap();
@@ -428,8 +468,21 @@ async fn sigkill_in_a_pending_window_keeps_the_deadline_ids_and_change_log() {
         find(&doc, "membership_unexpected")[0]["since"],
         pending["since"]
     );
-    child.start_kill().unwrap();
-    child.wait().await.unwrap();
+    // SIGTERM: a graceful stop within the grace period.
+    let pid = child.id().unwrap().to_string();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = tokio::time::timeout(
+        scimwatch::daemon::GRACE + Duration::from_secs(2),
+        child.wait(),
+    )
+    .await
+    .expect("stops within the grace period")
+    .unwrap();
+    assert!(status.success(), "{status:?}");
 
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_scimwatch"))
         .arg("--config")
@@ -447,6 +500,19 @@ async fn sigkill_in_a_pending_window_keeps_the_deadline_ids_and_change_log() {
     let csv = String::from_utf8_lossy(&out.stdout);
     assert!(
         csv.starts_with("time,workspace,user,before,after,actor,attribution,idp_event,latency_ms"),
+        "{csv}"
+    );
+    let omar_rows: Vec<&str> = csv
+        .lines()
+        .filter(|l| l.contains("omar.khan@acme.test"))
+        .collect();
+    assert_eq!(
+        omar_rows.len(),
+        1,
+        "the change survives the kill, once: {csv}"
+    );
+    assert!(
+        omar_rows[0].contains("Workspace Owner") && omar_rows[0].contains("ana.silva@acme.test"),
         "{csv}"
     );
     sim.stop().await;
