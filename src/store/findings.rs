@@ -2,8 +2,9 @@
 //!
 //! A finding is *open* while `resolved_at` is null. Recording a pass never deletes a row:
 //! a resolved finding stays (with its `resolved_at`) until the same id appears again,
-//! which reopens it with a new `first_seen`. Only a full pass resolves, and only in the
-//! workspaces it covered: a targeted pass saw too little to say what went away.
+//! which reopens it with a new `first_seen`. A full pass resolves what it did not produce in
+//! the workspaces it covered; a targeted pass only what it did not produce among the
+//! subjects it read.
 
 use std::collections::{HashMap, HashSet};
 
@@ -15,7 +16,6 @@ use crate::reconcile::{Finding, State};
 
 /// An open row as the upsert compares against.
 struct OpenRow {
-    workspace: String,
     stored: StoredFinding,
 }
 
@@ -29,32 +29,14 @@ impl Store {
         findings: &[Finding],
         now: DateTime<Utc>,
     ) -> Result<Transitions, StoreError> {
-        let mut tx = self.begin_write("recording a full pass").await?;
-        let open = load_open(&mut tx).await?;
-        let mut transitions = upsert(&mut tx, &open, findings, now).await?;
-
         let covered: HashSet<&str> = workspaces.iter().map(String::as_str).collect();
-        let produced: HashSet<&str> = findings.iter().map(|f| f.id.as_str()).collect();
-        let now_db = time_to_db(&now);
-        for (id, row) in &open {
-            if !covered.contains(row.workspace.as_str()) || produced.contains(id.as_str()) {
-                continue;
-            }
-            sqlx::query("UPDATE findings SET resolved_at = ? WHERE id = ?")
-                .bind(&now_db)
-                .bind(id)
-                .execute(&mut *tx)
-                .await
-                .map_err(query_err("resolving a finding"))?;
-            let mut resolved = row.stored.clone();
-            resolved.resolved_at = Some(now);
-            transitions.resolved.push(resolved);
-        }
-        tx.commit()
-            .await
-            .map_err(query_err("committing a full pass"))?;
-        sort_stored(&mut transitions.resolved);
-        Ok(transitions)
+        self.record_and_resolve(
+            "a full pass",
+            findings,
+            &|f: &Finding| covered.contains(f.workspace.as_str()),
+            now,
+        )
+        .await
     }
 
     /// Records a targeted pass: upserts `findings`, and resolves the open findings that
@@ -66,7 +48,20 @@ impl Store {
         in_scope: &(dyn Fn(&Finding) -> bool + Sync),
         now: DateTime<Utc>,
     ) -> Result<Transitions, StoreError> {
-        let mut tx = self.begin_write("recording a targeted pass").await?;
+        self.record_and_resolve("a targeted pass", findings, in_scope, now)
+            .await
+    }
+
+    /// Upserts `findings` and resolves the open findings `in_scope` that are not among
+    /// them, in one transaction.
+    async fn record_and_resolve(
+        &self,
+        what: &'static str,
+        findings: &[Finding],
+        in_scope: &(dyn Fn(&Finding) -> bool + Sync),
+        now: DateTime<Utc>,
+    ) -> Result<Transitions, StoreError> {
+        let mut tx = self.begin_write(what).await?;
         let open = load_open(&mut tx).await?;
         let mut transitions = upsert(&mut tx, &open, findings, now).await?;
         let produced: HashSet<&str> = findings.iter().map(|f| f.id.as_str()).collect();
@@ -85,9 +80,7 @@ impl Store {
             resolved.resolved_at = Some(now);
             transitions.resolved.push(resolved);
         }
-        tx.commit()
-            .await
-            .map_err(query_err("committing a targeted pass"))?;
+        tx.commit().await.map_err(query_err("committing a pass"))?;
         sort_stored(&mut transitions.resolved);
         Ok(transitions)
     }
@@ -175,7 +168,7 @@ async fn load_open(
     tx: &mut Transaction<'static, Sqlite>,
 ) -> Result<HashMap<String, OpenRow>, StoreError> {
     let rows = sqlx::query(
-        "SELECT id, workspace, body, first_seen, last_seen, resolved_at FROM findings \
+        "SELECT id, body, first_seen, last_seen, resolved_at FROM findings \
          WHERE resolved_at IS NULL",
     )
     .fetch_all(&mut **tx)
@@ -186,11 +179,8 @@ async fn load_open(
         let id: String = row
             .try_get("id")
             .map_err(query_err("reading a finding id"))?;
-        let workspace: String = row
-            .try_get("workspace")
-            .map_err(query_err("reading a finding's workspace"))?;
         let stored = decode_stored(&row)?;
-        out.insert(id, OpenRow { workspace, stored });
+        out.insert(id, OpenRow { stored });
     }
     Ok(out)
 }

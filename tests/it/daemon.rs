@@ -22,6 +22,41 @@ fn mappings_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("mappings")
 }
 
+/// Ana, a Workspace Owner, makes `email` a Workspace Owner directly in the Segment app.
+async fn grant_owner_in_app(sim: &SimHandle, email: &str) {
+    let client = reqwest::Client::new();
+    let get = |path: &str| {
+        client
+            .get(format!("{}/segment/production{path}", sim.url()))
+            .bearer_auth("ui-ana-token")
+            .send()
+    };
+    let users: Value = get("/users?pagination.count=1000")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = users["data"]["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["email"] == email)
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let ws: Value = get("/").await.unwrap().json().await.unwrap();
+    let r = client
+        .post(format!("{}/segment/production/users/{id}/permissions", sim.url()))
+        .bearer_auth("ui-ana-token")
+        .json(&json!({"permissions": [{"roleId": "1WDUuRLxv84rrfCNUwvkrRtkxnS", "resources": [{"id": ws["data"]["workspace"]["id"], "type": "WORKSPACE"}]}]}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+}
+
 /// A config for the simulator with a store in `dir` and the given extra sections.
 fn config_text(sim: &SimHandle, dir: &Path, window: &str, extra: &str) -> String {
     format!(
@@ -126,46 +161,8 @@ async fn a_manual_grant_is_noticed_by_the_audit_poller_without_a_full_pass_inter
     // Let the poller set its checkpoint before the change.
     tokio::time::sleep(Duration::from_millis(1200)).await;
 
-    let client = reqwest::Client::new();
-    let users: Value = client
-        .get(format!(
-            "{}/segment/production/users?pagination.count=1000",
-            sim.url()
-        ))
-        .bearer_auth("ui-ana-token")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let omar = users["data"]["users"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|u| u["email"] == "omar.khan@acme.test")
-        .unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let ws: Value = client
-        .get(format!("{}/segment/production/", sim.url()))
-        .bearer_auth("ui-ana-token")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
     let changed = Instant::now();
-    let r = client
-        .post(format!("{}/segment/production/users/{omar}/permissions", sim.url()))
-        .bearer_auth("ui-ana-token")
-        .json(&json!({"permissions": [{"roleId": "1WDUuRLxv84rrfCNUwvkrRtkxnS", "resources": [{"id": ws["data"]["workspace"]["id"], "type": "WORKSPACE"}]}]}))
-        .send()
-        .await
-        .unwrap();
-    assert!(r.status().is_success());
+    grant_owner_in_app(&sim, "omar.khan@acme.test").await;
     wait_for(&d, Duration::from_secs(10), |doc| {
         !find(doc, "direct_grant").is_empty()
     })
@@ -410,44 +407,7 @@ async fn sigkill_in_a_pending_window_keeps_the_deadline_ids_and_change_log() {
     .await;
     let pending = find(&doc, "membership_unexpected")[0].clone();
     // And a change for the change log: a direct grant made in the app.
-    let client = reqwest::Client::new();
-    let users: Value = client
-        .get(format!(
-            "{}/segment/production/users?pagination.count=1000",
-            sim.url()
-        ))
-        .bearer_auth("ui-ana-token")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let omar = users["data"]["users"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|u| u["email"] == "omar.khan@acme.test")
-        .unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let ws: Value = client
-        .get(format!("{}/segment/production/", sim.url()))
-        .bearer_auth("ui-ana-token")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    client
-        .post(format!("{}/segment/production/users/{omar}/permissions", sim.url()))
-        .bearer_auth("ui-ana-token")
-        .json(&json!({"permissions": [{"roleId": "1WDUuRLxv84rrfCNUwvkrRtkxnS", "resources": [{"id": ws["data"]["workspace"]["id"], "type": "WORKSPACE"}]}]}))
-        .send()
-        .await
-        .unwrap();
+    grant_owner_in_app(&sim, "omar.khan@acme.test").await;
     until(Box::new(|d| !find(d, "direct_grant").is_empty())).await;
 
     child.start_kill().unwrap();
@@ -574,46 +534,8 @@ async fn a_targeted_pass_and_a_full_pass_agree_on_the_subjects_touched() {
         Some(json!({"status": "SUSPENDED"})),
     )
     .await;
+    grant_owner_in_app(&sim, "omar.khan@acme.test").await;
     let client = reqwest::Client::new();
-    let users: Value = client
-        .get(format!(
-            "{}/segment/production/users?pagination.count=1000",
-            sim.url()
-        ))
-        .bearer_auth("ui-ana-token")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let id_of = |e: &str| {
-        users["data"]["users"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|u| u["email"] == e)
-            .unwrap()["id"]
-            .as_str()
-            .unwrap()
-            .to_string()
-    };
-    let ws: Value = client
-        .get(format!("{}/segment/production/", sim.url()))
-        .bearer_auth("ui-ana-token")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    client
-        .post(format!("{}/segment/production/users/{}/permissions", sim.url(), id_of("omar.khan@acme.test")))
-        .bearer_auth("ui-ana-token")
-        .json(&json!({"permissions": [{"roleId": "1WDUuRLxv84rrfCNUwvkrRtkxnS", "resources": [{"id": ws["data"]["workspace"]["id"], "type": "WORKSPACE"}]}]}))
-        .send()
-        .await
-        .unwrap();
     let groups: Value = client
         .get(format!(
             "{}/segment/production/groups?pagination.count=1000",
