@@ -12,8 +12,10 @@
 //! main.rs            thin: parse the CLI, start telemetry, hand over to cli.rs
 //! cli.rs             the commands: check, validate, run, changes, sim, demo
 //! telemetry.rs       tracing setup (logs on stderr; stdout is for results)
-//! daemon.rs          `run`: wiring, the reconcile loop (one activation at a time, deadlines),
-//!                    per-workspace failure scoping, graceful shutdown
+//! daemon/            `run`: mod.rs (wiring, the reconcile loop: one activation at a time,
+//!                    deadlines, full passes with per-workspace failure scoping, graceful
+//!                    shutdown), targeted.rs (event-woken passes that re-read only what
+//!                    the events touched)
 //! metrics.rs         Prometheus text, by hand; never a person in a label
 //! model.rs           our vocabulary: Email, Grant, IdP and Segment snapshots. No vendor JSON.
 //! http.rs            the one place that retries (backon) and paces (governor + headers)
