@@ -655,3 +655,224 @@ async fn a_touched_group_reading_empty_fails_the_targeted_pass_and_resolves_noth
     assert_eq!(pending.len(), 2);
     sim.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_system_log_poller_wakes_a_pass_and_keeps_its_checkpoint_and_own_writes_wake_nothing() {
+    let sim = sim::start(&seed(), "127.0.0.1:0").await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let text = config_text(
+        &sim,
+        dir.path(),
+        "60m",
+        "[sync]\ninterval = \"1h\"\n[triggers]\nsystem_log_poll = \"1s\"\naudit_poll = \"1s\"\n[server]\nlisten = \"127.0.0.1:0\"\n",
+    );
+    let d = daemon(&text).await;
+    let cancel = CancellationToken::new();
+    let run = tokio::spawn(d.clone().run(cancel.clone()));
+    d.activator.activate(Reason::Startup);
+    wait_for(&d, Duration::from_secs(10), |doc| {
+        doc["findings"].is_array()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await; // both pollers set checkpoints
+    let checkpoint = d
+        .store
+        .checkpoint_get(scimwatch::triggers::pollers::SYSTEM_LOG_CHECKPOINT)
+        .await
+        .unwrap();
+    assert!(
+        checkpoint
+            .as_deref()
+            .is_some_and(|c| c.contains("/api/v1/logs")),
+        "{checkpoint:?}"
+    );
+
+    // scimwatch's own token writing (self_actor) wakes nothing.
+    let activations = |d: Arc<Daemon>| async move { d.store.activations_latest().await.unwrap() };
+    let before = activations(d.clone()).await;
+    let client = reqwest::Client::new();
+    let users: Value = client
+        .get(format!(
+            "{}/segment/production/users?pagination.count=1000",
+            sim.url()
+        ))
+        .bearer_auth("seg-prod-token")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = users["data"]["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["email"] == "rita.souza@acme.test")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let ws: Value = client
+        .get(format!("{}/segment/production/", sim.url()))
+        .bearer_auth("seg-prod-token")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let r = client
+        .put(format!("{}/segment/production/users/{id}/permissions", sim.url()))
+        .bearer_auth("seg-prod-token")
+        .json(&json!({"permissions": [{"roleId": "1aEWAcU0fArxScocwH9xxLgW7r3", "resources": [{"id": ws["data"]["workspace"]["id"], "type": "WORKSPACE"}]}]}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    let audit: Value = client
+        .get(format!(
+            "{}/segment/production/audit-events?resourceType=user",
+            sim.url()
+        ))
+        .bearer_auth("seg-prod-token")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        audit["data"]["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["actor"] == "public-api-token/TkProd01"),
+        "the write is in the audit trail under scimwatch's own actor: {audit:#}"
+    );
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(
+        activations(d.clone()).await,
+        before,
+        "an event by self_actor woke the reconciler"
+    );
+
+    // An Okta change, with no hook: the System Log poller finds it.
+    control(
+        &sim,
+        reqwest::Method::POST,
+        "/_sim/push",
+        Some(json!({"mode": "paused"})),
+    )
+    .await;
+    let t = Instant::now();
+    control(
+        &sim,
+        reqwest::Method::POST,
+        "/_sim/okta/groups/Segment Prod Owners/members",
+        Some(json!({"login": "olivia.chen@acme.test"})),
+    )
+    .await;
+    wait_for(&d, Duration::from_secs(10), |doc| {
+        find(doc, "user_not_provisioned").len() == 1
+    })
+    .await;
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    // `/status` is published when the activation has been recorded, just after `/findings`.
+    let mut status = d.server.status.read().unwrap().clone();
+    for _ in 0..40 {
+        if status["last_activation"]["system_log"]["result"] == "ok" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        status = d.server.status.read().unwrap().clone();
+    }
+    assert_eq!(
+        status["last_activation"]["system_log"]["result"], "ok",
+        "{status:#}"
+    );
+    assert_eq!(
+        status["last_activation"]["system_log"]["scope"], "targeted",
+        "{status:#}"
+    );
+    let moved = d
+        .store
+        .checkpoint_get(scimwatch::triggers::pollers::SYSTEM_LOG_CHECKPOINT)
+        .await
+        .unwrap();
+    assert_ne!(moved, checkpoint, "the checkpoint follows the next link");
+    cancel.cancel();
+    run.await.unwrap().unwrap();
+    sim.stop().await;
+}
+
+/// A deadline that passes while the IdP is down is not frozen: the pass keeps being
+/// retried, the finding stays as it was (never resolved on partial data), and it turns to
+/// drift as soon as a pass can read again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deadline_passing_while_okta_is_down_is_retried_not_frozen() {
+    let sim = sim::start(&seed(), "127.0.0.1:0").await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let text = config_text(
+        &sim,
+        dir.path(),
+        "2s",
+        "[sync]\ninterval = \"2s\"\n[triggers]\nsystem_log_poll = \"0s\"\naudit_poll = \"0s\"\n[server]\nlisten = \"127.0.0.1:0\"\n",
+    );
+    let d = daemon(&text).await;
+    control(
+        &sim,
+        reqwest::Method::POST,
+        "/_sim/push",
+        Some(json!({"mode": "failing"})),
+    )
+    .await;
+    control(
+        &sim,
+        reqwest::Method::DELETE,
+        "/_sim/okta/groups/Segment Analytics Engineers/members/grace.liu@acme.test",
+        None,
+    )
+    .await;
+    let cancel = CancellationToken::new();
+    let run = tokio::spawn(d.clone().run(cancel.clone()));
+    d.activator.activate(Reason::Startup);
+    wait_for(&d, Duration::from_secs(10), |doc| {
+        find(doc, "membership_unexpected")
+            .first()
+            .is_some_and(|f| f["state"] == "pending")
+    })
+    .await;
+    control(
+        &sim,
+        reqwest::Method::POST,
+        "/_sim/faults",
+        Some(json!({"service": "okta", "status": 503})),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let doc = findings_doc(&d);
+    assert_eq!(
+        find(&doc, "membership_unexpected")[0]["state"],
+        "pending",
+        "nothing changes on a failed read"
+    );
+    let status = d.server.status.read().unwrap().clone();
+    assert!(
+        status["last_activation"]
+            .as_object()
+            .unwrap()
+            .values()
+            .any(|a| a["result"] == "error"),
+        "{status:#}"
+    );
+    control(&sim, reqwest::Method::DELETE, "/_sim/faults", None).await;
+    wait_for(&d, Duration::from_secs(10), |doc| {
+        find(doc, "membership_unexpected")
+            .first()
+            .is_some_and(|f| f["state"] == "drift")
+    })
+    .await;
+    cancel.cancel();
+    run.await.unwrap().unwrap();
+    sim.stop().await;
+}
