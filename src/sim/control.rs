@@ -1,6 +1,7 @@
 //! The control API under `/_sim` (sim.md "Control API"): IdP mutations that write System
 //! Log events and feed the push engine, push-engine modes, fault injection and a dump of
-//! the whole state, Okta Event Hook registration (`hooks.rs`). JSON in and out, no auth
+//! the whole state, Okta Event Hook registration (`hooks.rs`), the fake alert sinks'
+//! records and failure modes (`sinks.rs`). JSON in and out, no auth
 //! (the sim binds loopback by default).
 //!
 //! Contract: each Okta mutation bumps `lastUpdated` / `lastMembershipUpdated`, appends its
@@ -13,9 +14,11 @@ use serde_json::{json, Value};
 
 use super::cursor::{base62_id, iso_time, okta_time, random_id};
 use super::hooks;
+use super::http::empty;
 use super::http::json as json_resp;
 use super::push::{self, Mode};
 use super::ratelimit::Fault;
+use super::sinks;
 use super::state::{OktaUser, State, OKTA_STATUSES};
 use super::{App, Req};
 
@@ -209,6 +212,12 @@ pub async fn handle(app: &App, req: Req) -> Response {
         (Method::GET, ["okta", "event-hooks", id]) => hooks::get(app, id),
         (Method::GET, ["okta", "event-hooks", id, "deliveries"]) => hooks::deliveries(app, id),
         (Method::DELETE, ["okta", "event-hooks", id]) => hooks::remove(app, id),
+        (Method::GET, ["sinks"]) => ok(app.sinks.snapshot()),
+        (Method::POST, ["sinks"]) => sinks::control_set(app, &body),
+        (Method::DELETE, ["sinks"]) => {
+            app.sinks.clear();
+            empty(StatusCode::NO_CONTENT)
+        }
         (Method::GET, ["state"]) => ok(dump(app)),
         (Method::POST, ["faults"]) => {
             let service = s("service").unwrap_or_else(|| "all".to_string());

@@ -18,7 +18,8 @@
 //!
 //! Layout: `seed.rs` (the seed file), `state.rs` (the world and its mutators), `okta.rs` +
 //! `systemlog.rs` + `oauth.rs`, `segment.rs` + `segment_iam.rs`, `scim.rs`, `push.rs`, `hooks.rs` (Okta Event
-//! Hooks: verification and delivery), `control.rs`, `filter.rs` (Okta's filter
+//! Hooks: verification and delivery), `sinks.rs` (fake PagerDuty, Slack and webhook
+//! receivers under `/pagerduty`, `/slack`, `/webhook`), `control.rs`, `filter.rs` (Okta's filter
 //! language), `cursor.rs` (signed cursors, ids), `ratelimit.rs` (windows and faults),
 //! `http.rs` (the request type and response helpers).
 
@@ -38,6 +39,7 @@ mod scim;
 mod seed;
 mod segment;
 mod segment_iam;
+mod sinks;
 mod state;
 mod systemlog;
 
@@ -78,6 +80,7 @@ pub(crate) struct App {
     pub faults: ratelimit::Faults,
     pub push: push::Push,
     pub hooks: hooks::Hooks,
+    pub sinks: sinks::Sinks,
     pub oauth: oauth::OAuth,
     pub addr: SocketAddr,
     pub retry_after_toggle: std::sync::atomic::AtomicU64,
@@ -175,6 +178,7 @@ pub async fn start(seed_toml: &str, listen: &str) -> Result<SimHandle, SimError>
         faults: ratelimit::Faults::default(),
         push: push::Push::new(seed.push.delay),
         hooks: hooks::Hooks::new(),
+        sinks: sinks::Sinks::default(),
         oauth: oauth::OAuth::new(),
         addr,
         retry_after_toggle: std::sync::atomic::AtomicU64::new(0),
@@ -278,6 +282,9 @@ async fn dispatch(AxumState(app): AxumState<Arc<App>>, req: Request) -> Response
     }
     if let Some(rest) = path.strip_prefix("/_sim") {
         return control::handle(&app, req.with_path(rest)).await;
+    }
+    if let Some(resp) = sinks::handle(&app, &req) {
+        return resp;
     }
     http::json(
         axum::http::StatusCode::NOT_FOUND,
