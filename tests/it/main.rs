@@ -9,4 +9,5 @@ mod segment;
 mod server;
 mod sim;
 mod sim_hooks;
+mod sim_sinks;
 mod store;
