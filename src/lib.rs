@@ -48,7 +48,7 @@
 //! sim/               the simulator (sim.md): okta.rs, systemlog.rs, oauth.rs, segment.rs,
 //!                    segment_iam.rs, scim.rs, push.rs, control.rs, state.rs (one store),
 //!                    seed.rs, filter.rs, cursor.rs, ratelimit.rs, http.rs, hooks.rs (Okta
-//!                    Event Hook delivery)
+//!                    Event Hook delivery), sinks.rs (PagerDuty, Slack, webhook receivers)
 //! demo.rs            the narrated scenario: the daemon in-process on the embedded simulator
 //! ```
 //!
