@@ -71,6 +71,22 @@ pub enum Command {
     },
     /// A narrated scenario on the embedded simulator.
     Demo,
+    /// Alert sinks: `alerts test` sends a labelled test alert through each.
+    Alerts {
+        #[command(subcommand)]
+        command: AlertsCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AlertsCommand {
+    /// Send a clearly-labelled test alert (and its resolve) through each configured sink;
+    /// exit 0 when every sink accepted both, 1 otherwise, 2 when the config does not load.
+    Test {
+        /// Only this sink (its `name` in [[alerts.sink]]).
+        #[arg(long)]
+        sink: Option<String>,
+    },
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
@@ -118,6 +134,9 @@ pub async fn main(cli: Cli) -> i32 {
                 2
             }
         },
+        Command::Alerts {
+            command: AlertsCommand::Test { sink },
+        } => alerts_test(cli.config.as_deref(), sink.as_deref()).await,
         Command::Changes { since, output } => {
             match changes(cli.config.as_deref(), &since, output).await {
                 Ok(text) => {
@@ -334,4 +353,72 @@ pub async fn validate_loaded<P: IdentityProvider>(
         );
     }
     Ok(problems)
+}
+
+/// `scimwatch alerts test`: loads only the config, then per sink a test trigger and its
+/// resolve; one line per sink on stdout.
+async fn alerts_test(config: Option<&Path>, only: Option<&str>) -> i32 {
+    let config = match crate::config::load(config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("scimwatch alerts test: {}", chain(&e));
+            return 2;
+        }
+    };
+    let alerts = &config.alerts;
+    if alerts.sinks.is_empty() {
+        eprintln!("scimwatch alerts test: no [[alerts.sink]] in the config; add one");
+        return 2;
+    }
+    if let Some(name) = only {
+        if alerts.sink(name).is_none() {
+            let known: Vec<&str> = alerts.sinks.iter().map(|s| s.name.as_str()).collect();
+            let hint = crate::config::strict::did_you_mean(name, known.iter().copied())
+                .map(|h| format!(" (did you mean {h:?}?)"))
+                .unwrap_or_default();
+            eprintln!(
+                "scimwatch alerts test: --sink {name:?}: no such sink{hint}; sinks: {}",
+                known.join(", ")
+            );
+            return 2;
+        }
+    }
+    let sinks = crate::alert::build_sinks(
+        alerts,
+        crate::alert::retry_config(alerts),
+        RequestStats::new(),
+    );
+    let now = Utc::now();
+    let trigger = crate::alert::Alert::test(crate::alert::Action::Trigger, now);
+    let resolve = crate::alert::Alert::test(crate::alert::Action::Resolve, now);
+    let mut all_ok = true;
+    for sink in sinks.iter().filter(|s| only.is_none_or(|n| n == s.name())) {
+        let t = sink.send(&trigger).await;
+        let r = sink.send(&resolve).await;
+        let show = |res: &Result<crate::alert::Delivered, crate::alert::SinkError>| match res {
+            Ok(d) => d.status.to_string(),
+            Err(e) => e
+                .status()
+                .map_or("no answer".to_string(), |s| s.to_string()),
+        };
+        let verdict = match (&t, &r) {
+            (Ok(_), Ok(_)) => "ok".to_string(),
+            (Err(e), _) | (Ok(_), Err(e)) => {
+                all_ok = false;
+                format!("FAILED: {e}")
+            }
+        };
+        println!(
+            "{} ({}): trigger {}, resolve {} — {verdict}",
+            sink.name(),
+            sink.kind(),
+            show(&t),
+            show(&r)
+        );
+    }
+    if all_ok {
+        0
+    } else {
+        1
+    }
 }

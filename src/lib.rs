@@ -49,6 +49,9 @@
 //!                    segment_iam.rs, scim.rs, push.rs, control.rs, state.rs (one store),
 //!                    seed.rs, filter.rs, cursor.rs, ratelimit.rs, http.rs, hooks.rs (Okta
 //!                    Event Hook delivery), sinks.rs (PagerDuty, Slack, webhook receivers)
+//! alert/             AlertSink, Alert (from a Finding), SinkError (rejected/broken/transient):
+//!                    pagerduty.rs (Events v2), slack.rs (blocks), webhook.rs (Standard
+//!                    Webhooks signature, rotation); `alerts test` sends through them
 //! demo.rs            the narrated scenario: the daemon in-process on the embedded simulator
 //! ```
 //!
@@ -70,6 +73,7 @@
 //! - **Finding ids are stable**: SHA-256 over workspace, kind and subject, so the same
 //!   problem keeps its id across passes and restarts.
 
+pub mod alert;
 pub mod cli;
 pub mod config;
 pub mod daemon;

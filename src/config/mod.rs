@@ -66,6 +66,8 @@ pub struct Config {
     pub store: StoreConfig,
     pub server: ServerConfig,
     pub policy: PolicyConfig,
+    /// `[alerts]`: sinks, routes and hygiene knobs (empty when the section is absent).
+    pub alerts: AlertsConfig,
     /// Non-fatal notes from loading (an inline secret, ...), to log once.
     pub warnings: Vec<String>,
 }
@@ -210,4 +212,104 @@ pub struct PolicyConfig {
     pub expiry_notice: Option<Duration>,
     /// Only in `scimwatch.toml`.
     pub consistent: Vec<Vec<String>>,
+}
+
+/// `[alerts]` (the alerting issue): where alerts go and how they are paced.
+#[derive(Clone, Debug)]
+pub struct AlertsConfig {
+    /// Consecutive clean checks before a resolve is sent.
+    pub resolve_after: u32,
+    /// More findings than this in one workspace and run become one grouped alert.
+    pub group_threshold: u32,
+    /// Consecutive failed passes before a `source_unavailable` alert.
+    pub source_down_after: u32,
+    pub retry_max_backoff: Duration,
+    /// How long a failing delivery is retried before it is dead-lettered.
+    pub retry_for: Duration,
+    pub sinks: Vec<AlertSinkConfig>,
+    pub routes: Vec<AlertRoute>,
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        AlertsConfig {
+            resolve_after: 2,
+            group_threshold: 10,
+            source_down_after: 3,
+            retry_max_backoff: Duration::from_secs(300),
+            retry_for: Duration::from_secs(86_400),
+            sinks: Vec::new(),
+            routes: Vec::new(),
+        }
+    }
+}
+
+impl AlertsConfig {
+    pub fn sink(&self, name: &str) -> Option<&AlertSinkConfig> {
+        self.sinks.iter().find(|s| s.name == name)
+    }
+
+    /// The sinks of the first route matching (severity, kind, workspace); none when no
+    /// route matches. A route without filters matches everything.
+    pub fn route(&self, severity: &str, kind: &str, workspace: &str) -> &[String] {
+        self.routes
+            .iter()
+            .find(|r| r.matches(severity, kind, workspace))
+            .map(|r| r.sinks.as_slice())
+            .unwrap_or(&[])
+    }
+}
+
+/// `[[alerts.sink]]`.
+#[derive(Clone, Debug)]
+pub struct AlertSinkConfig {
+    pub name: String,
+    pub target: AlertTarget,
+}
+
+impl AlertSinkConfig {
+    pub fn kind(&self) -> &'static str {
+        match self.target {
+            AlertTarget::PagerDuty { .. } => "pagerduty",
+            AlertTarget::Slack { .. } => "slack",
+            AlertTarget::Webhook { .. } => "webhook",
+        }
+    }
+}
+
+/// Where a sink delivers. Secrets stay in [`Secret`]; the Slack URL is one.
+#[derive(Clone, Debug)]
+pub enum AlertTarget {
+    PagerDuty {
+        routing_key: Secret,
+        /// Events API v2 enqueue URL.
+        url: String,
+    },
+    Slack {
+        webhook_url: Secret,
+    },
+    Webhook {
+        url: String,
+        /// `whsec_<base64>` (checked at load).
+        secret: Secret,
+        /// The secret being rotated out: a second signature while it is set.
+        previous_secret: Option<Secret>,
+    },
+}
+
+/// `[[alerts.route]]`: `None` filters match everything.
+#[derive(Clone, Debug)]
+pub struct AlertRoute {
+    pub sinks: Vec<String>,
+    pub severities: Option<Vec<String>>,
+    pub kinds: Option<Vec<String>>,
+    pub workspaces: Option<Vec<String>>,
+}
+
+impl AlertRoute {
+    pub fn matches(&self, severity: &str, kind: &str, workspace: &str) -> bool {
+        let ok =
+            |f: &Option<Vec<String>>, v: &str| f.as_ref().is_none_or(|l| l.iter().any(|x| x == v));
+        ok(&self.severities, severity) && ok(&self.kinds, kind) && ok(&self.workspaces, workspace)
+    }
 }

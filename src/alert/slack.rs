@@ -1,0 +1,180 @@
+//! Slack incoming webhooks (alerting.md §2): `{text, blocks}` with the same facts as the
+//! PagerDuty event; 200 `ok` is accepted. The webhook URL *is* the secret: it is never
+//! logged, never in an error (transport errors are reduced to their kind) and `Debug`
+//! shows `***`.
+
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+
+use super::{classify, no_answer, one_line, sink_http, Action, Alert, AlertSink, SendFuture};
+use crate::config::Secret;
+use crate::http::{Http, RequestStats, RetryConfig};
+
+/// Slack's answers that mean the hook is gone or refused for good.
+const BROKEN: [&str; 10] = [
+    "no_service",
+    "no_service_id",
+    "no_team",
+    "team_disabled",
+    "invalid_token",
+    "no_active_hooks",
+    "channel_not_found",
+    "channel_is_archived",
+    "action_prohibited",
+    "posting_to_general_channel_denied",
+];
+
+pub struct Slack {
+    name: String,
+    webhook_url: Secret,
+    http: Http,
+}
+
+impl std::fmt::Debug for Slack {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Slack")
+            .field("name", &self.name)
+            .field("webhook_url", &self.webhook_url)
+            .finish()
+    }
+}
+
+impl Slack {
+    pub fn new(
+        name: &str,
+        webhook_url: Secret,
+        retry: RetryConfig,
+        stats: Arc<RequestStats>,
+    ) -> Slack {
+        Slack {
+            name: name.to_string(),
+            webhook_url,
+            http: sink_http("slack", retry, stats),
+        }
+    }
+}
+
+/// Escapes Slack mrkdwn control characters.
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+fn plain(v: &Value) -> String {
+    match v {
+        Value::Null => "—".to_string(),
+        Value::String(s) => s.clone(),
+        Value::Bool(b) => if *b { "yes" } else { "no" }.to_string(),
+        Value::Array(a) if a.is_empty() => "none".to_string(),
+        Value::Array(a) => a
+            .iter()
+            .map(
+                |g| match (g.get("role").and_then(Value::as_str), g.get("resources")) {
+                    (Some(role), Some(Value::Array(rs))) => {
+                        let on: Vec<String> = rs
+                            .iter()
+                            .map(|r| {
+                                format!(
+                                    "{}:{}",
+                                    r.get("type").and_then(Value::as_str).unwrap_or("?"),
+                                    r.get("id").and_then(Value::as_str).unwrap_or("?")
+                                )
+                            })
+                            .collect();
+                        format!("{role} on {}", on.join(", "))
+                    }
+                    _ => g.to_string(),
+                },
+            )
+            .collect::<Vec<_>>()
+            .join("; "),
+        Value::Object(o) => match (
+            o.get("actor_email").and_then(Value::as_str),
+            o.get("actor").and_then(Value::as_str),
+        ) {
+            (Some(e), _) => format!(
+                "{e} ({})",
+                o.get("event").and_then(Value::as_str).unwrap_or("")
+            ),
+            (None, Some(a)) => format!(
+                "{a} ({})",
+                o.get("event").and_then(Value::as_str).unwrap_or("")
+            ),
+            _ => v.to_string(),
+        },
+        other => other.to_string(),
+    }
+}
+
+/// The Slack message for `alert` (pure).
+pub fn message(alert: &Alert) -> Value {
+    let label = if alert.test { "[TEST] " } else { "" };
+    if alert.action == Action::Resolve {
+        let text = format!(":white_check_mark: {label}Resolved: {}", alert.summary);
+        return json!({
+            "text": text,
+            "blocks": [
+                {"type": "section", "text": {"type": "mrkdwn", "text": esc(&text)}},
+                {"type": "context", "elements": [{"type": "mrkdwn", "text": format!("dedup `{}`", esc(&alert.key))}]},
+            ]
+        });
+    }
+    let text = format!(
+        ":rotating_light: {label}scimwatch {}: {}",
+        alert.severity.as_str(),
+        alert.summary
+    );
+    let header = one_line(
+        &format!("{label}Segment access drift: {}", alert.workspace),
+        150,
+    );
+    let mut blocks = vec![
+        json!({"type": "header", "text": {"type": "plain_text", "text": header}}),
+        json!({"type": "section", "text": {"type": "mrkdwn",
+               "text": format!("*{}* {}", alert.severity.as_str(), esc(&alert.summary))}}),
+    ];
+    let d = alert.details();
+    if alert.finding.is_some() {
+        let field = |title: &str, key: &str| json!({"type": "mrkdwn", "text": one_line(&format!("*{title}*\n{}", esc(&plain(&d[key]))), 1900)});
+        blocks.push(json!({"type": "section", "fields": [
+            field("Expected", "expected"),
+            field("Actual", "actual"),
+            field("Attribution", "attribution"),
+            field("Reverted by SCIM", "reverted_by_scim"),
+            field("Deadline", "deadline"),
+            field("Subject", "subject"),
+        ]}));
+        blocks.push(json!({"type": "section", "text": {"type": "mrkdwn",
+            "text": one_line(&format!("*Remedy* {}", esc(&plain(&d["remedy"]))), 2900)}}));
+    }
+    blocks.push(json!({"type": "context", "elements": [{"type": "mrkdwn",
+        "text": format!("{} · dedup `{}`", esc(&alert.kind), esc(&alert.key))}]}));
+    json!({"text": one_line(&text, 3000), "blocks": blocks})
+}
+
+impl AlertSink for Slack {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn kind(&self) -> &'static str {
+        "slack"
+    }
+    fn send<'a>(&'a self, alert: &'a Alert) -> SendFuture<'a> {
+        Box::pin(async move {
+            let body = message(alert).to_string();
+            let url = self.webhook_url.expose();
+            let answer = self
+                .http
+                .send("POST /slack/webhook", &|c: &reqwest::Client| {
+                    c.post(url)
+                        .header("content-type", "application/json")
+                        .body(body.clone())
+                })
+                .await
+                .map_err(|e| no_answer(&self.name, &e, false))?;
+            classify(&self.name, &answer, &|b| BROKEN.contains(&b))
+        })
+    }
+}
