@@ -1,6 +1,7 @@
 //! One integration-test binary (STYLE.md): clients against tiny servers and the
 //! simulator, end-to-end `check` runs, snapshot tests.
 
+mod alerts;
 mod config;
 mod daemon;
 mod e2e;
