@@ -365,6 +365,9 @@ async fn alerts_test(config: Option<&Path>, only: Option<&str>) -> i32 {
             return 2;
         }
     };
+    for w in &config.warnings {
+        tracing::warn!(warning = %w, "Config warning.");
+    }
     let alerts = &config.alerts;
     if alerts.sinks.is_empty() {
         eprintln!("scimwatch alerts test: no [[alerts.sink]] in the config; add one");
