@@ -10,7 +10,7 @@
 //!
 //! ```text
 //! main.rs            thin: parse the CLI, start telemetry, hand over to cli.rs
-//! cli.rs             the commands: check, validate, run, changes, sim, demo
+//! cli.rs             the commands: check, validate, run, changes, alerts test, sim, demo
 //! telemetry.rs       tracing setup (logs on stderr; stdout is for results)
 //! daemon/            `run`: mod.rs (wiring, the reconcile loop: one activation at a time,
 //!                    deadlines, full passes with per-workspace failure scoping, graceful
