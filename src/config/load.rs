@@ -582,28 +582,13 @@ fn read_workspaces(
     let mut list = Vec::new();
     for mut t in tables {
         let name = t.str("name", out);
-        let name = match name {
-            Some(n) if n.trim().is_empty() => {
-                out.push(t.key_problem(
-                    "name",
-                    "is empty; give the workspace a name that mapping files can refer to",
-                ));
-                None
-            }
-            Some(n) => {
-                if let Some(first) = seen.get(&n) {
-                    out.push(t.key_problem(
-                        "name",
-                        format!("the workspace name {n:?} is already used at line {first}; give each [[workspace]] a unique name"),
-                    ));
-                    None
-                } else {
-                    seen.insert(n.clone(), t.line());
-                    Some(n)
-                }
-            }
-            None => None,
-        };
+        let name = unique_name(
+            &t,
+            name,
+            &mut seen,
+            ("workspace", "[[workspace]]", "mapping files"),
+            out,
+        );
         let api_url = t
             .opt_str("api_url", out)
             .unwrap_or_else(|| "https://api.segmentapis.com".into());
@@ -976,27 +961,14 @@ fn read_alerts(t: &mut Table<'_, '_>, ctx: &mut Ctx<'_>, out: &mut Vec<Problem>)
     }
     let mut seen: BTreeMap<String, u32> = BTreeMap::new();
     for mut s in t.array_of_tables("sink", out) {
-        let name = match s.str("name", out) {
-            Some(n) if n.trim().is_empty() => {
-                out.push(
-                    s.key_problem("name", "is empty; give the sink a name routes can refer to"),
-                );
-                None
-            }
-            Some(n) => {
-                if let Some(first) = seen.get(&n) {
-                    out.push(s.key_problem(
-                        "name",
-                        format!("the sink name {n:?} is already used at line {first}; give each [[alerts.sink]] a unique name"),
-                    ));
-                    None
-                } else {
-                    seen.insert(n.clone(), s.line());
-                    Some(n)
-                }
-            }
-            None => None,
-        };
+        let name = s.str("name", out);
+        let name = unique_name(
+            &s,
+            name,
+            &mut seen,
+            ("sink", "[[alerts.sink]]", "routes"),
+            out,
+        );
         let kind = s.str("kind", out).and_then(|k| {
             let choices: Vec<(&str, &str)> = SINK_KINDS.iter().map(|k| (*k, *k)).collect();
             choice(&s, "kind", &k, &choices, out)
@@ -1219,4 +1191,33 @@ fn check_whsec(s: &Table<'_, '_>, key: &str, v: Secret, out: &mut Vec<Problem>) 
         ));
         None
     }
+}
+
+/// A `name` that must be non-empty and unique among its sibling tables. `what` is (the
+/// noun, the table header, who refers to it by name), for the messages.
+fn unique_name(
+    t: &Table<'_, '_>,
+    name: Option<String>,
+    seen: &mut BTreeMap<String, u32>,
+    what: (&str, &str, &str),
+    out: &mut Vec<Problem>,
+) -> Option<String> {
+    let (noun, header, referrers) = what;
+    let n = name?;
+    if n.trim().is_empty() {
+        out.push(t.key_problem(
+            "name",
+            format!("is empty; give the {noun} a name {referrers} can refer to"),
+        ));
+        return None;
+    }
+    if let Some(first) = seen.get(&n) {
+        out.push(t.key_problem(
+            "name",
+            format!("the {noun} name {n:?} is already used at line {first}; give each {header} a unique name"),
+        ));
+        return None;
+    }
+    seen.insert(n.clone(), t.line());
+    Some(n)
 }
