@@ -304,6 +304,9 @@ pub async fn validate_inner(config: Option<&Path>) -> anyhow::Result<Vec<String>
     let stats = RequestStats::new();
     let idp = okta(&config, stats.clone())?;
     let clients = segment_clients(&config, None, &stats)?;
+    for w in unrouted_critical(&config) {
+        eprintln!("warning: {w}");
+    }
     validate_loaded(&config, &mappings, &idp, &clients).await
 }
 
@@ -423,5 +426,78 @@ async fn alerts_test(config: Option<&Path>, only: Option<&str>) -> i32 {
         0
     } else {
         1
+    }
+}
+
+/// The finding kinds that can be critical.
+const CAN_BE_CRITICAL: [crate::reconcile::Kind; 6] = [
+    crate::reconcile::Kind::MembershipUnexpected,
+    crate::reconcile::Kind::DeactivatedUserPresent,
+    crate::reconcile::Kind::GroupPermissionsDrift,
+    crate::reconcile::Kind::DirectGrant,
+    crate::reconcile::Kind::UnmappedGroup,
+    crate::reconcile::Kind::ExceptionExpired,
+];
+
+/// One line per workspace whose critical findings of some kind would reach no alert sink
+/// (`validate` prints them as warnings). Pure.
+pub fn unrouted_critical(config: &Config) -> Vec<String> {
+    let mut out = Vec::new();
+    for ws in &config.workspaces {
+        let kinds: Vec<&str> = CAN_BE_CRITICAL
+            .iter()
+            .map(|k| k.as_str())
+            .filter(|k| config.alerts.route("critical", k, &ws.name).is_empty())
+            .collect();
+        if !kinds.is_empty() {
+            out.push(format!(
+                "critical findings in workspace {:?} reach no alert sink ({}); add an [[alerts.route]] that matches them",
+                ws.name,
+                kinds.join(", ")
+            ));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(alerts: &str) -> Config {
+        let text = format!(
+            "[idp]\nkind = \"okta\"\nurl = \"https://acme.okta.com\"\ntoken = \"t\"\n\n[[workspace]]\nname = \"production\"\ntoken = \"s\"\n\n[[workspace]]\nname = \"staging\"\ntoken = \"s\"\n{alerts}"
+        );
+        crate::config::load_str(
+            &text,
+            Path::new("/etc/scimwatch/scimwatch.toml"),
+            &Default::default(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn validate_warns_when_critical_findings_reach_no_sink() {
+        let none = config("");
+        assert_eq!(unrouted_critical(&none).len(), 2);
+        let sink =
+            "[[alerts.sink]]\nname = \"oncall\"\nkind = \"pagerduty\"\nrouting_key = \"k\"\n";
+        let all = config(&format!("{sink}[[alerts.route]]\nsinks = [\"oncall\"]\n"));
+        assert!(unrouted_critical(&all).is_empty());
+        let prod_only = config(&format!(
+            "{sink}[[alerts.route]]\nsinks = [\"oncall\"]\nworkspaces = [\"production\"]\nkinds = [\"direct_grant\"]\n"
+        ));
+        let w = unrouted_critical(&prod_only);
+        assert_eq!(w.len(), 2, "{w:?}");
+        assert!(
+            w[0].contains("\"production\"")
+                && !w[0].contains("direct_grant")
+                && w[0].contains("membership_unexpected"),
+            "{w:?}"
+        );
+        assert!(
+            w[1].contains("\"staging\"") && w[1].contains("direct_grant"),
+            "{w:?}"
+        );
     }
 }
