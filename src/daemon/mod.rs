@@ -347,16 +347,9 @@ impl Daemon {
             .snapshot_get(IDP_MEMBERSHIP)
             .await?
             .and_then(|v| serde_json::from_value(v).ok());
-        let mut observed: Vec<crate::model::IdpEvent> = self
-            .store
-            .snapshot_get(IDP_OBSERVED)
-            .await?
-            .and_then(|v| serde_json::from_value(v).ok())
-            .unwrap_or_default();
-        if let Some(prev) = &prev_membership {
-            observed.extend(history::observe_idp_changes(prev, &membership, now));
-        }
-        observed.retain(|e| e.published >= now - self.settings.event_lookback);
+        let observed = self
+            .observed_events(prev_membership.as_ref(), &membership, now)
+            .await?;
         let mut idp = reading.idp;
         idp.events = history::merge_events(&idp.events, &observed);
 
@@ -467,6 +460,27 @@ impl Daemon {
             );
         }
         Ok(counts)
+    }
+
+    /// The IdP changes the daemon has seen in its own snapshots over the look-back: those
+    /// kept from earlier passes plus what changed between `prev` and `now_read`.
+    async fn observed_events(
+        &self,
+        prev: Option<&IdpMembership>,
+        now_read: &IdpMembership,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<Vec<crate::model::IdpEvent>> {
+        let mut observed: Vec<crate::model::IdpEvent> = self
+            .store
+            .snapshot_get(IDP_OBSERVED)
+            .await?
+            .and_then(|v| serde_json::from_value(v).ok())
+            .unwrap_or_default();
+        if let Some(prev) = prev {
+            observed.extend(history::observe_idp_changes(prev, now_read, now));
+        }
+        observed.retain(|e| e.published >= now - self.settings.event_lookback);
+        Ok(observed)
     }
 
     /// Logs what a pass changed, appends the change log, feeds the latency histogram.

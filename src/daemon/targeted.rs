@@ -275,14 +275,9 @@ impl Daemon {
             .collect();
 
         let membership = IdpMembership::from_read(&groups);
-        let mut observed: Vec<crate::model::IdpEvent> = self
-            .store
-            .snapshot_get(IDP_OBSERVED)
-            .await?
-            .and_then(|v| serde_json::from_value(v).ok())
-            .unwrap_or_default();
-        observed.extend(history::observe_idp_changes(&kept_idp, &membership, now));
-        observed.retain(|e| e.published >= now - self.settings.event_lookback);
+        let observed = self
+            .observed_events(Some(&kept_idp), &membership, now)
+            .await?;
         let idp = IdpSnapshot {
             groups,
             lookups,
