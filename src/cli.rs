@@ -421,11 +421,34 @@ async fn alerts_test(config: Option<&Path>, only: Option<&str>) -> i32 {
             show(&t),
             show(&r)
         );
+        if t.is_ok() && r.is_ok() {
+            clear_broken(&config, sink.name()).await;
+        }
     }
     if all_ok {
         0
     } else {
         1
+    }
+}
+
+/// A passing `alerts test` puts a sink the daemon marked broken back in service (the
+/// running daemon notices within seconds). No store yet: nothing to clear.
+async fn clear_broken(config: &Config, sink: &str) {
+    let Ok(store) = crate::store::Store::open_existing(&config.store.path).await else {
+        return;
+    };
+    match store.sinks_broken().await {
+        Ok(b) if b.iter().any(|b| b.name == sink) => {
+            match store.sink_clear_broken(Some(sink)).await {
+                Ok(()) => println!("{sink}: was marked broken by the daemon; delivery resumes"),
+                Err(e) => eprintln!(
+                    "{sink}: cannot clear its broken mark in the store: {}",
+                    chain(&e)
+                ),
+            }
+        }
+        _ => {}
     }
 }
 

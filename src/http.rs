@@ -175,6 +175,8 @@ pub struct Http {
     /// Per endpoint: the budget its last answer announced, and a limiter at that rate.
     budgets: Arc<Mutex<HashMap<String, Budget>>>,
     hold_until: Arc<Mutex<Option<Instant>>>,
+    /// Keep URLs out of logs and errors (see [`Http::hiding_urls`]).
+    hide_urls: bool,
     retry: RetryConfig,
     stats: Arc<RequestStats>,
 }
@@ -224,9 +226,27 @@ impl Http {
             limiter,
             budgets: Arc::new(Mutex::new(HashMap::new())),
             hold_until: Arc::new(Mutex::new(None)),
+            hide_urls: false,
             retry,
             stats,
         }
+    }
+
+    /// Paces to `per_minute` with no burst at all (alert sinks: Slack allows one message a
+    /// second).
+    pub fn strictly_paced(mut self, per_minute: u32) -> Http {
+        if let Some(n) = NonZeroU32::new(per_minute) {
+            self.limiter = Some(Arc::new(RateLimiter::direct(
+                Quota::per_minute(n).allow_burst(NonZeroU32::MIN),
+            )));
+        }
+        self
+    }
+
+    /// The URL itself is a secret (a Slack webhook): never put it in a log line or error.
+    pub fn hiding_urls(mut self) -> Http {
+        self.hide_urls = true;
+        self
     }
 
     pub fn service(&self) -> &'static str {
@@ -308,18 +328,26 @@ impl Http {
         let response = match sent {
             Ok(r) => r,
             Err(e) => {
-                let url = e.url().map(|u| redact_url(u.as_str())).unwrap_or_default();
                 self.stats.record(self.service, endpoint, 0);
+                if self.hide_urls {
+                    return Err(Attempt::Transport(e.without_url(), "(hidden)".into()));
+                }
+                let url = e.url().map(|u| redact_url(u.as_str())).unwrap_or_default();
                 return Err(Attempt::Transport(e, url));
             }
         };
         let status = response.status();
         let headers = response.headers().clone();
-        let url = redact_url(response.url().as_str());
+        let url = if self.hide_urls {
+            "(hidden)".to_string()
+        } else {
+            redact_url(response.url().as_str())
+        };
         let body = match response.bytes().await {
             Ok(b) => b,
             Err(e) => {
                 self.stats.record(self.service, endpoint, 0);
+                let e = if self.hide_urls { e.without_url() } else { e };
                 return Err(Attempt::Transport(e, url));
             }
         };

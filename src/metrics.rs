@@ -42,7 +42,21 @@ struct Inner {
     open_findings: BTreeMap<(&'static str, &'static str, &'static str), u64>,
     latency: Histogram,
     last_success: Option<DateTime<Utc>>,
+    /// (sink, action, result) → alert send attempts.
+    alerts_sent: BTreeMap<(String, String, &'static str), u64>,
+    /// (family, action) → alerts the planner put in the outbox.
+    alerts_planned: BTreeMap<(&'static str, &'static str), u64>,
+    /// Per sink: pending rows, age of the oldest, dead letters, broken.
+    outbox: BTreeMap<String, SinkGauges>,
+    /// Findings that entered drift and matched no route.
+    alerts_unrouted: u64,
 }
+
+/// Pending rows, age of the oldest in seconds, dead letters, broken.
+type SinkGauges = (u64, f64, u64, bool);
+
+/// A per-sink gauge: name, help, and how to read it.
+type SinkGauge = (&'static str, &'static str, fn(&SinkGauges) -> f64);
 
 impl Default for Inner {
     fn default() -> Self {
@@ -52,6 +66,10 @@ impl Default for Inner {
             open_findings: BTreeMap::new(),
             latency: Histogram::new(LATENCY_BUCKETS),
             last_success: None,
+            alerts_sent: BTreeMap::new(),
+            alerts_planned: BTreeMap::new(),
+            outbox: BTreeMap::new(),
+            alerts_unrouted: 0,
         }
     }
 }
@@ -157,6 +175,53 @@ impl Metrics {
         self.with(|m| m.latency.observe(seconds));
     }
 
+    /// One delivery attempt: `result` is `delivered`, `retry`, `dead_letter` or `broken`.
+    pub fn alert_sent(&self, sink: &str, action: &str, result: &'static str) {
+        self.with(|m| {
+            *m.alerts_sent
+                .entry((sink.to_string(), action.to_string(), result))
+                .or_default() += 1;
+        });
+    }
+
+    /// Alerts the planner queued (once per alert, whatever the number of sinks).
+    pub fn alert_planned(&self, family: &'static str, action: &'static str) {
+        self.with(|m| *m.alerts_planned.entry((family, action)).or_default() += 1);
+    }
+
+    pub fn alert_unrouted(&self) {
+        self.with(|m| m.alerts_unrouted += 1);
+    }
+
+    /// Replaces the outbox gauges.
+    pub fn set_outbox(
+        &self,
+        sinks: &[String],
+        depth: &[crate::store::OutboxDepth],
+        broken: &[crate::store::BrokenSink],
+        now: DateTime<Utc>,
+    ) {
+        self.with(|m| {
+            m.outbox.clear();
+            for s in sinks {
+                let d = depth.iter().find(|d| &d.sink == s);
+                let age = d
+                    .and_then(|d| d.oldest)
+                    .map(|t| (now - t).num_milliseconds().max(0) as f64 / 1000.0)
+                    .unwrap_or(0.0);
+                m.outbox.insert(
+                    s.clone(),
+                    (
+                        d.map_or(0, |d| d.pending),
+                        age,
+                        d.map_or(0, |d| d.dead),
+                        broken.iter().any(|b| &b.name == s),
+                    ),
+                );
+            }
+        });
+    }
+
     /// The whole exposition, API request counts and rate-limit waits included.
     pub fn render(&self, requests: &RequestStats) -> String {
         let requests_snapshot = requests.snapshot();
@@ -256,6 +321,52 @@ impl Metrics {
                 "scimwatch_last_success_timestamp_seconds {}",
                 fmt_f64(last)
             );
+
+            header(
+                &mut out,
+                "scimwatch_alerts_queued_total",
+                "counter",
+                "Alerts put in the outbox, by family and action (once per alert, not per sink).",
+            );
+            for ((family, action), n) in &m.alerts_planned {
+                let _ = writeln!(
+                    out,
+                    "scimwatch_alerts_queued_total{} {n}",
+                    labels(&[("family", family), ("action", action)])
+                );
+            }
+            header(
+                &mut out,
+                "scimwatch_alerts_sent_total",
+                "counter",
+                "Alert delivery attempts, by sink, action and result (delivered, retry, dead_letter, broken).",
+            );
+            for ((sink, action, result), n) in &m.alerts_sent {
+                let _ = writeln!(
+                    out,
+                    "scimwatch_alerts_sent_total{} {n}",
+                    labels(&[("sink", sink), ("action", action), ("result", result)])
+                );
+            }
+            header(
+                &mut out,
+                "scimwatch_alerts_unrouted_total",
+                "counter",
+                "Findings that entered drift and matched no [[alerts.route]].",
+            );
+            let _ = writeln!(out, "scimwatch_alerts_unrouted_total {}", m.alerts_unrouted);
+            let gauges: [SinkGauge; 4] = [
+                ("scimwatch_alert_outbox_depth", "Alerts waiting in the outbox, per sink.", |v| v.0 as f64),
+                ("scimwatch_alert_outbox_oldest_seconds", "Age of the oldest alert waiting in the outbox, per sink.", |v| v.1),
+                ("scimwatch_alert_dead_letters", "Dead-lettered alerts kept in the store, per sink.", |v| v.2 as f64),
+                ("scimwatch_alert_sink_broken", "1 while a sink is marked broken (nothing is sent to it).", |v| if v.3 { 1.0 } else { 0.0 }),
+            ];
+            for (name, help, get) in gauges {
+                header(&mut out, name, "gauge", help);
+                for (sink, v) in &m.outbox {
+                    let _ = writeln!(out, "{name}{} {}", labels(&[("sink", sink)]), fmt_f64(get(v)));
+                }
+            }
             out
         })
         .unwrap_or_default()

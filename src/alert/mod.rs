@@ -13,10 +13,14 @@
 //! - Must never: put a routing key, a Slack URL or a webhook secret into an error, a log
 //!   line or `Debug` output (sinks implement `Debug` by hand).
 //!
-//! Not here yet: the outbox, grace windows, hysteresis, grouping and inhibition
-//! (alerting.md §5) — this module delivers one alert when told to.
+//! What decides *when* to alert is [`plan`] (pure: dedup, hysteresis, grouping,
+//! inhibition, `source_unavailable`); what delivers is [`outbox`] (one worker per sink
+//! draining the durable outbox in the store, with backoff, dead letters and broken
+//! sinks).
 
+pub mod outbox;
 pub mod pagerduty;
+pub mod plan;
 pub mod slack;
 pub mod webhook;
 
@@ -39,10 +43,43 @@ use crate::reconcile::finding::{format_time, Finding, GrantView, Severity};
 /// PagerDuty caps `payload.summary` at 1024 characters.
 pub const MAX_SUMMARY: usize = 1024;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
 pub enum Action {
     Trigger,
     Resolve,
+}
+
+/// What an alert is about. The webhook's event type is `scimwatch.<family>.<status>`.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Family {
+    /// One finding; the key is the finding id.
+    Finding,
+    /// Many new drift findings of one kind in one workspace in one pass.
+    Digest,
+    /// A source (IdP or workspace) failed `source_down_after` full passes in a row.
+    SourceUnavailable,
+    /// A sink is broken or dead-letters alerts; raised on the other sinks.
+    SinkFailing,
+    /// `scimwatch alerts test`.
+    Test,
+}
+
+impl Family {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Family::Finding => "finding",
+            Family::Digest => "digest",
+            Family::SourceUnavailable => "source_unavailable",
+            Family::SinkFailing => "sink_failing",
+            Family::Test => "test",
+        }
+    }
 }
 
 impl Action {
@@ -54,8 +91,8 @@ impl Action {
     }
 }
 
-/// One thing to tell a sink.
-#[derive(Clone, Debug, PartialEq)]
+/// One thing to tell a sink. Kept as JSON in the outbox until delivered.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Alert {
     /// Dedup key: the finding id (or a test key).
     pub key: String,
@@ -65,10 +102,15 @@ pub struct Alert {
     pub summary: String,
     pub finding: Option<Finding>,
     pub workspace: String,
-    /// The finding kind (`direct_grant`, ...), or `test`.
+    /// The finding kind (`direct_grant`, ...), or the family for the others.
     pub kind: String,
-    /// A `scimwatch alerts test` alert: labelled as such everywhere.
-    pub test: bool,
+    pub family: Family,
+    /// The facts of a digest, a `source_unavailable` or a `sink_failing` alert.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extra: Option<Value>,
+    /// The webhook's `webhook-id`: the outbox sets it so every retry carries the same.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_id: Option<String>,
     pub at: DateTime<Utc>,
 }
 
@@ -90,7 +132,9 @@ impl Alert {
             finding: Some(finding.clone()),
             workspace: finding.workspace.clone(),
             kind: finding.kind.as_str().to_string(),
-            test: false,
+            family: Family::Finding,
+            extra: None,
+            message_id: None,
             at,
         }
     }
@@ -105,8 +149,25 @@ impl Alert {
             finding: None,
             workspace: "test".to_string(),
             kind: "test".to_string(),
-            test: true,
+            family: Family::Test,
+            extra: None,
+            message_id: None,
             at,
+        }
+    }
+
+    /// A `scimwatch alerts test` alert: labelled as such everywhere.
+    pub fn is_test(&self) -> bool {
+        self.family == Family::Test
+    }
+
+    /// The same alert as a resolve (the key is what matters to the sinks).
+    pub fn resolving(&self, at: DateTime<Utc>) -> Alert {
+        Alert {
+            action: Action::Resolve,
+            at,
+            message_id: None,
+            ..self.clone()
         }
     }
 
@@ -114,7 +175,10 @@ impl Alert {
     /// deadline, remedy (and the finding's identity).
     pub fn details(&self) -> Value {
         let Some(f) = &self.finding else {
-            return json!({"test": self.test, "note": "a delivery test from `scimwatch alerts test`"});
+            if let Some(extra) = &self.extra {
+                return extra.clone();
+            }
+            return json!({"test": self.is_test(), "note": "a delivery test from `scimwatch alerts test`"});
         };
         let grants = |g: &Option<Vec<GrantView>>| g.clone().unwrap_or_default();
         let mut actual = grants(&f.extra);
@@ -216,20 +280,31 @@ impl ServicePolicy for SinkPolicy {
     }
 }
 
-/// A paced, retrying client for one sink: about one request a second (alerting.md §8).
+/// A paced client for one sink: at most one request a second, no burst (alerting.md §8).
 pub(crate) fn sink_http(
     service: &'static str,
     retry: RetryConfig,
     stats: Arc<RequestStats>,
 ) -> Http {
-    Http::new(service, Arc::new(SinkPolicy), Some(60), retry, stats)
+    Http::new(service, Arc::new(SinkPolicy), None, retry, stats).strictly_paced(60)
 }
 
-/// The retry knobs for sinks from `[alerts]`: the configured backoff cap, 10 s per
-/// request (alerting.md §3).
+/// The retry knobs for a one-off send (`scimwatch alerts test`): a few quick retries
+/// within the call, the configured backoff cap, 10 s per request (alerting.md §3).
 pub fn retry_config(cfg: &AlertsConfig) -> RetryConfig {
     RetryConfig {
         max_backoff: cfg.retry_max_backoff,
+        timeout: Duration::from_secs(10),
+        ..RetryConfig::default()
+    }
+}
+
+/// The knobs for the daemon's sinks: no retries within a call — the outbox owns every
+/// retry, durably, with its own backoff (see [`outbox`]).
+pub fn outbox_retry_config() -> RetryConfig {
+    RetryConfig {
+        max_retries: 0,
+        max_rate_limited: 0,
         timeout: Duration::from_secs(10),
         ..RetryConfig::default()
     }

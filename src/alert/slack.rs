@@ -50,9 +50,19 @@ impl Slack {
         Slack {
             name: name.to_string(),
             webhook_url,
-            http: sink_http("slack", retry, stats),
+            http: sink_http("slack", retry, stats).hiding_urls(),
         }
     }
+}
+
+/// Cuts `s` at `max` characters (with an ellipsis), keeping its line breaks.
+fn cut(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s.to_string();
+    }
+    let mut out: String = s.chars().take(max.saturating_sub(1)).collect();
+    out.push('…');
+    out
 }
 
 /// Escapes Slack mrkdwn control characters.
@@ -110,7 +120,7 @@ fn plain(v: &Value) -> String {
 
 /// The Slack message for `alert` (pure).
 pub fn message(alert: &Alert) -> Value {
-    let label = if alert.test { "[TEST] " } else { "" };
+    let label = if alert.is_test() { "[TEST] " } else { "" };
     if alert.action == Action::Resolve {
         let text = format!(":white_check_mark: {label}Resolved: {}", alert.summary);
         return json!({
@@ -126,10 +136,12 @@ pub fn message(alert: &Alert) -> Value {
         alert.severity.as_str(),
         alert.summary
     );
-    let header = one_line(
-        &format!("{label}Segment access drift: {}", alert.workspace),
-        150,
-    );
+    let title = match alert.family {
+        super::Family::SourceUnavailable => "scimwatch cannot read a source",
+        super::Family::SinkFailing => "scimwatch alert sink failing",
+        _ => "Segment access drift",
+    };
+    let header = one_line(&format!("{label}{title}: {}", alert.workspace), 150);
     let mut blocks = vec![
         json!({"type": "header", "text": {"type": "plain_text", "text": header}}),
         json!({"type": "section", "text": {"type": "mrkdwn",
@@ -148,6 +160,36 @@ pub fn message(alert: &Alert) -> Value {
         ]}));
         blocks.push(json!({"type": "section", "text": {"type": "mrkdwn",
             "text": one_line(&format!("*Remedy* {}", esc(&plain(&d["remedy"]))), 2900)}}));
+    }
+    if let Some(extra) = &alert.extra {
+        // Digests list their first subjects; the others say what failed and how often.
+        let mut lines = Vec::new();
+        if let Some(subjects) = extra.get("subjects").and_then(Value::as_array) {
+            let count = extra.get("count").and_then(Value::as_u64).unwrap_or(0);
+            let names: Vec<String> = subjects.iter().map(|s| esc(&plain(s))).collect();
+            let more = (count as usize).saturating_sub(names.len());
+            let tail = if more > 0 {
+                format!(" and {more} more")
+            } else {
+                String::new()
+            };
+            lines.push(format!("*Subjects* ({count}): {}{tail}", names.join(", ")));
+        }
+        for (title, key) in [
+            ("Service", "service"),
+            ("Error", "error"),
+            ("Failed passes", "failed_passes"),
+            ("Sink", "sink"),
+            ("Remedy", "remedy"),
+        ] {
+            if let Some(v) = extra.get(key) {
+                lines.push(format!("*{title}* {}", esc(&plain(v))));
+            }
+        }
+        if !lines.is_empty() {
+            blocks.push(json!({"type": "section", "text": {"type": "mrkdwn",
+                "text": cut(&lines.join("\n"), 2900)}}));
+        }
     }
     blocks.push(json!({"type": "context", "elements": [{"type": "mrkdwn",
         "text": format!("{} · dedup `{}`", esc(&alert.kind), esc(&alert.key))}]}));

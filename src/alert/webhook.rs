@@ -84,14 +84,8 @@ pub fn envelope(alert: &Alert, id: &str) -> Value {
         Action::Trigger => "triggered",
         Action::Resolve => "resolved",
     };
-    let family = if alert.test {
-        "test"
-    } else if alert.kind == "source_unavailable" {
-        "source_unavailable"
-    } else {
-        "finding"
-    };
-    json!({
+    let family = alert.family.as_str();
+    let mut v = json!({
         "type": format!("scimwatch.{family}.{status}"),
         "version": 1,
         "id": id,
@@ -101,9 +95,13 @@ pub fn envelope(alert: &Alert, id: &str) -> Value {
         "severity": alert.severity.as_str(),
         "workspace": alert.workspace,
         "summary": alert.summary,
-        "test": alert.test,
+        "test": alert.is_test(),
         "finding": alert.finding,
-    })
+    });
+    if let Some(extra) = &alert.extra {
+        v["details"] = extra.clone();
+    }
+    v
 }
 
 fn new_message_id() -> String {
@@ -122,7 +120,7 @@ impl AlertSink for Webhook {
     }
     fn send<'a>(&'a self, alert: &'a Alert) -> SendFuture<'a> {
         Box::pin(async move {
-            let id = new_message_id();
+            let id = alert.message_id.clone().unwrap_or_else(new_message_id);
             let timestamp = chrono::Utc::now().timestamp();
             // Serialise once: these exact bytes are signed and sent, on every retry.
             let body = envelope(alert, &id).to_string().into_bytes();

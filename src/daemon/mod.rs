@@ -14,7 +14,12 @@
 //!   earliest deadline in the store, whatever else is happening (also while a source is
 //!   down: the deadline pass simply fails again and is retried at the next trigger).
 //! - State survives restarts: findings (ids, first-seen, deadlines), checkpoints, the last
-//!   snapshots and the change log live in the store, written in transactions.
+//!   snapshots, the change log, open alerts and the outbox live in the store, written in
+//!   transactions.
+//! - Alerts: after every pass that read its sources (or failed to read one) the pure
+//!   planner (`alert::plan`) decides triggers, resolves, digests and `source_unavailable`,
+//!   and their outbox rows are committed before any is sent; one worker per sink delivers
+//!   (`alert::outbox`). A pass that failed for another reason plans nothing.
 //! - On SIGTERM/SIGINT the loop stops taking activations, the tasks are cancelled, and the
 //!   process waits for them at most [`GRACE`].
 
@@ -28,6 +33,8 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::alert::outbox::{Horizons, Outbox};
+use crate::alert::plan::{self, Outcome};
 use crate::config::{Config, WorkspaceConfig};
 use crate::http::{RequestStats, RetryConfig};
 use crate::idp::okta::Okta;
@@ -64,6 +71,8 @@ pub struct Daemon {
     pub metrics: Arc<Metrics>,
     pub stats: Arc<RequestStats>,
     pub server: Arc<ServerState>,
+    /// Alert delivery; `None` when no `[[alerts.sink]]` is configured.
+    pub outbox: Option<Arc<Outbox>>,
     /// The last activation per trigger label, for `/status`.
     last: Mutex<BTreeMap<String, serde_json::Value>>,
     /// Whether the last activation failed: then a deadline already past is retried after
@@ -120,7 +129,28 @@ impl Daemon {
             auth_token: config.server.auth_token.clone(),
             seen_events: Mutex::new(Default::default()),
         });
+        let sinks: Vec<Arc<dyn crate::alert::AlertSink>> = crate::alert::build_sinks(
+            &config.alerts,
+            crate::alert::outbox_retry_config(),
+            stats.clone(),
+        )
+        .into_iter()
+        .map(Arc::from)
+        .collect();
+        let outbox = (!sinks.is_empty()).then(|| {
+            Outbox::new(
+                store.clone(),
+                sinks,
+                Horizons {
+                    min_backoff: Duration::from_secs(1),
+                    max_backoff: config.alerts.retry_max_backoff,
+                    retry_for: config.alerts.retry_for,
+                },
+                metrics.clone(),
+            )
+        });
         Ok(Daemon {
+            outbox,
             config,
             mappings,
             settings,
@@ -226,6 +256,19 @@ impl Daemon {
             }
         }
 
+        // Alert delivery: a restart is a reload, so sinks marked broken get another chance.
+        if let Some(outbox) = &self.outbox {
+            if let Err(e) = self.store.sink_clear_broken(None).await {
+                tracing::warn!(error = %crate::cli::chain(&e), "Cannot clear broken sinks in the store.");
+            }
+            outbox.publish_metrics(Utc::now()).await;
+            for i in 0..outbox.sinks.len() {
+                tracker.spawn(outbox.clone().run_sink(i, shutdown.clone()));
+            }
+        } else {
+            tracing::warn!("No [[alerts.sink]] configured: findings are on /findings and /metrics only; nobody is paged.");
+        }
+
         // The reconciler: one activation at a time.
         let me = self.clone();
         let cancel = shutdown.clone();
@@ -287,15 +330,27 @@ impl Daemon {
         let events_only = reasons
             .iter()
             .all(|r| matches!(r, Reason::OktaHook | Reason::SystemLog | Reason::Audit(_)));
+        let mut sources = Sources::default();
         let (scope, result) = if events_only {
             match self.targeted_pass(started).await {
                 Ok(Some(counts)) => ("targeted", Ok(counts)),
-                Ok(None) => ("full", self.full_pass(started).await),
+                Ok(None) => ("full", self.full_pass(started, &mut sources).await),
                 Err(e) => ("targeted", Err(e)),
             }
         } else {
-            ("full", self.full_pass(started).await)
+            ("full", self.full_pass(started, &mut sources).await)
         };
+        // Alerts: a full pass that recorded or could not read the IdP; a targeted pass
+        // that succeeded (it may trigger, never resolve).
+        let plan_alerts = match scope {
+            "full" => sources.recorded || sources.idp_error.is_some(),
+            _ => result.is_ok(),
+        };
+        if plan_alerts {
+            if let Err(e) = self.plan_alerts(scope == "full", &sources, started).await {
+                tracing::error!(error = %crate::cli::chain(e.as_ref()), "Cannot plan alerts; they are planned again after the next pass.");
+            }
+        }
         let finished = Utc::now();
         let ok = result.is_ok();
         self.last_failed
@@ -333,12 +388,90 @@ impl Daemon {
         self.publish_status().await;
     }
 
-    /// Reads everything, evaluates, records. Returns the counts for the activation log.
-    async fn full_pass(&self, now: DateTime<Utc>) -> anyhow::Result<serde_json::Value> {
+    /// Plans alerts from the open findings after a pass and queues them.
+    async fn plan_alerts(
+        &self,
+        full: bool,
+        sources: &Sources,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<()> {
+        let Some(outbox) = &self.outbox else {
+            return Ok(());
+        };
+        let findings: Vec<Finding> = self
+            .store
+            .findings_open()
+            .await?
+            .into_iter()
+            .map(|s| s.finding)
+            .collect();
+        let (records, failures) = self.store.alerts_load().await?;
+        let outcome = Outcome {
+            now,
+            pass_id: now.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+            full,
+            idp_service: self.settings.idp.as_str(),
+            idp_error: sources.idp_error.clone(),
+            workspaces: self
+                .clients
+                .iter()
+                .map(|(w, _)| (w.name.clone(), sources.failed.get(&w.name).cloned()))
+                .collect(),
+            findings: &findings,
+        };
+        let plan = plan::plan(&self.config.alerts, &records, &failures, &outcome);
+        for (key, summary) in &plan.unrouted {
+            self.metrics.alert_unrouted();
+            tracing::warn!(key = %key, summary = %summary, "No [[alerts.route]] matches this alert: nobody is told. Add a route that matches it.");
+        }
+        if plan.is_empty() && plan.failures == failures {
+            return Ok(());
+        }
+        self.store
+            .alerts_write(
+                &crate::store::AlertWrite {
+                    upsert: &plan.upsert,
+                    delete: &plan.delete,
+                    failures: Some(&plan.failures),
+                    sends: &plan.sends,
+                },
+                now,
+            )
+            .await?;
+        for s in &plan.sends {
+            self.metrics
+                .alert_planned(s.alert.family.as_str(), s.alert.action.as_str());
+            tracing::info!(key = %s.alert.key, action = s.alert.action.as_str(), family = s.alert.family.as_str(), severity = s.alert.severity.as_str(), sinks = %s.sinks.join(","), summary = %s.alert.summary, "Alert queued.");
+        }
+        outbox.wake();
+        outbox.publish_metrics(now).await;
+        Ok(())
+    }
+
+    /// Reads everything, evaluates, records. Returns the counts for the activation log;
+    /// `sources` learns what could not be read.
+    async fn full_pass(
+        &self,
+        now: DateTime<Utc>,
+        sources: &mut Sources,
+    ) -> anyhow::Result<serde_json::Value> {
         let selected: Vec<(&WorkspaceConfig, &SegmentClient)> =
             self.clients.iter().map(|(w, c)| (w, c)).collect();
-        let reading =
-            pass::read_all(&self.okta, &selected, &self.mappings, &self.settings, now).await?;
+        let reading = match pass::read_all(
+            &self.okta,
+            &selected,
+            &self.mappings,
+            &self.settings,
+            now,
+        )
+        .await
+        {
+            Ok(r) => r,
+            Err(e) => {
+                sources.idp_error = Some(crate::cli::chain(&e));
+                return Err(e.into());
+            }
+        };
 
         // What the IdP side changed since the last pass, as observed by us.
         let membership = IdpMembership::from_read(&reading.idp.groups);
@@ -364,6 +497,9 @@ impl Daemon {
                 Ok(s) => s,
                 Err(e) => {
                     tracing::error!(workspace = %ws.name, error = %crate::cli::chain(&e), "Workspace read failed; its findings stay as they were.");
+                    sources
+                        .failed
+                        .insert(ws.name.clone(), crate::cli::chain(&e));
                     failed.push(json!({"workspace": ws.name, "error": e.to_string()}));
                     continue;
                 }
@@ -425,6 +561,7 @@ impl Daemon {
             .store
             .findings_record_full(&ok_workspaces, &findings, now)
             .await?;
+        sources.recorded = true;
         self.after_pass(&transitions, &changes).await?;
         self.store
             .snapshot_put(IDP_MEMBERSHIP, &serde_json::to_value(&membership)?)
@@ -560,15 +697,64 @@ impl Daemon {
                 .or_default() += 1;
         }
         let last = self.last.lock().map(|l| l.clone()).unwrap_or_default();
-        let doc = json!({
+        let mut doc = json!({
             "last_activation": last,
             "next_deadline": deadline,
             "open_findings": { "total": open.len(), "by_state_severity": summary },
         });
+        if let Some(outbox) = &self.outbox {
+            doc["alerts"] = self.alerts_status(outbox).await;
+        }
         if let Ok(mut s) = self.server.status.write() {
             *s = doc;
         }
     }
+}
+
+impl Daemon {
+    /// `/status`'s `alerts`: open alerts by family, sources down, the outbox per sink
+    /// (pending, oldest, dead letters) and broken sinks. Sink names only, never a secret.
+    async fn alerts_status(&self, outbox: &Outbox) -> serde_json::Value {
+        let (records, failures) = self.store.alerts_load().await.unwrap_or_default();
+        let mut open: BTreeMap<&str, usize> = BTreeMap::new();
+        for r in &records {
+            *open.entry(r.family.as_str()).or_default() += 1;
+        }
+        let depth = self.store.outbox_depth().await.unwrap_or_default();
+        let broken = self.store.sinks_broken().await.unwrap_or_default();
+        let sinks: Vec<serde_json::Value> = outbox
+            .sinks
+            .iter()
+            .map(|s| {
+                let d = depth.iter().find(|d| d.sink == s.name());
+                let b = broken.iter().find(|b| b.name == s.name());
+                json!({
+                    "name": s.name(),
+                    "kind": s.kind(),
+                    "pending": d.map_or(0, |d| d.pending),
+                    "oldest_pending": d.and_then(|d| d.oldest),
+                    "dead_letters": d.map_or(0, |d| d.dead),
+                    "broken": b.map(|b| json!({"since": b.since, "reason": b.reason})),
+                })
+            })
+            .collect();
+        json!({
+            "open": open,
+            "sources_failing": failures.iter().map(|f| json!({"service": f.service, "workspace": f.workspace, "failed_passes": f.count, "error": f.error})).collect::<Vec<_>>(),
+            "sinks": sinks,
+        })
+    }
+}
+
+/// What a full pass could read, for the alert planner.
+#[derive(Debug, Default)]
+struct Sources {
+    /// The IdP read failed: the error chain.
+    idp_error: Option<String>,
+    /// Workspaces whose read failed, with the error chain.
+    failed: BTreeMap<String, String>,
+    /// The pass recorded its findings.
+    recorded: bool,
 }
 
 /// The daemon's listeners, bound before it runs (so that callers can learn the ports).

@@ -27,7 +27,8 @@
 //! two writers wait for each other (busy timeout) instead of failing on an upgrade.
 //!
 //! Files: `findings.rs`, `changes.rs` (plus the CSV/JSON renderings and `parse_since`),
-//! `checkpoints.rs` (checkpoints), `snapshots.rs`, `activations.rs`.
+//! `checkpoints.rs` (checkpoints), `snapshots.rs`, `activations.rs`, `alerts.rs` (open
+//! alerts, source failure counters, the durable outbox, broken sinks).
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -39,11 +40,13 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use crate::reconcile::Finding;
 
 mod activations;
+mod alerts;
 mod changes;
 mod checkpoints;
 mod findings;
 mod snapshots;
 
+pub use alerts::{AlertWrite, BrokenSink, OutboxDepth, OutboxRow};
 pub use changes::{changes_csv, changes_json, parse_since, CHANGES_CSV_HEADER};
 
 /// How long a statement waits for another connection's write lock.
