@@ -17,12 +17,13 @@
 //!   the other sinks, and resolves when the sink delivers again.
 //! - Pacing is the sink client's (one request a second, no burst).
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use rand::Rng as _;
-use serde_json::json;
+use serde_json::{json, Value};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -53,6 +54,8 @@ pub struct Outbox {
     pub sinks: Vec<Arc<dyn AlertSink>>,
     pub horizons: Horizons,
     pub metrics: Arc<Metrics>,
+    /// `/status`'s `alerts` section, refreshed after every change (shared with the server).
+    pub status: Arc<RwLock<Option<Value>>>,
     wake: watch::Sender<u64>,
 }
 
@@ -87,6 +90,7 @@ impl Outbox {
             sinks,
             horizons,
             metrics,
+            status: Arc::new(RwLock::new(None)),
             wake,
         })
     }
@@ -101,12 +105,46 @@ impl Outbox {
         self.sinks.iter().map(|s| s.name().to_string()).collect()
     }
 
-    /// Refreshes the outbox gauges from the store.
-    pub async fn publish_metrics(&self, now: DateTime<Utc>) {
+    /// Refreshes the outbox gauges and `/status`'s `alerts` from the store: open alerts
+    /// by family, sources failing, and per sink the pending rows, the oldest, dead
+    /// letters and the broken mark. Sink names only, never a secret.
+    pub async fn publish(&self, now: DateTime<Utc>) {
         let depth = self.store.outbox_depth().await.unwrap_or_default();
         let broken = self.store.sinks_broken().await.unwrap_or_default();
         self.metrics
             .set_outbox(&self.sink_names(), &depth, &broken, now);
+        let (records, failures) = self.store.alerts_load().await.unwrap_or_default();
+        let mut open: BTreeMap<&str, usize> = BTreeMap::new();
+        for r in &records {
+            *open.entry(r.family.as_str()).or_default() += 1;
+        }
+        let sinks: Vec<Value> = self
+            .sinks
+            .iter()
+            .map(|s| {
+                let d = depth.iter().find(|d| d.sink == s.name());
+                let b = broken.iter().find(|b| b.name == s.name());
+                json!({
+                    "name": s.name(),
+                    "kind": s.kind(),
+                    "pending": d.map_or(0, |d| d.pending),
+                    "oldest_pending": d.and_then(|d| d.oldest),
+                    "dead_letters": d.map_or(0, |d| d.dead),
+                    "broken": b.map(|b| json!({"since": b.since, "reason": b.reason})),
+                })
+            })
+            .collect();
+        let doc = json!({
+            "open": open,
+            "sources_failing": failures.iter().map(|f| json!({
+                "service": f.service, "workspace": f.workspace,
+                "failed_passes": f.count, "error": f.error, "since": f.since,
+            })).collect::<Vec<_>>(),
+            "sinks": sinks,
+        });
+        if let Ok(mut s) = self.status.write() {
+            *s = Some(doc);
+        }
     }
 
     /// Runs the worker of sink `index` until `cancel`.
@@ -182,7 +220,7 @@ impl Outbox {
                     _ = tokio::time::sleep(STORE_RETRY) => {}
                 }
             }
-            self.publish_metrics(now).await;
+            self.publish(now).await;
         }
     }
 
@@ -229,10 +267,11 @@ impl Outbox {
             }
             Next::Broken(reason) => {
                 self.store.outbox_retry(row.id, reason, now).await?;
-                self.store.sink_mark_broken(name, reason, now).await?;
                 self.metrics.alert_sent(name, action, "broken");
                 tracing::error!(sink = name, reason = %reason, "Alert sink is broken: nothing is sent to it until scimwatch restarts or `scimwatch alerts test --sink {name}` passes. Its alerts wait in the outbox.");
+                // Tell the others first: once the mark is set, readers may look for it.
                 self.sink_failing(name, reason, now).await?;
+                self.store.sink_mark_broken(name, reason, now).await?;
             }
         }
         Ok(())

@@ -108,27 +108,6 @@ impl Daemon {
             .collect();
         let activator = Activator::new();
         let metrics = Metrics::new();
-        let server = Arc::new(ServerState {
-            metrics: metrics.clone(),
-            requests: stats.clone(),
-            activator: activator.clone(),
-            status: RwLock::new(json!({"state": "starting"})),
-            findings: RwLock::new(None),
-            ready: RwLock::new(Readiness {
-                last_full_success: None,
-                interval: config.sync.interval,
-            }),
-            okta_hook: config
-                .triggers
-                .okta_hook_secret
-                .clone()
-                .map(|secret| OktaHook {
-                    secret,
-                    header: config.triggers.okta_hook_header.clone(),
-                }),
-            auth_token: config.server.auth_token.clone(),
-            seen_events: Mutex::new(Default::default()),
-        });
         let sinks: Vec<Arc<dyn crate::alert::AlertSink>> = crate::alert::build_sinks(
             &config.alerts,
             crate::alert::outbox_retry_config(),
@@ -148,6 +127,31 @@ impl Daemon {
                 },
                 metrics.clone(),
             )
+        });
+        let server = Arc::new(ServerState {
+            metrics: metrics.clone(),
+            requests: stats.clone(),
+            activator: activator.clone(),
+            status: RwLock::new(json!({"state": "starting"})),
+            alerts: outbox
+                .as_ref()
+                .map(|o| o.status.clone())
+                .unwrap_or_default(),
+            findings: RwLock::new(None),
+            ready: RwLock::new(Readiness {
+                last_full_success: None,
+                interval: config.sync.interval,
+            }),
+            okta_hook: config
+                .triggers
+                .okta_hook_secret
+                .clone()
+                .map(|secret| OktaHook {
+                    secret,
+                    header: config.triggers.okta_hook_header.clone(),
+                }),
+            auth_token: config.server.auth_token.clone(),
+            seen_events: Mutex::new(Default::default()),
         });
         Ok(Daemon {
             outbox,
@@ -261,7 +265,7 @@ impl Daemon {
             if let Err(e) = self.store.sink_clear_broken(None).await {
                 tracing::warn!(error = %crate::cli::chain(&e), "Cannot clear broken sinks in the store.");
             }
-            outbox.publish_metrics(Utc::now()).await;
+            outbox.publish(Utc::now()).await;
             for i in 0..outbox.sinks.len() {
                 tracker.spawn(outbox.clone().run_sink(i, shutdown.clone()));
             }
@@ -444,7 +448,7 @@ impl Daemon {
             tracing::info!(key = %s.alert.key, action = s.alert.action.as_str(), family = s.alert.family.as_str(), severity = s.alert.severity.as_str(), sinks = %s.sinks.join(","), summary = %s.alert.summary, "Alert queued.");
         }
         outbox.wake();
-        outbox.publish_metrics(now).await;
+        outbox.publish(now).await;
         Ok(())
     }
 
@@ -697,52 +701,14 @@ impl Daemon {
                 .or_default() += 1;
         }
         let last = self.last.lock().map(|l| l.clone()).unwrap_or_default();
-        let mut doc = json!({
+        let doc = json!({
             "last_activation": last,
             "next_deadline": deadline,
             "open_findings": { "total": open.len(), "by_state_severity": summary },
         });
-        if let Some(outbox) = &self.outbox {
-            doc["alerts"] = self.alerts_status(outbox).await;
-        }
         if let Ok(mut s) = self.server.status.write() {
             *s = doc;
         }
-    }
-}
-
-impl Daemon {
-    /// `/status`'s `alerts`: open alerts by family, sources down, the outbox per sink
-    /// (pending, oldest, dead letters) and broken sinks. Sink names only, never a secret.
-    async fn alerts_status(&self, outbox: &Outbox) -> serde_json::Value {
-        let (records, failures) = self.store.alerts_load().await.unwrap_or_default();
-        let mut open: BTreeMap<&str, usize> = BTreeMap::new();
-        for r in &records {
-            *open.entry(r.family.as_str()).or_default() += 1;
-        }
-        let depth = self.store.outbox_depth().await.unwrap_or_default();
-        let broken = self.store.sinks_broken().await.unwrap_or_default();
-        let sinks: Vec<serde_json::Value> = outbox
-            .sinks
-            .iter()
-            .map(|s| {
-                let d = depth.iter().find(|d| d.sink == s.name());
-                let b = broken.iter().find(|b| b.name == s.name());
-                json!({
-                    "name": s.name(),
-                    "kind": s.kind(),
-                    "pending": d.map_or(0, |d| d.pending),
-                    "oldest_pending": d.and_then(|d| d.oldest),
-                    "dead_letters": d.map_or(0, |d| d.dead),
-                    "broken": b.map(|b| json!({"since": b.since, "reason": b.reason})),
-                })
-            })
-            .collect();
-        json!({
-            "open": open,
-            "sources_failing": failures.iter().map(|f| json!({"service": f.service, "workspace": f.workspace, "failed_passes": f.count, "error": f.error})).collect::<Vec<_>>(),
-            "sinks": sinks,
-        })
     }
 }
 

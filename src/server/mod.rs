@@ -56,6 +56,8 @@ pub struct ServerState {
     pub activator: Activator,
     /// The `/status` document.
     pub status: RwLock<serde_json::Value>,
+    /// `/status`'s live `alerts` section, kept by the alert outbox (absent without sinks).
+    pub alerts: Arc<RwLock<Option<serde_json::Value>>>,
     /// The `/findings` document (findings.md JSON), once a pass has succeeded.
     pub findings: RwLock<Option<String>>,
     pub ready: RwLock<Readiness>,
@@ -136,8 +138,18 @@ async fn status(State(state): State<Arc<ServerState>>, headers: HeaderMap) -> Re
     if let Err(denied) = auth::require_bearer(state.auth_token.as_ref(), &headers, "/status") {
         return denied.into_response();
     }
-    let doc = read(&state.status).clone();
-    axum::Json(doc).into_response()
+    axum::Json(state.status_doc()).into_response()
+}
+
+impl ServerState {
+    /// The `/status` document: the last activation's, with the live alerts section.
+    pub fn status_doc(&self) -> serde_json::Value {
+        let mut doc = read(&self.status).clone();
+        if let Some(alerts) = read(&self.alerts).clone() {
+            doc["alerts"] = alerts;
+        }
+        doc
+    }
 }
 
 async fn findings(State(state): State<Arc<ServerState>>, headers: HeaderMap) -> Response {

@@ -26,6 +26,7 @@ fn state(hook: bool, token: bool) -> Arc<ServerState> {
         metrics: Metrics::new(),
         requests: RequestStats::new(),
         activator: Activator::new(),
+        alerts: Default::default(),
         status: RwLock::new(json!({"triggers": {}, "next_deadline": null})),
         findings: RwLock::new(None),
         ready: RwLock::new(Readiness {
