@@ -687,3 +687,195 @@ impl Running {
         }
     }
 }
+
+/// Grants Workspace Owner to `email` by hand, in the app.
+async fn grant_owner(sim: &SimHandle, email: &str) {
+    let ws = workspace_id(sim).await;
+    set_direct(
+        sim,
+        email,
+        json!([{"roleId": OWNER_ROLE, "resources": [{"id": ws, "type": "WORKSPACE"}]}]),
+    )
+    .await;
+}
+
+async fn wait_metric(run: &Running, needle: &str, within: Duration) {
+    let start = Instant::now();
+    while !run.metrics().contains(needle) {
+        assert!(
+            start.elapsed() < within,
+            "{needle} not in {}",
+            run.metrics()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sink_down_across_a_restart_loses_nothing_and_retry_after_is_honoured() {
+    let sim = sim::start(SEED, "127.0.0.1:0").await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let text = config_text(&sim, dir.path(), "");
+    let run = Running::start(&text).await;
+    run.full_pass().await;
+
+    // PagerDuty answers 500 until further notice; scimwatch restarts meanwhile.
+    sink_mode(&sim, json!({"sink": "pagerduty", "mode": "error_500"})).await;
+    grant_owner(&sim, "paula.rossi@acme.test").await;
+    run.full_pass().await;
+    wait_metric(
+        &run,
+        r#"scimwatch_alerts_sent_total{sink="oncall",action="trigger",result="retry"} 2"#,
+        Duration::from_secs(10),
+    )
+    .await;
+    run.stop().await;
+    sink_mode(&sim, json!({"sink": "pagerduty", "mode": "ok"})).await;
+    let run = Running::start(&text).await;
+    run.drained(Duration::from_secs(10)).await;
+    let s = sinks(&sim).await;
+    assert_eq!(pd_events(&s).len(), 1, "delivered once after the restart");
+    assert_eq!(
+        s["slack"].as_array().unwrap().len(),
+        1,
+        "the others were not held up"
+    );
+
+    // A 429 with Retry-After: 2 s is waited out, then delivered.
+    sink_mode(
+        &sim,
+        json!({"sink": "pagerduty", "mode": "rate_limited", "count": 1, "retry_after": 2}),
+    )
+    .await;
+    grant_owner(&sim, "quinn.adams@acme.test").await;
+    let queued = Instant::now();
+    run.full_pass().await;
+    run.drained(Duration::from_secs(10)).await;
+    let took = queued.elapsed();
+    assert!(
+        took >= Duration::from_secs(2),
+        "Retry-After not honoured: {took:?}"
+    );
+    assert_eq!(pd_events(&sinks(&sim).await).len(), 2);
+    run.stop().await;
+    sim.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_retry_for_an_alert_is_dead_lettered_and_the_sink_reported_on_the_others() {
+    let sim = sim::start(SEED, "127.0.0.1:0").await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let text =
+        config_text(&sim, dir.path(), "").replace("retry_for = \"1h\"", "retry_for = \"2s\"");
+    let run = Running::start(&text).await;
+    run.full_pass().await;
+
+    sink_mode(&sim, json!({"sink": "pagerduty", "mode": "error_500"})).await;
+    grant_owner(&sim, "paula.rossi@acme.test").await;
+    run.full_pass().await;
+    wait_metric(
+        &run,
+        r#"scimwatch_alerts_sent_total{sink="oncall",action="trigger",result="dead_letter"} 1"#,
+        Duration::from_secs(10),
+    )
+    .await;
+    run.drained(Duration::from_secs(10)).await;
+    let s = sinks(&sim).await;
+    let slack: Vec<String> = s["slack"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["text"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(slack.len(), 2, "{slack:?}");
+    assert!(
+        slack[1].contains("sink_failing") && slack[1].contains("\"oncall\""),
+        "{slack:?}"
+    );
+    assert_eq!(
+        s["webhook"][1]["body"]["type"],
+        "scimwatch.sink_failing.triggered"
+    );
+    let dead = run.d.store.outbox_list("dead").await.unwrap();
+    assert!(
+        dead[0]
+            .last_error
+            .as_deref()
+            .unwrap_or("")
+            .contains("still failing"),
+        "{dead:?}"
+    );
+
+    // PagerDuty answers again: the next alert goes through and sink_failing resolves.
+    sink_mode(&sim, json!({"sink": "pagerduty", "mode": "ok"})).await;
+    grant_owner(&sim, "quinn.adams@acme.test").await;
+    run.full_pass().await;
+    run.drained(Duration::from_secs(10)).await;
+    let s = sinks(&sim).await;
+    assert_eq!(pd_events(&s).len(), 1);
+    let last = s["slack"].as_array().unwrap().last().unwrap()["text"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        last.contains("Resolved") && last.contains("sink_failing"),
+        "{last}"
+    );
+    run.stop().await;
+    sim.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_passing_alerts_test_puts_a_broken_sink_back_in_service_without_a_restart() {
+    let sim = sim::start(SEED, "127.0.0.1:0").await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let text = config_text(&sim, dir.path(), "");
+    let path = dir.path().join("scimwatch.toml");
+    std::fs::write(&path, &text).unwrap();
+    let run = Running::start(&text).await;
+    run.full_pass().await;
+
+    sink_mode(&sim, json!({"sink": "slack", "mode": "revoked"})).await;
+    grant_owner(&sim, "paula.rossi@acme.test").await;
+    run.full_pass().await;
+    let start = Instant::now();
+    while run.d.store.sinks_broken().await.unwrap().is_empty() {
+        assert!(start.elapsed() < Duration::from_secs(10));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    sink_mode(&sim, json!({"sink": "slack", "mode": "ok"})).await;
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_scimwatch"))
+            .arg("--config")
+            .arg(&path)
+            .args(["alerts", "test", "--sink", "team"])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("team: was marked broken by the daemon; delivery resumes"),
+        "{stdout}"
+    );
+    run.drained(Duration::from_secs(10)).await;
+    let s = sinks(&sim).await;
+    let slack: Vec<&str> = s["slack"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["text"].as_str().unwrap_or(""))
+        .collect();
+    // The two test messages, then the alert that waited.
+    assert_eq!(slack.len(), 3, "{slack:?}");
+    assert!(slack[2].contains("direct_grant"), "{slack:?}");
+    run.stop().await;
+    sim.stop().await;
+}
