@@ -7,7 +7,10 @@
 //! System Log or Segment audit-trail pollers, or a deadline — and prints what changed and
 //! how long detection took. Every change goes through the simulator's public surfaces: its
 //! control API for the IdP side, the Segment Public API (with a person's token) for manual
-//! edits. It ends by itself in well under a minute and exits 0.
+//! edits. Alerts go to the simulator's PagerDuty and Slack receivers (critical and error
+//! page on-call; everything reaches the team channel), and the demo prints what they
+//! received: triggers, one per problem, and resolves. It ends by itself in well under a
+//! minute and exits 0.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -46,6 +49,8 @@ struct Demo {
     daemon: Arc<Daemon>,
     last: Vec<Finding>,
     detections: Vec<(String, Duration)>,
+    /// PagerDuty events and Slack messages already printed.
+    pages_seen: (usize, usize),
 }
 
 pub async fn run() -> anyhow::Result<()> {
@@ -60,9 +65,10 @@ pub async fn run() -> anyhow::Result<()> {
     ));
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let config_text = format!(
-        "{}\n[sync]\ninterval = \"1h\"\n\n[triggers]\nokta_hook_secret = \"{HOOK_SECRET}\"\nsystem_log_poll = \"2s\"\naudit_poll = \"1s\"\n\n[server]\nlisten = \"127.0.0.1:0\"\n\n[store]\npath = \"{}\"\n",
+        "{}\n[sync]\ninterval = \"1h\"\n\n[triggers]\nokta_hook_secret = \"{HOOK_SECRET}\"\nsystem_log_poll = \"2s\"\naudit_poll = \"1s\"\n\n[server]\nlisten = \"127.0.0.1:0\"\n\n[store]\npath = \"{}\"\n{}",
         sim.config_toml(Path::new("mappings"), &format!("propagation_window = \"{WINDOW_SECS}s\"")),
-        dir.join("scimwatch.db").display()
+        dir.join("scimwatch.db").display(),
+        alerts_toml(&sim.url()),
     );
     let result = scenario(&sim.url(), &config_text).await;
     sim.stop().await;
@@ -111,6 +117,7 @@ async fn scenario(sim_url: &str, config_text: &str) -> anyhow::Result<()> {
         daemon,
         last: vec![],
         detections: vec![],
+        pages_seen: (0, 0),
     };
     let result = d.steps(hooks).await;
     shutdown.cancel();
@@ -201,6 +208,7 @@ impl Demo {
             late as f64 / 1000.0
         );
         self.detected("stalled push → drift (deadline)", t);
+        self.pages().await?;
 
         step(
             4,
@@ -215,6 +223,10 @@ impl Demo {
         let omar = self
             .segment_user_id("production", "omar.khan@acme.test")
             .await?;
+        let omar_before = self
+            .segment_get("production", &format!("/users/{omar}"))
+            .await?["data"]["user"]["permissions"]
+            .clone();
         let t = Instant::now();
         self.segment_send(
             reqwest::Method::POST,
@@ -227,6 +239,18 @@ impl Demo {
         })
         .await?;
         self.detected("manual grant → drift (audit trail)", t);
+        let omar_key = self
+            .last
+            .iter()
+            .find(|f| {
+                f.kind == Kind::DirectGrant
+                    && f.user
+                        .as_ref()
+                        .is_some_and(|u| u.as_str().starts_with("omar.khan"))
+            })
+            .map(|f| f.id.clone())
+            .context("Omar's direct_grant finding")?;
+        self.pages().await?;
 
         step(
             5,
@@ -248,6 +272,7 @@ impl Demo {
         })
         .await?;
         self.detected("manual membership → drift (audit trail)", t);
+        self.pages().await?;
 
         step(
             6,
@@ -277,6 +302,47 @@ impl Demo {
         })
         .await?;
         self.detected("SCIM removal → resolved (audit trail)", t);
+
+        step(
+            7,
+            "Ana takes back Omar's Owner grant",
+            "The finding resolves at once; its page after two clean full passes in a row (no flapping\n   on one odd read). Full passes run every sync.interval; the demo asks for them.",
+        );
+        let t = Instant::now();
+        self.segment_send(
+            reqwest::Method::PUT,
+            &format!("/users/{omar}/permissions"),
+            json!({"permissions": input_permissions(&omar_before)}),
+        )
+        .await?;
+        self.until(t, Duration::from_secs(10), |f| {
+            !any(f, Kind::DirectGrant, "omar.khan")
+        })
+        .await?;
+        self.detected("grant taken back → resolved (audit trail)", t);
+        let key = omar_key;
+        let resolved = |s: &Value| {
+            s["pagerduty"].as_array().is_some_and(|a| {
+                a.iter()
+                    .any(|e| e["event_action"] == "resolve" && e["dedup_key"] == key.as_str())
+            })
+        };
+        let mut passes = 0;
+        while !resolved(&self.sinks().await?) {
+            if passes == 4 || t.elapsed() > Duration::from_secs(15) {
+                bail!("the page for Omar's grant did not resolve after {passes} full passes");
+            }
+            self.daemon
+                .activator
+                .activate(crate::triggers::Reason::Periodic);
+            passes += 1;
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+        }
+        println!(
+            "   +{:>4.1} s  resolved after {passes} full passes",
+            t.elapsed().as_secs_f64()
+        );
+        self.pages().await?;
 
         println!("\nDetection times:");
         for (what, d) in &self.detections {
@@ -315,10 +381,65 @@ impl Demo {
                 human_ms(c.latency_ms.unwrap_or(0))
             );
         }
+        let s = self.sinks().await?;
+        let count = |k: &str| s[k].as_array().map_or(0, Vec::len);
+        println!(
+            "\nOn-call got {} PagerDuty events and the team channel {} Slack messages: one trigger per",
+            count("pagerduty"),
+            count("slack")
+        );
+        println!("problem (dedup key = the finding id), and a resolve when it was fixed.");
         let total = self.daemon.stats.total();
-        println!("\nThe daemon made {total} API requests. Still open: the stalled removal (step 3), the direct Owner");
-        println!("grant (step 4) and the manual membership (step 5); `scimwatch check` would exit 1 on them,");
-        println!("0 when clean, and 2 (printing nothing) when it cannot read everything.");
+        println!("\nThe daemon made {total} API requests. Still open: the stalled removal (step 3) and the manual");
+        println!("membership (step 5); `scimwatch check` would exit 1 on them, 0 when clean, and 2 (printing");
+        println!("nothing) when it cannot read everything.");
+        Ok(())
+    }
+
+    async fn sinks(&self) -> anyhow::Result<Value> {
+        Ok(self
+            .http
+            .get(format!("{}/_sim/sinks", self.sim_url))
+            .send()
+            .await?
+            .json()
+            .await?)
+    }
+
+    /// Waits for the outbox to drain (Slack is paced at one message a second), then prints
+    /// what the fake PagerDuty and Slack received since the last call.
+    async fn pages(&mut self) -> anyhow::Result<()> {
+        let t = Instant::now();
+        loop {
+            let depth = self.daemon.store.outbox_depth().await?;
+            if depth.iter().all(|d| d.pending == 0) || t.elapsed() > Duration::from_secs(8) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let s = self.sinks().await?;
+        let pd = s["pagerduty"].as_array().cloned().unwrap_or_default();
+        let slack = s["slack"].as_array().cloned().unwrap_or_default();
+        for e in pd.iter().skip(self.pages_seen.0) {
+            let what = if e["event_action"] == "resolve" {
+                "resolve".to_string()
+            } else {
+                format!(
+                    "trigger {} {}",
+                    e["payload"]["severity"].as_str().unwrap_or("?"),
+                    e["payload"]["class"].as_str().unwrap_or("?")
+                )
+            };
+            println!(
+                "   → PagerDuty (on-call): {what}, dedup_key {}",
+                e["dedup_key"].as_str().unwrap_or("?")
+            );
+        }
+        for m in slack.iter().skip(self.pages_seen.1) {
+            let text = m["text"].as_str().unwrap_or("");
+            println!("   → Slack (team): {}", crate::alert::one_line(text, 100));
+        }
+        self.pages_seen = (pd.len(), slack.len());
         Ok(())
     }
 
@@ -512,6 +633,58 @@ impl Demo {
             .map(str::to_string)
             .with_context(|| format!("no Segment group {name}"))
     }
+}
+
+/// The demo's alert sinks: the simulator's fake PagerDuty and Slack. Critical and error
+/// findings page on-call; everything reaches the team channel.
+fn alerts_toml(sim: &str) -> String {
+    format!(
+        r#"
+[alerts]
+resolve_after = 2
+
+[[alerts.sink]]
+name = "oncall"
+kind = "pagerduty"
+routing_key = "demo0000000000000000000000000key"
+url = "{sim}/pagerduty/v2/enqueue"
+
+[[alerts.sink]]
+name = "team"
+kind = "slack"
+webhook_url = "{sim}/slack/hooks/TDEMO/BDEMO/demo"
+
+[[alerts.route]]
+severities = ["critical", "error"]
+sinks = ["oncall", "team"]
+
+[[alerts.route]]
+sinks = ["team"]
+"#
+    )
+}
+
+/// A user's permissions as Segment returns them, in the shape its write endpoints take.
+fn input_permissions(perms: &Value) -> Value {
+    let list: Vec<Value> = perms
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|p| {
+                    let resources: Vec<Value> = p["resources"]
+                        .as_array()
+                        .map(|rs| {
+                            rs.iter()
+                                .map(|r| json!({"id": r["id"], "type": r["type"]}))
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    json!({"roleId": p["roleId"], "resources": resources})
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Value::Array(list)
 }
 
 fn step(n: u32, title: &str, what: &str) {

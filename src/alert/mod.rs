@@ -117,12 +117,10 @@ pub struct Alert {
 impl Alert {
     /// The alert for `finding` (pure).
     pub fn from_finding(finding: &Finding, action: Action, at: DateTime<Utc>) -> Alert {
+        // Severity travels in its own field everywhere: the title says what and where.
         let summary = format!(
-            "{} {} in workspace {}: {}",
-            finding.severity.as_str(),
-            finding.kind,
-            finding.workspace,
-            finding.message
+            "{} in workspace {}: {}",
+            finding.kind, finding.workspace, finding.message
         );
         Alert {
             key: finding.id.clone(),
