@@ -5,6 +5,7 @@ mod alerts;
 mod config;
 mod daemon;
 mod e2e;
+mod governance;
 mod okta;
 mod segment;
 mod server;
