@@ -43,6 +43,8 @@
 //!   history.rs       what the daemon remembers → inputs for the core (pure): observed IdP
 //!                    changes, first-seen times, the change log between two snapshots
 //!   tests.rs         the table tests of the pure core, snapshots of what people read
+//!   tests/governance.rs  exceptions at every expiry boundary, hygiene, consistency,
+//!                    the explain value and its snapshots
 //! triggers/          Activator (reasons coalesce), pollers.rs (System Log, audit trail)
 //! store/             SQLite via sqlx (WAL, migrations/ embedded): findings.rs, changes.rs
 //!                    (append-only), checkpoints.rs, snapshots.rs, activations.rs
