@@ -1,8 +1,10 @@
-//! The command line: `check`, `validate`, `sim`, `demo` (and `run`, which comes with the
-//! daemon issue).
+//! The command line: `check`, `validate`, `explain`, `run`, `changes`, `alerts test`,
+//! `sim`, `demo`.
 //!
 //! Exit codes (product.md): `check` 0 clean, 1 drift needing action, 2 the pass could not
-//! complete (one line on stderr naming what failed, nothing on stdout); `validate` 0 or 2.
+//! complete (one line on stderr naming what failed, nothing on stdout); `validate` 0 or 2;
+//! `explain` 0 explained, 1 nobody by that email anywhere scimwatch looks (a line on
+//! stderr, nothing on stdout), 2 a read failed (as `check`).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -58,6 +60,15 @@ pub enum Command {
     },
     /// Load the config and mappings and resolve every name against the live services.
     Validate,
+    /// One person's access, per workspace: IdP status and groups, the mapping rules hit,
+    /// grants expected and held (with their source), exceptions, open findings, the last
+    /// changes. Exit 0 explained, 1 unknown person, 2 a read failed.
+    Explain {
+        /// The person's email (the attribute Segment knows them by).
+        email: String,
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
     /// The simulator (sim.md).
     Sim {
         #[arg(long)]
@@ -108,6 +119,7 @@ pub async fn main(cli: Cli) -> i32 {
             check(cli.config.as_deref(), output, workspace.as_deref()).await
         }
         Command::Validate => validate(cli.config.as_deref()).await,
+        Command::Explain { email, output } => explain(cli.config.as_deref(), &email, output).await,
         Command::Sim {
             seed,
             listen,
@@ -279,6 +291,55 @@ async fn check_inner(config: Option<&Path>, only: Option<&str>) -> anyhow::Resul
     let report = pass::run(&idp, &selected, &mappings, &settings(&config)?, Utc::now()).await?;
     tracing::info!(requests = ?stats.by_service(), "Pass complete.");
     Ok(report)
+}
+
+async fn explain(config: Option<&Path>, email: &str, out: Output) -> i32 {
+    let email = crate::model::Email::new(email);
+    if !email.as_str().contains('@') {
+        eprintln!("scimwatch explain: {email:?} is not an email address; give the person's email, like ana@acme.com");
+        return 2;
+    }
+    match explain_inner(config, &email).await {
+        Ok(e) if !e.known() => {
+            eprintln!(
+                "scimwatch explain: nobody with the email {email}: {} has no such user, no workspace has them as a member, and no mapping names them",
+                e.idp.kind.display()
+            );
+            1
+        }
+        Ok(e) => {
+            match out {
+                Output::Json => println!("{}", crate::explain::json(&e)),
+                Output::Text => print!("{}", crate::explain::text(&e)),
+            }
+            0
+        }
+        Err(e) => {
+            eprintln!("scimwatch explain: {}", chain(e.as_ref()));
+            2
+        }
+    }
+}
+
+async fn explain_inner(
+    config: Option<&Path>,
+    email: &crate::model::Email,
+) -> anyhow::Result<crate::explain::Explanation> {
+    let Loaded { config, mappings } = load(config)?;
+    let stats = RequestStats::new();
+    let idp = okta(&config, stats.clone())?;
+    let clients = segment_clients(&config, None, &stats)?;
+    let settings = settings(&config)?;
+    Ok(crate::explain::gather(
+        email,
+        &config,
+        &mappings,
+        &idp,
+        &clients,
+        &settings,
+        Utc::now(),
+    )
+    .await?)
 }
 
 async fn validate(config: Option<&Path>) -> i32 {

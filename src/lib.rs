@@ -10,7 +10,7 @@
 //!
 //! ```text
 //! main.rs            thin: parse the CLI, start telemetry, hand over to cli.rs
-//! cli.rs             the commands: check, validate, run, changes, alerts test, sim, demo
+//! cli.rs             the commands: check, validate, explain, run, changes, alerts test, sim, demo
 //! telemetry.rs       tracing setup (logs on stderr; stdout is for results)
 //! daemon/            `run`: mod.rs (wiring, the reconcile loop: one activation at a time,
 //!                    deadlines, full passes with per-workspace failure scoping, graceful
@@ -34,11 +34,17 @@
 //!   finding.rs       Finding, kinds, severities, stable ids
 //!   diff.rs          desired vs actual → mismatches, precedence between kinds (pure)
 //!   classify/        mismatches + IdP events + audit trail + now → findings (pure):
-//!                    mod.rs (state, attribution, sentences), scim.rs, grants.rs
+//!                    mod.rs (state, attribution, sentences), scim.rs, grants.rs,
+//!                    governance.rs (exception_expiring, personal_account, too_many_owners)
+//!   access.rs        who holds what in a workspace and where each grant comes from (pure)
+//!   consistency.rs   workspace_inconsistent: the one check across workspaces, a pure
+//!                    function over the per-workspace evaluations
 //!   pass.rs          read everything (IO), refuse partial data, then evaluate
 //!   history.rs       what the daemon remembers → inputs for the core (pure): observed IdP
 //!                    changes, first-seen times, the change log between two snapshots
 //!   tests.rs         the table tests of the pure core, snapshots of what people read
+//!   tests/governance.rs  exceptions at every expiry boundary, hygiene, consistency,
+//!                    the explain value and its snapshots
 //! triggers/          Activator (reasons coalesce), pollers.rs (System Log, audit trail)
 //! store/             SQLite via sqlx (WAL, migrations/ embedded): findings.rs, changes.rs
 //!                    (append-only), checkpoints.rs, snapshots.rs, activations.rs
@@ -52,6 +58,8 @@
 //! alert/             AlertSink, Alert (from a Finding), SinkError (rejected/broken/transient):
 //!                    pagerduty.rs (Events v2), slack.rs (blocks), webhook.rs (Standard
 //!                    Webhooks signature, rotation); `alerts test` sends through them
+//! explain.rs         `explain <email>`: one person's access from a fresh read (pure value,
+//!                    text and JSON renderings) plus the change log when the store exists
 //! demo.rs            the narrated scenario: the daemon in-process on the embedded simulator
 //! ```
 //!
@@ -60,8 +68,9 @@
 //! - **No partial data becomes findings.** A pass that could not read everything it needs
 //!   fails as a whole; `check` then exits 2 and prints nothing on stdout. An IdP read where
 //!   every mapped group is unresolved or empty is a failure, not "everyone left".
-//! - **The decision core is pure.** `mapping::resolve`, `reconcile::diff` and
-//!   `reconcile::classify` do no IO and never read the clock: `now` is a parameter.
+//! - **The decision core is pure.** `mapping::resolve`, `reconcile::diff`,
+//!   `reconcile::classify`, `reconcile::access`, `reconcile::consistency` and
+//!   `explain::build` do no IO and never read the clock: `now` is a parameter.
 //! - **Vendor JSON stays at the edges.** Only `idp/*` and `segment/wire.rs` (and the
 //!   simulator) know wire shapes.
 //! - **Retries live in `http.rs` only.** Nothing above it loops on errors.
@@ -78,6 +87,7 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod demo;
+pub mod explain;
 pub mod http;
 pub mod idp;
 pub mod mapping;

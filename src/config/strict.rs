@@ -814,10 +814,35 @@ pub fn read_policy(
             None
         }
     };
-    let corporate_domains = t.opt_str_list("corporate_domains", out).map(|l| {
-        l.iter()
+    let corporate_domains = t.opt_str_list("corporate_domains", out).and_then(|l| {
+        if l.is_empty() {
+            out.push(t.key_problem(
+                "corporate_domains",
+                "is empty, which would make every member a personal account; list your domains, like [\"acme.com\"], or remove the key",
+            ));
+            return None;
+        }
+        let mut ok = true;
+        let domains: Vec<String> = l
+            .iter()
             .map(|d| d.trim().trim_start_matches('@').to_lowercase())
-            .collect()
+            .collect();
+        for (raw, d) in l.iter().zip(&domains) {
+            let valid = d.contains('.')
+                && !d.starts_with('.')
+                && !d.ends_with('.')
+                && d
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
+            if !valid {
+                out.push(t.key_problem(
+                    "corporate_domains",
+                    format!("{raw:?} is not a domain name; write it like \"acme.com\" (no user part, no spaces)"),
+                ));
+                ok = false;
+            }
+        }
+        ok.then_some(domains)
     });
     let max_owners = t.opt_u32("max_owners", out);
     let expiry_notice = t.opt_duration("expiry_notice", out);
@@ -845,10 +870,19 @@ pub fn read_policy(
                         ));
                         ok = false;
                     }
-                    for name in &names {
-                        if !workspaces.contains(name) {
+                    for (i, name) in names.iter().enumerate() {
+                        if names[..i].contains(name) {
                             out.push(set.problem(
-                                format!("{name:?} is not a configured [[workspace]] name; use one of the names in [[workspace]]"),
+                                format!("{name:?} is listed twice in one consistency set; list each workspace once"),
+                                None,
+                            ));
+                            ok = false;
+                        } else if !workspaces.contains(name) {
+                            out.push(set.problem(
+                                format!(
+                                    "{name:?} is not a configured [[workspace]] name; use one of: {}",
+                                    workspaces.join(", ")
+                                ),
                                 did_you_mean(name, workspaces.iter().map(String::as_str)),
                             ));
                             ok = false;

@@ -80,6 +80,12 @@ pub struct Desired {
     pub unresolved: Vec<Unresolved>,
     pub allow: BTreeSet<Email>,
     pub unmanaged_users: UnmanagedUsers,
+    /// `corporate_domains` in effect (lower-case, without `@`); `None`: not checked.
+    pub corporate_domains: Option<Vec<String>>,
+    /// `max_owners` in effect; `None`: not checked.
+    pub max_owners: Option<u32>,
+    /// `expiry_notice` in effect (default 3 days).
+    pub expiry_notice: chrono::Duration,
 }
 
 impl Desired {
@@ -203,6 +209,16 @@ pub fn resolve(
         .and_then(|p| p.unmanaged_users)
         .or(defaults.unmanaged_users)
         .unwrap_or(UnmanagedUsers::Alert);
+    // A mapping file's [policy] overrides scimwatch.toml's, key by key.
+    let corporate_domains = policy
+        .and_then(|p| p.corporate_domains.clone())
+        .or_else(|| defaults.corporate_domains.clone());
+    let max_owners = policy.and_then(|p| p.max_owners).or(defaults.max_owners);
+    let expiry_notice = policy
+        .and_then(|p| p.expiry_notice)
+        .or(defaults.expiry_notice)
+        .and_then(|d| chrono::Duration::from_std(d).ok())
+        .unwrap_or(DEFAULT_EXPIRY_NOTICE);
 
     Desired {
         workspace: workspace.to_string(),
@@ -212,7 +228,22 @@ pub fn resolve(
         unresolved,
         allow,
         unmanaged_users,
+        corporate_domains,
+        max_owners,
+        expiry_notice,
     }
+}
+
+/// `expiry_notice` when neither scimwatch.toml nor the mapping sets it (config.md).
+pub const DEFAULT_EXPIRY_NOTICE: chrono::Duration = chrono::Duration::days(3);
+
+/// Whether `email` is in one of `domains` (exactly, or a subdomain of one).
+pub fn in_domains(email: &Email, domains: &[String]) -> bool {
+    let d = email.domain().to_ascii_lowercase();
+    domains.iter().any(|c| {
+        let c = c.trim().trim_start_matches('@').to_ascii_lowercase();
+        !c.is_empty() && (d == c || d.ends_with(&format!(".{c}")))
+    })
 }
 
 /// Looks names up in a catalog: ids first, then exact names/slugs, then case-insensitive.

@@ -10,14 +10,21 @@
 //! - `exception_expired` hides `direct_grant` (and `membership_unexpected`) for what the
 //!   exception covered;
 //! - `membership_unexpected` hides `unmanaged_user` for that user (the membership is the
-//!   more specific fact; our extension, see the README).
+//!   more specific fact; our extension, see the README);
+//! - `exception_expired` hides `unmanaged_user` for that user (the expired exception was
+//!   what accounted for them; our extension, see the README).
+//!
+//! Account hygiene (`personal_account`, `too_many_owners`) and `exception_expiring` are
+//! facts of their own and hide nothing.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
 
 use crate::config::UnmanagedUsers;
-use crate::mapping::resolve::{atoms, covers, regroup, Desired, DesiredException, Unresolved};
+use crate::mapping::resolve::{
+    atoms, covers, in_domains, regroup, Desired, DesiredException, Unresolved,
+};
 use crate::model::{
     Email, Grant, IdpEvent, IdpEventKind, IdpStatus, IdpUser, SegmentGroup, SegmentUser,
     UserLookup, WorkspaceSnapshot,
@@ -100,6 +107,29 @@ pub enum Mismatch {
         /// Mirror groups the person is still in by hand.
         groups: Vec<String>,
         owner: bool,
+    },
+    /// An active exception within `expiry_notice` of its `expires`.
+    ExceptionExpiring {
+        user: Email,
+        exception: Box<DesiredException>,
+        /// When the notice window opened (`expires - expiry_notice`).
+        notice_from: DateTime<Utc>,
+        /// Direct grants it covers that are held now.
+        grants: Vec<Grant>,
+        /// Mirror groups the person is in by hand under it now.
+        groups: Vec<String>,
+    },
+    /// A member whose email is outside `corporate_domains` and not allow-listed.
+    PersonalAccount {
+        user: Email,
+        segment_user_id: String,
+        domains: Vec<String>,
+    },
+    /// More Workspace Owners than `max_owners`.
+    TooManyOwners {
+        /// Each owner with how they hold it ("directly", "through <group>"), sorted.
+        owners: Vec<(Email, Vec<String>)>,
+        max: u32,
     },
     MappingUnresolved(Unresolved),
 }
@@ -224,6 +254,8 @@ pub fn diff(
     let mut not_provisioned: BTreeMap<&Email, (String, Vec<GroupCtx>)> = BTreeMap::new();
     let mut unexpected_members: BTreeSet<&Email> = BTreeSet::new();
     let mut expired_hits: BTreeMap<usize, (Vec<Grant>, Vec<String>)> = BTreeMap::new();
+    // What each active exception covers now (for exception_expiring).
+    let mut active_hits: BTreeMap<usize, (Vec<Grant>, Vec<String>)> = BTreeMap::new();
 
     for d in &desired.groups {
         let (Some(g), Some(mirror)) = (&d.idp, &d.mirror) else {
@@ -280,10 +312,10 @@ pub fn diff(
             if listed.is_some_and(|m| matches!(m.status, IdpStatus::NotActivated(_))) {
                 continue; // STAGED / PROVISIONED: neither expected nor flagged
             }
-            if active_exc
-                .iter()
-                .any(|e| &e.rule.user == email && e.mirror_groups.contains(mirror))
-            {
+            if let Some(i) = active_index(&desired.exceptions, now, |e| {
+                &e.rule.user == email && e.mirror_groups.contains(mirror)
+            }) {
+                active_hits.entry(i).or_default().1.push(mirror.clone());
                 continue;
             }
             if let Some(i) = expired_index(&desired.exceptions, now, |e| {
@@ -352,6 +384,7 @@ pub fn diff(
     }
 
     // Users: gone, unmanaged, direct grants.
+    let mut unmanaged: Vec<Mismatch> = Vec::new();
     for u in &actual.users {
         if let Some(how) = gone.get(&u.email) {
             out.push(Mismatch::DeactivatedUserPresent {
@@ -370,7 +403,7 @@ pub fn diff(
             )
             && desired.unmanaged_users == UnmanagedUsers::Alert
         {
-            out.push(Mismatch::UnmanagedUser {
+            unmanaged.push(Mismatch::UnmanagedUser {
                 user: u.email.clone(),
                 segment_user_id: u.id.clone(),
                 not_in_idp: idp.not_found.contains(&u.email),
@@ -384,7 +417,8 @@ pub fn diff(
                         .iter()
                         .all(|a| e.grants.iter().any(|eg| covers(eg, a, &actual.catalog)))
             };
-            if active_exc.iter().any(|e| covered_by(e)) {
+            if let Some(i) = active_index(&desired.exceptions, now, covered_by) {
+                active_hits.entry(i).or_default().0.push(grant.clone());
                 continue;
             }
             if let Some(i) = expired_index(&desired.exceptions, now, covered_by) {
@@ -400,6 +434,28 @@ pub fn diff(
     }
 
     let _ = &expired_exc;
+    let expired_users: BTreeSet<&Email> = expired_hits
+        .keys()
+        .map(|i| &desired.exceptions[*i].rule.user)
+        .collect();
+    out.extend(unmanaged.into_iter().filter(|m| match m {
+        Mismatch::UnmanagedUser { user, .. } => !expired_users.contains(user),
+        _ => true,
+    }));
+    for (i, e) in desired.exceptions.iter().enumerate() {
+        let notice_from = e.rule.expires - desired.expiry_notice;
+        if e.rule.is_active(now) && now >= notice_from {
+            let (grants, groups_held) = active_hits.remove(&i).unwrap_or_default();
+            out.push(Mismatch::ExceptionExpiring {
+                user: e.rule.user.clone(),
+                exception: Box::new(e.clone()),
+                notice_from,
+                grants,
+                groups: groups_held,
+            });
+        }
+    }
+    out.extend(hygiene(desired, actual));
     for (i, (grants, groups_held)) in expired_hits {
         let e = &desired.exceptions[i];
         let owner = grants.iter().any(Grant::is_owner)
@@ -420,6 +476,68 @@ pub fn diff(
             groups: groups_held,
             owner,
         });
+    }
+    out
+}
+
+/// The first active exception matching `pred`.
+fn active_index(
+    exceptions: &[DesiredException],
+    now: DateTime<Utc>,
+    pred: impl Fn(&DesiredException) -> bool,
+) -> Option<usize> {
+    exceptions
+        .iter()
+        .position(|e| e.rule.is_active(now) && pred(e))
+}
+
+/// `personal_account` and `too_many_owners` for one workspace, from what Segment holds.
+fn hygiene(desired: &Desired, actual: &WorkspaceSnapshot) -> Vec<Mismatch> {
+    let mut out = Vec::new();
+    if let Some(domains) = &desired.corporate_domains {
+        for u in &actual.users {
+            if !desired.allow.contains(&u.email) && !in_domains(&u.email, domains) {
+                out.push(Mismatch::PersonalAccount {
+                    user: u.email.clone(),
+                    segment_user_id: u.id.clone(),
+                    domains: domains.clone(),
+                });
+            }
+        }
+    }
+    if let Some(max) = desired.max_owners {
+        let owners = owners(actual);
+        if owners.len() > usize::try_from(max).unwrap_or(usize::MAX) {
+            out.push(Mismatch::TooManyOwners {
+                owners: owners.into_iter().collect(),
+                max,
+            });
+        }
+    }
+    out
+}
+
+/// Every member holding Workspace Owner, with how: "directly" and/or "through <group>".
+pub fn owners(actual: &WorkspaceSnapshot) -> BTreeMap<Email, Vec<String>> {
+    let members: BTreeSet<&Email> = actual.users.iter().map(|u| &u.email).collect();
+    let mut out: BTreeMap<Email, Vec<String>> = BTreeMap::new();
+    for u in &actual.users {
+        if u.direct.iter().any(Grant::is_owner) {
+            out.entry(u.email.clone())
+                .or_default()
+                .push("directly".into());
+        }
+    }
+    for g in actual
+        .groups
+        .iter()
+        .filter(|g| g.grants.iter().any(Grant::is_owner))
+    {
+        for m in g.members.iter().filter(|m| members.contains(m)) {
+            out.entry(m.clone())
+                .or_default()
+                .push(format!("through {}", g.name));
+        }
     }
     out
 }

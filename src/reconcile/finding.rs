@@ -20,10 +20,14 @@ pub enum Kind {
     UnmappedGroup,
     ExceptionExpired,
     MappingUnresolved,
+    ExceptionExpiring,
+    PersonalAccount,
+    TooManyOwners,
+    WorkspaceInconsistent,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 11] = [
+    pub const ALL: [Kind; 15] = [
         Kind::UserNotProvisioned,
         Kind::MembershipMissing,
         Kind::MembershipUnexpected,
@@ -35,6 +39,10 @@ impl Kind {
         Kind::UnmappedGroup,
         Kind::ExceptionExpired,
         Kind::MappingUnresolved,
+        Kind::ExceptionExpiring,
+        Kind::PersonalAccount,
+        Kind::TooManyOwners,
+        Kind::WorkspaceInconsistent,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -50,6 +58,10 @@ impl Kind {
             Kind::UnmappedGroup => "unmapped_group",
             Kind::ExceptionExpired => "exception_expired",
             Kind::MappingUnresolved => "mapping_unresolved",
+            Kind::ExceptionExpiring => "exception_expiring",
+            Kind::PersonalAccount => "personal_account",
+            Kind::TooManyOwners => "too_many_owners",
+            Kind::WorkspaceInconsistent => "workspace_inconsistent",
         }
     }
 }
@@ -241,6 +253,13 @@ pub enum Subject {
         file: String,
         name: String,
     },
+    /// `too_many_owners`: the workspace itself.
+    Workspace(String),
+    /// `workspace_inconsistent`: the user and the consistency set, in its listed order.
+    Consistency {
+        user: Email,
+        workspaces: Vec<String>,
+    },
 }
 
 impl Subject {
@@ -258,6 +277,12 @@ impl Subject {
             }
             Subject::Exception { user, ticket } => vec![user.as_str(), ticket],
             Subject::Mapping { file, name } => vec![file, name],
+            Subject::Workspace(w) => vec![w],
+            Subject::Consistency { user, workspaces } => {
+                let mut v = vec![user.as_str()];
+                v.extend(workspaces.iter().map(String::as_str));
+                v
+            }
         }
     }
 }

@@ -2,8 +2,12 @@
 //!
 //! [`evaluate`] is the whole pure core for one workspace: given what was read and `now`,
 //! it returns the findings, sorted. Everything the table tests exercise goes through it.
+//! [`consistency::check`] is the one check across workspaces: a pure function over the
+//! per-workspace [`Evaluation`]s, which `pass::run` calls once every workspace is read.
 
+pub mod access;
 pub mod classify;
+pub mod consistency;
 pub mod diff;
 pub mod finding;
 pub mod history;
@@ -28,6 +32,15 @@ pub struct Settings {
     pub policy: PolicyConfig,
 }
 
+/// One workspace, evaluated: the desired state it was judged against and its findings.
+/// Cross-workspace checks ([`consistency`]) and `explain` read these.
+#[derive(Clone, Debug)]
+pub struct Evaluation {
+    pub desired: resolve::Desired,
+    /// Sorted as [`sort`] sorts.
+    pub findings: Vec<Finding>,
+}
+
 /// The pure core for one workspace: resolve the mapping against the catalog and the IdP
 /// read, diff with Segment's state, classify each mismatch at `now`.
 pub fn evaluate(
@@ -38,6 +51,18 @@ pub fn evaluate(
     settings: &Settings,
     now: DateTime<Utc>,
 ) -> Vec<Finding> {
+    evaluate_workspace(ws, mapping, snapshot, idp, settings, now).findings
+}
+
+/// [`evaluate`], keeping the desired state for the checks that span workspaces.
+pub fn evaluate_workspace(
+    ws: &WorkspaceConfig,
+    mapping: &WorkspaceMapping,
+    snapshot: &WorkspaceSnapshot,
+    idp: &IdpSnapshot,
+    settings: &Settings,
+    now: DateTime<Utc>,
+) -> Evaluation {
     let desired = resolve::resolve(
         &ws.name,
         &snapshot.id,
@@ -81,7 +106,10 @@ pub fn evaluate(
     }
     let mut out: Vec<Finding> = by_id.into_values().collect();
     sort(&mut out);
-    out
+    Evaluation {
+        desired,
+        findings: out,
+    }
 }
 
 /// Drift first, then by severity (worst first), workspace, kind and subject.

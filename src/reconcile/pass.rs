@@ -7,12 +7,13 @@
 //! unresolved or empty is a failure too: it is what Okta answers (200, `[]`) to a service
 //! app that lacks an admin role, and must never read as "everyone lost access".
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
 use futures_util::future::join_all;
 
-use super::{evaluate, sort, Settings};
+use super::consistency::{self, Evaluated};
+use super::{evaluate_workspace, sort, Settings};
 use crate::config::WorkspaceConfig;
 use crate::idp::{IdentityProvider, IdpError};
 use crate::mapping::{GrantScope, MappingSet, WorkspaceMapping};
@@ -138,11 +139,26 @@ pub async fn read_all<P: IdentityProvider>(
         let events = idp.events_since(since).await?;
         Ok::<_, IdpError>((groups, events))
     };
-    let segment_reads = join_all(
-        workspaces
+    let segment_reads = join_all(workspaces.iter().map(|(w, client)| {
+        let mut needs = catalog_needs(mapping_of(&w.name));
+        if settings
+            .policy
+            .consistent
             .iter()
-            .map(|(w, client)| client.read_workspace(catalog_needs(mapping_of(&w.name)), since)),
-    );
+            .flatten()
+            .any(|n| *n == w.name)
+        {
+            // Resources are compared across workspaces by slug or name.
+            needs = CatalogNeeds {
+                sources: true,
+                warehouses: true,
+                functions: true,
+                spaces: true,
+                labels: needs.labels,
+            };
+        }
+        client.read_workspace(needs, since)
+    }));
     let (idp_read, snapshots) = tokio::join!(idp_reads, segment_reads);
     let (groups, events) = idp_read?;
     check_idp_read(idp.kind().as_str(), &groups)?;
@@ -200,15 +216,36 @@ pub async fn run<P: IdentityProvider>(
     let empty = WorkspaceMapping::default();
     let mut findings = Vec::new();
     let mut summaries = Vec::new();
+    let mut evaluations = Vec::new();
     for ((ws, _), snap) in workspaces.iter().zip(&snapshots) {
         let mapping = mappings.workspaces.get(&ws.name).unwrap_or(&empty);
-        findings.extend(evaluate(ws, mapping, snap, &reading.idp, settings, now));
+        let evaluation = evaluate_workspace(ws, mapping, snap, &reading.idp, settings, now);
+        findings.extend(evaluation.findings.iter().cloned());
+        evaluations.push(evaluation);
         summaries.push(WorkspaceSummary {
             name: ws.name.clone(),
             users: snap.users.len(),
             groups: snap.groups.len(),
         });
     }
+    let evaluated: BTreeMap<&str, Evaluated<'_>> = workspaces
+        .iter()
+        .zip(snapshots.iter().zip(&evaluations))
+        .map(|((ws, _), (snapshot, evaluation))| {
+            (
+                ws.name.as_str(),
+                Evaluated {
+                    snapshot,
+                    evaluation,
+                },
+            )
+        })
+        .collect();
+    findings.extend(consistency::check(
+        &settings.policy.consistent,
+        &evaluated,
+        now,
+    ));
     sort(&mut findings);
     Ok(Report {
         generated_at: now,

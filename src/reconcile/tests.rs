@@ -958,11 +958,11 @@ fn active_exception_covers_narrower_and_expired_one_raises_exception_expired() {
             origin: origin(41),
         }],
         vec![],
-        now() + Duration::days(3),
+        now() + Duration::days(10), // beyond the expiry notice
     ));
     assert_eq!(kinds(&fx.run()), vec![]);
 
-    fx.now = now() + Duration::days(3); // expires is exclusive
+    fx.now = now() + Duration::days(10); // expires is exclusive
     let f = fx.run();
     let f = one(&f);
     assert_eq!(
@@ -995,7 +995,7 @@ fn label_exception_covers_labelled_sources_only() {
             origin: origin(41),
         }],
         vec![],
-        now() + Duration::days(3),
+        now() + Duration::days(10), // beyond the expiry notice
     ));
     let f = fx.run();
     assert_eq!(one(&f).kind, Kind::DirectGrant);
@@ -1032,10 +1032,10 @@ fn exception_groups_allow_a_manual_membership_until_expiry() {
         "bob@acme.test",
         vec![],
         vec!["Owners"],
-        now() + Duration::days(1),
+        now() + Duration::days(10), // beyond the expiry notice
     ));
     assert_eq!(kinds(&fx.run()), vec![]);
-    fx.now = now() + Duration::days(2);
+    fx.now = now() + Duration::days(11);
     let f = fx.run();
     let f = one(&f);
     assert_eq!(
@@ -1052,7 +1052,7 @@ fn exception_user_is_not_unmanaged() {
         "contractor@ext.test",
         vec![],
         vec!["Owners"],
-        now() + Duration::days(1),
+        now() + Duration::days(10), // beyond the expiry notice
     ));
     assert_eq!(kinds(&fx.run()), vec![]);
 }
@@ -1381,3 +1381,5 @@ fn clean_report_text() {
     assert_eq!(report.exit_code(), 0);
     insta::assert_snapshot!(crate::output::text(&report));
 }
+
+mod governance;

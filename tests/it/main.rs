@@ -6,6 +6,7 @@ mod alerts_e2e;
 mod config;
 mod daemon;
 mod e2e;
+mod governance;
 mod okta;
 mod segment;
 mod server;

@@ -10,11 +10,13 @@
 //! - Attribution: first match wins — human (`actorEmail` or `user/…`), self, automation,
 //!   scim (actor contains a `scim_actors` entry, case-insensitively), token.
 
+mod governance;
 mod grants;
 mod scim;
 
 use chrono::{DateTime, Duration, Utc};
 
+use governance::*;
 use grants::*;
 use scim::*;
 
@@ -102,6 +104,19 @@ pub fn classify(m: &Mismatch, cx: &Context<'_>) -> Finding {
             groups,
             *owner,
         ),
+        Mismatch::ExceptionExpiring {
+            user,
+            exception,
+            notice_from,
+            grants,
+            groups,
+        } => exception_expiring(cx, user, exception, *notice_from, grants, groups),
+        Mismatch::PersonalAccount {
+            user,
+            segment_user_id,
+            domains,
+        } => personal_account(cx, user, segment_user_id, domains),
+        Mismatch::TooManyOwners { owners, max } => too_many_owners(cx, owners, *max),
         Mismatch::MappingUnresolved(u) => {
             let subject = Subject::Mapping {
                 file: u.origin.file.clone(),
