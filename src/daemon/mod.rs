@@ -42,8 +42,9 @@ use crate::mapping::MappingSet;
 use crate::metrics::Metrics;
 use crate::model::WorkspaceSnapshot;
 use crate::output::{Report, WorkspaceSummary};
+use crate::reconcile::consistency::{self, Evaluated};
 use crate::reconcile::history::{self, IdpMembership};
-use crate::reconcile::{evaluate, pass, sort, Finding, Settings};
+use crate::reconcile::{evaluate_workspace, pass, sort, Finding, Kind, Settings};
 use crate::segment::SegmentClient;
 use crate::server::{OktaHook, Readiness, ServerState};
 use crate::store::{Activation, Store};
@@ -496,6 +497,8 @@ impl Daemon {
         let mut failed = Vec::new();
         let mut summaries = Vec::new();
         let mut changes = Vec::new();
+        // Read workspaces and their evaluations, for the checks that span workspaces.
+        let mut read: Vec<(String, WorkspaceSnapshot, crate::reconcile::Evaluation)> = Vec::new();
         for ((ws, _), (_, snap)) in self.clients.iter().zip(reading.workspaces) {
             let snap = match snap {
                 Ok(s) => s,
@@ -509,7 +512,8 @@ impl Daemon {
                 }
             };
             let mapping = self.mappings.workspaces.get(&ws.name).unwrap_or(&empty);
-            findings.extend(evaluate(ws, mapping, &snap, &idp, &self.settings, now));
+            let evaluation = evaluate_workspace(ws, mapping, &snap, &idp, &self.settings, now);
+            findings.extend(evaluation.findings.iter().cloned());
             summaries.push(WorkspaceSummary {
                 name: ws.name.clone(),
                 users: snap.users.len(),
@@ -548,13 +552,51 @@ impl Daemon {
             self.store
                 .snapshot_put(
                     &key,
-                    &serde_json::to_value(Kept {
+                    &serde_json::to_value(KeptRef {
                         at: now,
-                        snapshot: snap,
+                        snapshot: &snap,
                     })?,
                 )
                 .await?;
             ok_workspaces.push(ws.name.clone());
+            read.push((ws.name.clone(), snap, evaluation));
+        }
+
+        // Consistency across workspaces. A set with a workspace that could not be read is
+        // not checked: its open findings are kept as they are, not resolved.
+        let evaluated: BTreeMap<&str, Evaluated<'_>> = read
+            .iter()
+            .map(|(name, snapshot, evaluation)| {
+                (
+                    name.as_str(),
+                    Evaluated {
+                        snapshot,
+                        evaluation,
+                    },
+                )
+            })
+            .collect();
+        findings.extend(consistency::check(
+            &self.settings.policy.consistent,
+            &evaluated,
+            now,
+        ));
+        let unchecked: BTreeSet<&str> = self
+            .settings
+            .policy
+            .consistent
+            .iter()
+            .filter(|set| set.iter().any(|w| !evaluated.contains_key(w.as_str())))
+            .filter_map(|set| set.first().map(String::as_str))
+            .collect();
+        if !unchecked.is_empty() {
+            for kept in self.store.findings_open().await? {
+                if kept.finding.kind == Kind::WorkspaceInconsistent
+                    && unchecked.contains(kept.finding.workspace.as_str())
+                {
+                    findings.push(kept.finding);
+                }
+            }
         }
 
         let ids: Vec<String> = findings.iter().map(|f| f.id.clone()).collect();
@@ -737,6 +779,13 @@ impl Bound {
     pub fn hooks_addr(&self) -> Option<std::net::SocketAddr> {
         self.hooks.as_ref().unwrap_or(&self.main).local_addr().ok()
     }
+}
+
+/// [`Kept`] as written, without copying the snapshot.
+#[derive(serde::Serialize)]
+struct KeptRef<'a> {
+    at: DateTime<Utc>,
+    snapshot: &'a WorkspaceSnapshot,
 }
 
 /// A workspace snapshot kept for the next change-log comparison.

@@ -286,11 +286,15 @@ impl Daemon {
 
         let empty = Default::default();
         let in_scope = |f: &Finding| {
-            f.kind != crate::reconcile::Kind::MappingUnresolved
-                && (f.user.as_ref().is_some_and(|u| touched_emails.contains(u))
-                    || f.group.as_ref().is_some_and(|g| {
-                        touched_groups.contains(&(f.workspace.clone(), g.clone()))
-                    }))
+            // Findings that span workspaces are left to full passes.
+            !matches!(
+                f.kind,
+                crate::reconcile::Kind::MappingUnresolved
+                    | crate::reconcile::Kind::WorkspaceInconsistent
+            ) && (f.user.as_ref().is_some_and(|u| touched_emails.contains(u))
+                || f.group
+                    .as_ref()
+                    .is_some_and(|g| touched_groups.contains(&(f.workspace.clone(), g.clone()))))
         };
         let mut findings: Vec<Finding> = Vec::new();
         let mut changes = Vec::new();

@@ -497,3 +497,56 @@ fn mapping_policy_may_set_hygiene_keys_but_not_consistent() {
     assert_eq!(p.max_owners, Some(2));
     assert_eq!(p.expiry_notice.map(|d| d.as_secs()), Some(7 * 86_400));
 }
+
+/// The daemon's full passes agree with `check` on `workspace_inconsistent`, and a pass
+/// that cannot read one workspace of a set keeps the set's findings instead of
+/// resolving them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_reports_inconsistency_and_keeps_it_while_a_workspace_of_the_set_is_down() {
+    let w = world().await;
+    let want: Vec<String> = {
+        let doc = w.check().await;
+        let mut ids: Vec<String> = of_kind(&doc, "workspace_inconsistent")
+            .iter()
+            .map(|f| f["id"].as_str().unwrap().to_string())
+            .collect();
+        ids.sort();
+        ids
+    };
+    assert_eq!(want.len(), 4);
+
+    let config = scimwatch::config::load(Some(&w.config_path)).expect("config loads");
+    let known: Vec<String> = config.workspaces.iter().map(|w| w.name.clone()).collect();
+    let mappings =
+        scimwatch::mapping::load_dir(&config.mappings.dir, &config.base_dir, &known, Utc::now())
+            .expect("mappings load");
+    let d = scimwatch::daemon::Daemon::build(config, mappings, RetryConfig::fast())
+        .await
+        .expect("daemon builds");
+    let open = |d: &scimwatch::daemon::Daemon| {
+        let doc: Value =
+            serde_json::from_str(&d.server.findings.read().unwrap().clone().unwrap()).unwrap();
+        let mut ids: Vec<String> = of_kind(&doc, "workspace_inconsistent")
+            .iter()
+            .map(|f| f["id"].as_str().unwrap().to_string())
+            .collect();
+        ids.sort();
+        ids
+    };
+    d.activate([scimwatch::triggers::Reason::Periodic].into())
+        .await;
+    assert_eq!(open(&d), want);
+
+    let r = w
+        .http
+        .post(format!("{}/_sim/faults", w.sim.url()))
+        .json(&json!({"service": "segment", "workspace": "staging", "status": 500}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    d.activate([scimwatch::triggers::Reason::Periodic].into())
+        .await;
+    assert_eq!(open(&d), want, "staging down: the findings stay open");
+    w.sim.stop().await;
+}
