@@ -47,7 +47,8 @@
 //!                    the explain value and its snapshots
 //! triggers/          Activator (reasons coalesce), pollers.rs (System Log, audit trail)
 //! store/             SQLite via sqlx (WAL, migrations/ embedded): findings.rs, changes.rs
-//!                    (append-only), checkpoints.rs, snapshots.rs, activations.rs
+//!                    (append-only), checkpoints.rs, snapshots.rs, activations.rs,
+//!                    alerts.rs (open alerts, source failure counters, outbox, broken sinks)
 //! server/            router(state): /livez /readyz /metrics /status /findings, hooks.rs
 //!                    (Okta Event Hook receiver), auth.rs (constant-time bearer/secret)
 //! output.rs          the text table and the JSON of findings.md
@@ -57,7 +58,10 @@
 //!                    Event Hook delivery), sinks.rs (PagerDuty, Slack, webhook receivers)
 //! alert/             AlertSink, Alert (from a Finding), SinkError (rejected/broken/transient):
 //!                    pagerduty.rs (Events v2), slack.rs (blocks), webhook.rs (Standard
-//!                    Webhooks signature, rotation); `alerts test` sends through them
+//!                    Webhooks signature, rotation); plan.rs (pure: when to trigger,
+//!                    resolve, digest, inhibit, source_unavailable); outbox.rs (one worker
+//!                    per sink drains the store's outbox: backoff, dead letters, broken
+//!                    sinks, sink_failing); `alerts test` sends through the sinks directly
 //! explain.rs         `explain <email>`: one person's access from a fresh read (pure value,
 //!                    text and JSON renderings) plus the change log when the store exists
 //! demo.rs            the narrated scenario: the daemon in-process on the embedded simulator
@@ -73,7 +77,13 @@
 //!   `explain::build` do no IO and never read the clock: `now` is a parameter.
 //! - **Vendor JSON stays at the edges.** Only `idp/*` and `segment/wire.rs` (and the
 //!   simulator) know wire shapes.
-//! - **Retries live in `http.rs` only.** Nothing above it loops on errors.
+//! - **Retries live in `http.rs` only.** Nothing above it loops on errors — except the
+//!   alert outbox, whose retries must outlive a restart: its rows are re-sent on their own
+//!   schedule (`alert/outbox.rs`), and the daemon's sinks make one attempt per call.
+//! - **Alerts are planned from state, not events**: the planner compares the open findings
+//!   with the open alerts in the store after each pass, so a crash between recording
+//!   findings and planning alerts is repaired by the next pass, and a restart re-sends
+//!   nothing already delivered.
 //! - **Secrets never print.** They live in `config::Secret`, whose `Debug`/`Display` is `***`;
 //!   none reaches the store.
 //! - **Triggers wake, they never feed.** Every activation re-reads the IdP and Segment.
