@@ -6,7 +6,9 @@
 //!   from the rate-limit headers of each answer (the remaining budget spread until reset);
 //! - *429*: wait what the server says (`Retry-After`, `X-Rate-Limit-Reset` against `Date`,
 //!   `msBeforeNext`, ...), then try again;
-//! - *5xx, timeouts, connection errors*: exponential backoff with jitter (backon).
+//! - *5xx, timeouts, connection errors*: exponential backoff with jitter (backon); a 503 or
+//!   504 that carries the server's hint (`Retry-After`, as Graph sends) waits at least
+//!   that long before its next attempt (capped by `max_hint`), within the same retry count.
 //!
 //! Contract: [`Http::send`] returns the final answer whatever its status (the caller maps
 //! 4xx and exhausted 5xx into its typed errors) and fails only when no answer came at all.
@@ -258,6 +260,16 @@ impl Http {
             let result = (|| async { self.attempt(endpoint, build).await })
                 .retry(backoff)
                 .when(|a: &Attempt| !a.is_rate_limited())
+                .adjust(|a: &Attempt, dur| match (a, dur) {
+                    (Attempt::ServerError(ans), Some(d)) => {
+                        let hint = self
+                            .policy
+                            .retry_after(ans.status, &ans.headers, &ans.body)
+                            .map(|h| h.min(self.retry.max_hint));
+                        Some(hint.map_or(d, |h| h.max(d)))
+                    }
+                    (_, d) => d,
+                })
                 .notify(|a: &Attempt, dur| match a {
                     Attempt::ServerError(ans) => tracing::warn!(
                         service = self.service, endpoint, status = ans.status.as_u16(),
