@@ -20,10 +20,12 @@ pub enum Kind {
     UnmappedGroup,
     ExceptionExpired,
     MappingUnresolved,
+    /// Entra ID: a mapped group contains a nested group whose people Entra never provisions.
+    NestedGroupNotProvisioned,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 11] = [
+    pub const ALL: [Kind; 12] = [
         Kind::UserNotProvisioned,
         Kind::MembershipMissing,
         Kind::MembershipUnexpected,
@@ -35,6 +37,7 @@ impl Kind {
         Kind::UnmappedGroup,
         Kind::ExceptionExpired,
         Kind::MappingUnresolved,
+        Kind::NestedGroupNotProvisioned,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -50,6 +53,7 @@ impl Kind {
             Kind::UnmappedGroup => "unmapped_group",
             Kind::ExceptionExpired => "exception_expired",
             Kind::MappingUnresolved => "mapping_unresolved",
+            Kind::NestedGroupNotProvisioned => "nested_group_not_provisioned",
         }
     }
 }
@@ -198,11 +202,21 @@ pub struct Finding {
     pub missing: Option<Vec<GrantView>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mapping: Option<MappingRef>,
+    /// `nested_group_not_provisioned`: the nested group's name (Entra `displayName`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nested_group: Option<String>,
+    /// `nested_group_not_provisioned`: how many enabled people the nested group reaches
+    /// who are not direct members of the mapped group (Entra leaves them out).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub people_left_out: Option<u32>,
 }
 
 impl Finding {
     /// The subject as one line of text, for tables.
     pub fn subject(&self) -> String {
+        if let (Some(g), Some(n)) = (&self.group, &self.nested_group) {
+            return format!("{g} (nested {n})");
+        }
         match (&self.user, &self.group, &self.mapping) {
             (_, _, Some(m)) => format!("{}:{} {:?}", m.file, m.line, m.name),
             (Some(u), Some(g), _) => format!("{u} in {g}"),
@@ -241,6 +255,11 @@ pub enum Subject {
         file: String,
         name: String,
     },
+    /// (mirror group, nested IdP group name).
+    NestedGroup {
+        group: String,
+        nested: String,
+    },
 }
 
 impl Subject {
@@ -258,6 +277,7 @@ impl Subject {
             }
             Subject::Exception { user, ticket } => vec![user.as_str(), ticket],
             Subject::Mapping { file, name } => vec![file, name],
+            Subject::NestedGroup { group, nested } => vec![group, nested],
         }
     }
 }

@@ -17,7 +17,7 @@ pub use finding::{Attribution, AttributionKind, Finding, Kind, Severity, State, 
 
 use crate::config::{PolicyConfig, WorkspaceConfig};
 use crate::mapping::{resolve, WorkspaceMapping};
-use crate::model::{IdpKind, IdpSnapshot, WorkspaceSnapshot};
+use crate::model::{IdpKind, IdpSnapshot, NestedGroups, WorkspaceSnapshot};
 
 /// What [`evaluate`] needs besides the snapshots.
 #[derive(Clone, Debug)]
@@ -29,12 +29,35 @@ pub struct Settings {
 }
 
 /// The pure core for one workspace: resolve the mapping against the catalog and the IdP
-/// read, diff with Segment's state, classify each mismatch at `now`.
+/// read, diff with Segment's state, classify each mismatch at `now`. For an IdP without
+/// nested groups (Okta); [`evaluate_with_nested`] is the whole core.
 pub fn evaluate(
     ws: &WorkspaceConfig,
     mapping: &WorkspaceMapping,
     snapshot: &WorkspaceSnapshot,
     idp: &IdpSnapshot,
+    settings: &Settings,
+    now: DateTime<Utc>,
+) -> Vec<Finding> {
+    evaluate_with_nested(
+        ws,
+        mapping,
+        snapshot,
+        idp,
+        &NestedGroups::new(),
+        settings,
+        now,
+    )
+}
+
+/// [`evaluate`] with the groups nested in the mapped groups (Entra ID), each of which
+/// becomes a `nested_group_not_provisioned` finding.
+pub fn evaluate_with_nested(
+    ws: &WorkspaceConfig,
+    mapping: &WorkspaceMapping,
+    snapshot: &WorkspaceSnapshot,
+    idp: &IdpSnapshot,
+    nested: &NestedGroups,
     settings: &Settings,
     now: DateTime<Utc>,
 ) -> Vec<Finding> {
@@ -51,7 +74,8 @@ pub fn evaluate(
         &idp.lookups,
         &idp.events,
     );
-    let mismatches = diff::diff(&desired, snapshot, &view, now);
+    let mut mismatches = diff::diff(&desired, snapshot, &view, now);
+    mismatches.extend(diff::nested(&desired, snapshot, nested));
     let cx = classify::Context {
         workspace: &ws.name,
         idp: settings.idp,
@@ -123,6 +147,8 @@ pub(crate) mod tests_support {
             extra: None,
             missing: None,
             mapping: None,
+            nested_group: None,
+            people_left_out: None,
         }
     }
 }
