@@ -68,6 +68,9 @@ pub enum Command {
         write_config: Option<PathBuf>,
         #[arg(long, default_value = "mappings")]
         mappings: PathBuf,
+        /// The IdP `--write-config` points at when the seed has both [okta] and [azure].
+        #[arg(long, value_enum)]
+        idp: Option<IdpArg>,
     },
     /// A narrated scenario on the embedded simulator.
     Demo,
@@ -87,6 +90,13 @@ pub enum AlertsCommand {
         #[arg(long)]
         sink: Option<String>,
     },
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum IdpArg {
+    Okta,
+    #[value(name = "azure_ad")]
+    AzureAd,
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
@@ -113,7 +123,19 @@ pub async fn main(cli: Cli) -> i32 {
             listen,
             write_config,
             mappings,
-        } => match crate::sim::run_cli(&seed, &listen, write_config.as_deref(), &mappings).await {
+            idp,
+        } => match crate::sim::run_cli(
+            &seed,
+            &listen,
+            write_config.as_deref(),
+            &mappings,
+            idp.map(|i| match i {
+                IdpArg::Okta => crate::model::IdpKind::Okta,
+                IdpArg::AzureAd => crate::model::IdpKind::AzureAd,
+            }),
+        )
+        .await
+        {
             Ok(()) => 0,
             Err(e) => {
                 eprintln!("scimwatch sim: {}", chain(e.as_ref()));
