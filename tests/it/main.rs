@@ -2,6 +2,7 @@
 //! simulator, end-to-end `check` runs, snapshot tests.
 
 mod alerts;
+mod azure;
 mod config;
 mod daemon;
 mod e2e;
