@@ -94,7 +94,11 @@ pub enum Idp {
 
 impl Idp {
     /// The client for `cfg.kind`; a credential of the other kind is an error.
-    pub fn new(cfg: &IdpConfig, retry: RetryConfig, stats: Arc<RequestStats>) -> Result<Idp, IdpError> {
+    pub fn new(
+        cfg: &IdpConfig,
+        retry: RetryConfig,
+        stats: Arc<RequestStats>,
+    ) -> Result<Idp, IdpError> {
         match (cfg.kind, &cfg.credential) {
             (IdpKind::Okta, IdpCredential::OktaToken(_) | IdpCredential::OktaOAuth(_)) => {
                 Ok(Idp::Okta(okta::Okta::new(cfg, retry, stats)?))
@@ -104,7 +108,10 @@ impl Idp {
             }
             (kind, _) => Err(IdpError::Auth {
                 service: kind.as_str(),
-                what: format!("the [idp] credential does not fit kind = {:?}", kind.as_str()),
+                what: format!(
+                    "the [idp] credential does not fit kind = {:?}",
+                    kind.as_str()
+                ),
             }),
         }
     }

@@ -438,7 +438,11 @@ pub fn diff(
 /// not also enabled direct members (someone reached through two nested groups counts in
 /// both: each one alone leaves them out). Reported even when it leaves nobody out today,
 /// since whoever joins it later will not arrive either.
-pub fn nested(desired: &Desired, actual: &WorkspaceSnapshot, nested: &NestedGroups) -> Vec<Mismatch> {
+pub fn nested(
+    desired: &Desired,
+    actual: &WorkspaceSnapshot,
+    nested: &NestedGroups,
+) -> Vec<Mismatch> {
     let mut out = Vec::new();
     if nested.is_empty() {
         return out;

@@ -1428,9 +1428,9 @@ fn each_nested_group_is_one_warning_counting_the_people_it_leaves_out() {
             nested(
                 "Contractors",
                 vec![
-                    entra_user("bob@acme.test", true),   // also a direct member: not left out
-                    entra_user("dan@acme.test", true),   // left out
-                    entra_user("Dan@ACME.test", true),   // the same person twice
+                    entra_user("bob@acme.test", true), // also a direct member: not left out
+                    entra_user("dan@acme.test", true), // left out
+                    entra_user("Dan@ACME.test", true), // the same person twice
                     entra_user("erin@acme.test", false), // disabled: Entra would not send them anyway
                 ],
             ),
@@ -1478,7 +1478,8 @@ fn each_nested_group_is_one_warning_counting_the_people_it_leaves_out() {
         )
     );
     assert!(
-        c.message.contains("1 person reached only through it is left out"),
+        c.message
+            .contains("1 person reached only through it is left out"),
         "{}",
         c.message
     );
@@ -1487,7 +1488,11 @@ fn each_nested_group_is_one_warning_counting_the_people_it_leaves_out() {
         .find(|x| x.nested_group.as_deref() == Some("Agency"))
         .unwrap();
     assert_eq!(a.people_left_out, Some(0));
-    assert!(a.message.contains("whoever joins it later"), "{}", a.message);
+    assert!(
+        a.message.contains("whoever joins it later"),
+        "{}",
+        a.message
+    );
     // Without nested groups (Okta, or none in Entra) nothing changes.
     assert_eq!(kinds(&fx.run_nested(&NestedGroups::new())), vec![]);
     assert_eq!(kinds(&fx.run()), vec![]);
@@ -1497,7 +1502,9 @@ fn each_nested_group_is_one_warning_counting_the_people_it_leaves_out() {
 fn a_person_reached_only_through_a_nested_group_is_not_expected_in_the_mirror() {
     let mut fx = Fx::entra();
     fx.add_seg_user("dan@acme.test");
-    fx.seg_group("Engineers").members.push(email("dan@acme.test"));
+    fx.seg_group("Engineers")
+        .members
+        .push(email("dan@acme.test"));
     fx.audit(
         "User Added To User Group",
         "user/u1",
@@ -1509,7 +1516,10 @@ fn a_person_reached_only_through_a_nested_group_is_not_expected_in_the_mirror() 
     );
     let groups: NestedGroups = [(
         "00gEng".to_string(),
-        vec![nested("Contractors", vec![entra_user("dan@acme.test", true)])],
+        vec![nested(
+            "Contractors",
+            vec![entra_user("dan@acme.test", true)],
+        )],
     )]
     .into();
     let f = fx.run_nested(&groups);
@@ -1522,7 +1532,11 @@ fn a_person_reached_only_through_a_nested_group_is_not_expected_in_the_mirror() 
     assert_eq!(m.user, Some(email("dan@acme.test")));
     // Entra never removes members added in the app.
     assert_eq!(m.reverted_by_scim, Some(false));
-    assert!(m.message.contains("Entra ID will not revert it"), "{}", m.message);
+    assert!(
+        m.message.contains("Entra ID will not revert it"),
+        "{}",
+        m.message
+    );
 }
 
 #[test]
@@ -1539,11 +1553,17 @@ fn entra_findings_speak_of_the_provisioning_cycle_not_of_okta_push() {
     );
     let f = fx.run();
     let f = one(&f);
-    assert_eq!((f.kind, f.state), (Kind::UserNotProvisioned, State::Pending));
+    assert_eq!(
+        (f.kind, f.state),
+        (Kind::UserNotProvisioned, State::Pending)
+    );
     assert!(f.message.contains("provisioning cycle"), "{}", f.message);
     assert!(f.remedy.contains("next provisioning cycle"), "{}", f.remedy);
     for text in [&f.message, &f.remedy] {
-        assert!(!text.contains("Okta") && !text.contains("Push Now"), "{text}");
+        assert!(
+            !text.contains("Okta") && !text.contains("Push Now"),
+            "{text}"
+        );
     }
     fx.now = ago(10) + Duration::minutes(60);
     let f = fx.run();

@@ -211,7 +211,9 @@ pub async fn handle(app: &App, req: Req) -> Response {
             let pushed = push::run_cycle(app);
             ok(json!({"pushed": pushed, "push": app.push.snapshot()}))
         }
-        (Method::POST, ["azure", ..]) | (Method::DELETE, ["azure", ..]) => azure(app, &req.method, &p[1..], &body),
+        (Method::POST, ["azure", ..]) | (Method::DELETE, ["azure", ..]) => {
+            azure(app, &req.method, &p[1..], &body)
+        }
         (Method::POST, ["okta", "event-hooks"]) => hooks::register(app, &body).await,
         (Method::GET, ["okta", "event-hooks"]) => ok(app.hooks.snapshot()),
         (Method::GET, ["okta", "event-hooks", id]) => hooks::get(app, id),
@@ -335,7 +337,10 @@ fn azure(app: &App, method: &Method, p: &[&str], body: &Value) -> Response {
             let Some(upn) = s("upn") else {
                 return bad(StatusCode::BAD_REQUEST, "upn is required");
             };
-            let enabled = body.get("account_enabled").and_then(Value::as_bool).unwrap_or(true);
+            let enabled = body
+                .get("account_enabled")
+                .and_then(Value::as_bool)
+                .unwrap_or(true);
             match dir.add_user(&upn, enabled, s("mail")) {
                 Ok(v) => json_resp(StatusCode::CREATED, &v, JSON),
                 Err(why) => fail(why),
@@ -347,10 +352,15 @@ fn azure(app: &App, method: &Method, p: &[&str], body: &Value) -> Response {
         },
         (Method::POST, ["users", upn, "enabled"]) => {
             let Some(enabled) = body.get("enabled").and_then(Value::as_bool) else {
-                return bad(StatusCode::BAD_REQUEST, "enabled (true or false) is required");
+                return bad(
+                    StatusCode::BAD_REQUEST,
+                    "enabled (true or false) is required",
+                );
             };
             match dir.set_enabled(upn, enabled) {
-                Ok((changed, changes)) => ok(json!({"changed": changed, "queued": queued(dir, changes)})),
+                Ok((changed, changes)) => {
+                    ok(json!({"changed": changed, "queued": queued(dir, changes)}))
+                }
                 Err(why) => fail(why),
             }
         }
@@ -359,17 +369,26 @@ fn azure(app: &App, method: &Method, p: &[&str], body: &Value) -> Response {
                 return bad(StatusCode::BAD_REQUEST, "upn is required");
             };
             match dir.membership(name, &upn, true) {
-                Ok((changed, changes)) => ok(json!({"changed": changed, "queued": queued(dir, changes)})),
+                Ok((changed, changes)) => {
+                    ok(json!({"changed": changed, "queued": queued(dir, changes)}))
+                }
                 Err(why) => fail(why),
             }
         }
-        (Method::DELETE, ["groups", name, "members", upn]) => match dir.membership(name, upn, false) {
-            Ok((changed, changes)) => ok(json!({"changed": changed, "queued": queued(dir, changes)})),
-            Err(why) => fail(why),
-        },
+        (Method::DELETE, ["groups", name, "members", upn]) => {
+            match dir.membership(name, upn, false) {
+                Ok((changed, changes)) => {
+                    ok(json!({"changed": changed, "queued": queued(dir, changes)}))
+                }
+                Err(why) => fail(why),
+            }
+        }
         (Method::POST, ["groups", name, "member-groups"]) => {
             let Some(child) = s("name") else {
-                return bad(StatusCode::BAD_REQUEST, "name (the nested group) is required");
+                return bad(
+                    StatusCode::BAD_REQUEST,
+                    "name (the nested group) is required",
+                );
             };
             match dir.add_member_group(name, &child) {
                 Ok(changed) => ok(json!({"changed": changed, "queued": 0})),

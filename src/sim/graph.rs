@@ -70,8 +70,16 @@ pub fn error(code: u16, err: &str, message: &str) -> Response {
 fn default_error(code: u16) -> Response {
     match code {
         400 => error(400, "Request_BadRequest", "Invalid request."),
-        401 => error(401, "InvalidAuthenticationToken", "Access token validation failure."),
-        403 => error(403, "Authorization_RequestDenied", "Insufficient privileges to complete the operation."),
+        401 => error(
+            401,
+            "InvalidAuthenticationToken",
+            "Access token validation failure.",
+        ),
+        403 => error(
+            403,
+            "Authorization_RequestDenied",
+            "Insufficient privileges to complete the operation.",
+        ),
         404 => error(404, "Request_ResourceNotFound", "Resource not found."),
         429 => error(429, "TooManyRequests", "Too many requests."),
         503 => error(503, "serviceNotAvailable", "Service unavailable."),
@@ -93,9 +101,16 @@ fn token_error(code: u16, error: &str, aadsts: u32, text: &str) -> Response {
 
 pub async fn handle(app: &App, req: Req) -> Response {
     if app.state().azure.is_none() {
-        return error(404, "Request_ResourceNotFound", "This simulator has no [azure] tenant.");
+        return error(
+            404,
+            "Request_ResourceNotFound",
+            "This simulator has no [azure] tenant.",
+        );
     }
-    if let Some(inj) = app.faults.take("graph", None, req.method.as_str(), &req.path) {
+    if let Some(inj) = app
+        .faults
+        .take("graph", None, req.method.as_str(), &req.path)
+    {
         if let Some(ms) = inj.delay_ms {
             tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
         }
@@ -125,7 +140,11 @@ pub async fn handle(app: &App, req: Req) -> Response {
         .map(str::to_string)
         .unwrap_or_else(|| guid_from(&random_id(16)));
     set(&mut resp, "client-request-id", &crid);
-    set(&mut resp, "date", &httpdate::fmt_http_date(std::time::SystemTime::now()));
+    set(
+        &mut resp,
+        "date",
+        &httpdate::fmt_http_date(std::time::SystemTime::now()),
+    );
     count(app, &req, &route, resp.status().as_u16());
     resp
 }
@@ -165,10 +184,20 @@ fn route_name(path: &str) -> String {
 fn token(app: &App, req: &Req, rest: &str) -> Response {
     let parts: Vec<&str> = rest.split('/').collect();
     let [tenant, "oauth2", "v2.0", "token"] = parts.as_slice() else {
-        return token_error(404, "invalid_request", 900561, "The endpoint only accepts POST requests.");
+        return token_error(
+            404,
+            "invalid_request",
+            900561,
+            "The endpoint only accepts POST requests.",
+        );
     };
     if req.method != Method::POST {
-        return token_error(405, "invalid_request", 900561, "The endpoint only accepts POST requests.");
+        return token_error(
+            405,
+            "invalid_request",
+            900561,
+            "The endpoint only accepts POST requests.",
+        );
     }
     let form: HashMap<String, String> = url::form_urlencoded::parse(&req.body)
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
@@ -182,10 +211,23 @@ fn token(app: &App, req: &Req, rest: &str) -> Response {
         return token_error(400, "invalid_request", 90002, &format!("Tenant '{tenant}' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud."));
     }
     if f("grant_type") != "client_credentials" {
-        return token_error(400, "unsupported_grant_type", 70003, "The app requested an unsupported grant type.");
+        return token_error(
+            400,
+            "unsupported_grant_type",
+            70003,
+            "The app requested an unsupported grant type.",
+        );
     }
     if f("client_id") != d.client_id {
-        return token_error(400, "unauthorized_client", 700016, &format!("Application with identifier '{}' was not found in the directory '{tenant}'.", f("client_id")));
+        return token_error(
+            400,
+            "unauthorized_client",
+            700016,
+            &format!(
+                "Application with identifier '{}' was not found in the directory '{tenant}'.",
+                f("client_id")
+            ),
+        );
     }
     if !f("scope").ends_with("/.default") || f("scope").contains(' ') {
         return token_error(400, "invalid_scope", 1002012, "The provided value for scope is not valid. Client credential flows must have a scope value with /.default suffixed to the resource identifier (application ID URI).");
@@ -193,7 +235,12 @@ fn token(app: &App, req: &Req, rest: &str) -> Response {
     let token_url = format!("{}{}", req.origin, req.raw_path);
     if !f("client_assertion").is_empty() {
         if f("client_assertion_type") != "urn:ietf:params:oauth:client-assertion-type:jwt-bearer" {
-            return token_error(400, "invalid_request", 50027, "Invalid client_assertion_type.");
+            return token_error(
+                400,
+                "invalid_request",
+                50027,
+                "Invalid client_assertion_type.",
+            );
         }
         if let Err(why) = verify_assertion(d, f("client_assertion"), &token_url) {
             return token_error(401, "invalid_client", why.0, &why.1);
@@ -233,19 +280,39 @@ fn token(app: &App, req: &Req, rest: &str) -> Response {
 }
 
 /// Checks a certificate client assertion; `Err((AADSTS code, text))`.
-fn verify_assertion(d: &mut Directory, assertion: &str, token_url: &str) -> Result<(), (u32, String)> {
-    let header = decode_header(assertion).map_err(|_| (50012, "The client assertion is not a valid JWT.".to_string()))?;
+fn verify_assertion(
+    d: &mut Directory,
+    assertion: &str,
+    token_url: &str,
+) -> Result<(), (u32, String)> {
+    let header = decode_header(assertion).map_err(|_| {
+        (
+            50012,
+            "The client assertion is not a valid JWT.".to_string(),
+        )
+    })?;
     let Some(cert) = d.certificate.clone() else {
-        return Err((700027, "Client assertion failed signature validation: the application has no certificate.".into()));
+        return Err((
+            700027,
+            "Client assertion failed signature validation: the application has no certificate."
+                .into(),
+        ));
     };
     if header.alg != Algorithm::RS256 && header.alg != Algorithm::PS256 {
-        return Err((5002738, "The client assertion's 'alg' is not supported.".into()));
+        return Err((
+            5002738,
+            "The client assertion's 'alg' is not supported.".into(),
+        ));
     }
     if header.x5t.as_deref() != Some(cert.x5t.as_str()) {
         return Err((700027, "The certificate with identifier used to sign the client assertion is not registered on application.".into()));
     }
-    let key = DecodingKey::from_rsa_pem(cert.public_key_pem.as_bytes())
-        .map_err(|_| (700027, "The registered certificate has no usable RSA key.".to_string()))?;
+    let key = DecodingKey::from_rsa_pem(cert.public_key_pem.as_bytes()).map_err(|_| {
+        (
+            700027,
+            "The registered certificate has no usable RSA key.".to_string(),
+        )
+    })?;
     let mut v = Validation::new(header.alg);
     v.set_audience(&[token_url]);
     v.set_issuer(&[d.client_id.as_str()]);
@@ -256,11 +323,17 @@ fn verify_assertion(d: &mut Directory, assertion: &str, token_url: &str) -> Resu
         .map_err(|e| (700027, format!("Client assertion failed validation: {e}.")))?
         .claims;
     if claims.get("sub").and_then(Value::as_str) != Some(d.client_id.as_str()) {
-        return Err((700023, "The client assertion's 'sub' must be the client id.".into()));
+        return Err((
+            700023,
+            "The client assertion's 'sub' must be the client id.".into(),
+        ));
     }
     let jti = claims.get("jti").and_then(Value::as_str).unwrap_or("");
     if jti.is_empty() || !d.jtis.insert(jti.to_string()) {
-        return Err((700024, "The client assertion's 'jti' is missing or was used before.".into()));
+        return Err((
+            700024,
+            "The client assertion's 'jti' is missing or was used before.".into(),
+        ));
     }
     Ok(())
 }
@@ -270,7 +343,11 @@ fn verify_assertion(d: &mut Directory, assertion: &str, token_url: &str) -> Resu
 /// The roles that allow reading a path.
 fn needs(path: &[&str]) -> &'static [&'static str] {
     match path.first().copied() {
-        Some("groups") => &["GroupMember.Read.All", "Group.Read.All", "Directory.Read.All"],
+        Some("groups") => &[
+            "GroupMember.Read.All",
+            "Group.Read.All",
+            "Directory.Read.All",
+        ],
         Some("users") => &["User.Read.All", "Directory.Read.All"],
         Some("auditLogs") => &["AuditLog.Read.All"],
         _ => &[],
@@ -316,11 +393,18 @@ impl Query {
             || lower.contains("not(")
             || lower.contains("endswith(");
         Query {
-            select: q("$select").map(|s| s.split(',').map(|x| x.trim().to_string()).filter(|x| !x.is_empty()).collect()),
+            select: q("$select").map(|s| {
+                s.split(',')
+                    .map(|x| x.trim().to_string())
+                    .filter(|x| !x.is_empty())
+                    .collect()
+            }),
             top: req.q("$top").and_then(|t| t.trim().parse().ok()),
             filter,
             skiptoken: q("$skiptoken"),
-            count: req.q("$count").is_some_and(|c| c.eq_ignore_ascii_case("true")),
+            count: req
+                .q("$count")
+                .is_some_and(|c| c.eq_ignore_ascii_case("true")),
             advanced,
         }
     }
@@ -328,9 +412,17 @@ impl Query {
 
 fn api(app: &App, req: &Req, rest: &str) -> Response {
     if req.method != Method::GET {
-        return error(405, "Request_BadRequest", "The simulator's Graph is read-only.");
+        return error(
+            405,
+            "Request_BadRequest",
+            "The simulator's Graph is read-only.",
+        );
     }
-    let raw: Vec<String> = rest.trim_matches('/').split('/').map(str::to_string).collect();
+    let raw: Vec<String> = rest
+        .trim_matches('/')
+        .split('/')
+        .map(str::to_string)
+        .collect();
     let path: Vec<&str> = raw.iter().map(String::as_str).collect();
     let q = Query::parse(req);
     let mut st = app.state();
@@ -344,14 +436,26 @@ fn api(app: &App, req: &Req, rest: &str) -> Response {
         return error(401, "InvalidAuthenticationToken", "Access token is empty.");
     };
     let Some(issued) = d.tokens.get(tok) else {
-        return error(401, "InvalidAuthenticationToken", "IDX14100: JWT is not well formed, there are no dots (.).");
+        return error(
+            401,
+            "InvalidAuthenticationToken",
+            "IDX14100: JWT is not well formed, there are no dots (.).",
+        );
     };
     if issued.expires <= Utc::now() {
-        return error(401, "InvalidAuthenticationToken", "Lifetime validation failed, the token is expired.");
+        return error(
+            401,
+            "InvalidAuthenticationToken",
+            "Lifetime validation failed, the token is expired.",
+        );
     }
     let allowed = needs(&path);
     if !allowed.is_empty() && !issued.roles.iter().any(|r| allowed.contains(&r.as_str())) {
-        return error(403, "Authorization_RequestDenied", "Insufficient privileges to complete the operation.");
+        return error(
+            403,
+            "Authorization_RequestDenied",
+            "Insufficient privileges to complete the operation.",
+        );
     }
 
     // Throttling.
@@ -370,7 +474,12 @@ fn api(app: &App, req: &Req, rest: &str) -> Response {
         }
     }
 
-    if q.advanced && !(q.count && req.header("consistencylevel").is_some_and(|v| v.eq_ignore_ascii_case("eventual"))) {
+    if q.advanced
+        && !(q.count
+            && req
+                .header("consistencylevel")
+                .is_some_and(|v| v.eq_ignore_ascii_case("eventual")))
+    {
         return error(400, "Request_UnsupportedQuery", "Unsupported Query: this query needs the ConsistencyLevel header set to 'eventual' and $count=true.");
     }
 
@@ -440,7 +549,11 @@ fn api(app: &App, req: &Req, rest: &str) -> Response {
     };
     set(&mut resp, "x-ms-resource-unit", &units.to_string());
     if let Some(p) = pct.filter(|p| *p > 80) {
-        set(&mut resp, "x-ms-throttle-limit-percentage", &p.min(100).to_string());
+        set(
+            &mut resp,
+            "x-ms-throttle-limit-percentage",
+            &p.min(100).to_string(),
+        );
     }
     resp
 }
@@ -448,7 +561,11 @@ fn api(app: &App, req: &Req, rest: &str) -> Response {
 fn finish(mut resp: Response, units: u32, pct: Option<u32>) -> Response {
     set(&mut resp, "x-ms-resource-unit", &units.to_string());
     if let Some(p) = pct.filter(|p| *p > 80) {
-        set(&mut resp, "x-ms-throttle-limit-percentage", &p.min(100).to_string());
+        set(
+            &mut resp,
+            "x-ms-throttle-limit-percentage",
+            &p.min(100).to_string(),
+        );
     }
     resp
 }
@@ -457,15 +574,27 @@ fn throttled(wait: std::time::Duration, d: &Directory, scope: &str) -> Response 
     let mut resp = error(429, "TooManyRequests", "Too many requests.");
     let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
     set(&mut resp, "retry-after", &secs.to_string());
-    set(&mut resp, "x-ms-throttle-scope", &format!("{scope}/{}/{}", d.client_id, d.tenant_id));
-    set(&mut resp, "x-ms-throttle-information", "ResourceUnitLimitExceeded");
+    set(
+        &mut resp,
+        "x-ms-throttle-scope",
+        &format!("{scope}/{}/{}", d.client_id, d.tenant_id),
+    );
+    set(
+        &mut resp,
+        "x-ms-throttle-information",
+        "ResourceUnitLimitExceeded",
+    );
     set(&mut resp, "x-ms-resource-unit", "1");
     resp
 }
 
 fn not_found_id(id: &str) -> Response {
     if !looks_like_guid(id) {
-        return error(400, "Request_BadRequest", &format!("Invalid object identifier '{id}'."));
+        return error(
+            400,
+            "Request_BadRequest",
+            &format!("Invalid object identifier '{id}'."),
+        );
     }
     error(404, "Request_ResourceNotFound", &format!("Resource '{id}' does not exist or one of its queried reference-property objects are not present."))
 }
@@ -482,7 +611,11 @@ fn default_user_select() -> Vec<String> {
 }
 
 /// Direct (or transitive, cycle-safe) members: users, then groups.
-fn members_of<'d>(d: &'d Directory, g: &AzGroup, transitive: bool) -> (Vec<&'d AzUser>, Vec<&'d AzGroup>) {
+fn members_of<'d>(
+    d: &'d Directory,
+    g: &AzGroup,
+    transitive: bool,
+) -> (Vec<&'d AzUser>, Vec<&'d AzGroup>) {
     if transitive {
         let (users, groups) = d.transitive(&g.id);
         (
@@ -492,7 +625,10 @@ fn members_of<'d>(d: &'d Directory, g: &AzGroup, transitive: bool) -> (Vec<&'d A
     } else {
         (
             g.members.iter().filter_map(|u| d.users.get(u)).collect(),
-            g.member_groups.iter().filter_map(|c| d.groups.get(c)).collect(),
+            g.member_groups
+                .iter()
+                .filter_map(|c| d.groups.get(c))
+                .collect(),
         )
     }
 }
@@ -519,7 +655,10 @@ fn group_json(g: &AzGroup) -> Value {
 
 fn typed(mut v: Value, kind: &str) -> Value {
     if let Value::Object(m) = &mut v {
-        m.insert("@odata.type".into(), json!(format!("#microsoft.graph.{kind}")));
+        m.insert(
+            "@odata.type".into(),
+            json!(format!("#microsoft.graph.{kind}")),
+        );
     }
     v
 }
@@ -564,7 +703,11 @@ fn quoted(s: &str) -> Option<String> {
 }
 
 fn unsupported_filter() -> Response {
-    error(400, "Request_UnsupportedQuery", "Unsupported or invalid query filter clause specified.")
+    error(
+        400,
+        "Request_UnsupportedQuery",
+        "Unsupported or invalid query filter clause specified.",
+    )
 }
 
 fn groups_filter<'d>(d: &'d Directory, filter: Option<&str>) -> Result<Vec<&'d AzGroup>, Response> {
@@ -579,7 +722,9 @@ fn groups_filter<'d>(d: &'d Directory, filter: Option<&str>) -> Result<Vec<&'d A
         return Ok(all.filter(|g| g.id == v).collect());
     }
     if let Some(v) = f.strip_prefix("startswith(displayName,").and_then(quoted) {
-        return Ok(all.filter(|g| g.name.to_lowercase().starts_with(&v.to_lowercase())).collect());
+        return Ok(all
+            .filter(|g| g.name.to_lowercase().starts_with(&v.to_lowercase()))
+            .collect());
     }
     Err(unsupported_filter())
 }
@@ -598,21 +743,31 @@ fn users_filter<'d>(d: &'d Directory, filter: Option<&str>) -> Result<Vec<&'d Az
     Err(unsupported_filter())
 }
 
+/// One `$filter` clause over (activityDateTime, record).
+type AuditCond = Box<dyn Fn(&DateTime<Utc>, &Value) -> bool>;
+
 /// Directory audits, newest first, filtered by `activityDateTime ge|gt|le|lt <time>` and
 /// `activityDisplayName eq '<name>'` joined with `and`.
 fn audits(d: &Directory, filter: Option<&str>) -> Result<Vec<Value>, Response> {
-    let mut conds: Vec<Box<dyn Fn(&DateTime<Utc>, &Value) -> bool>> = Vec::new();
+    let mut conds: Vec<AuditCond> = Vec::new();
     if let Some(f) = filter {
         for clause in f.split(" and ") {
             let clause = clause.trim().trim_start_matches('(').trim_end_matches(')');
             let mut words = clause.splitn(3, ' ');
-            let (Some(field), Some(op), Some(value)) = (words.next(), words.next(), words.next()) else {
+            let (Some(field), Some(op), Some(value)) = (words.next(), words.next(), words.next())
+            else {
                 return Err(unsupported_filter());
             };
             match (field, op) {
                 ("activityDateTime", "ge" | "gt" | "le" | "lt") => {
                     let t = chrono::DateTime::parse_from_rfc3339(value.trim())
-                        .map_err(|_| error(400, "Request_BadRequest", &format!("Invalid filter value '{value}'.")))?
+                        .map_err(|_| {
+                            error(
+                                400,
+                                "Request_BadRequest",
+                                &format!("Invalid filter value '{value}'."),
+                            )
+                        })?
                         .with_timezone(&Utc);
                     let op = op.to_string();
                     conds.push(Box::new(move |at, _| match op.as_str() {
@@ -624,14 +779,15 @@ fn audits(d: &Directory, filter: Option<&str>) -> Result<Vec<Value>, Response> {
                 }
                 ("activityDisplayName", "eq") => {
                     let v = quoted(value).ok_or_else(unsupported_filter)?;
-                    conds.push(Box::new(move |_, r| r.get("activityDisplayName").and_then(Value::as_str) == Some(v.as_str())));
+                    conds.push(Box::new(move |_, r| {
+                        r.get("activityDisplayName").and_then(Value::as_str) == Some(v.as_str())
+                    }));
                 }
                 _ => return Err(unsupported_filter()),
             }
         }
     }
-    Ok(d
-        .audits
+    Ok(d.audits
         .iter()
         .rev()
         .filter(|(at, r)| conds.iter().all(|c| c(at, r)))
@@ -640,7 +796,15 @@ fn audits(d: &Directory, filter: Option<&str>) -> Result<Vec<Value>, Response> {
 }
 
 /// One page of `items` with Graph's envelope and a signed `$skiptoken` bound to the query.
-fn page(app: &App, req: &Req, q: &Query, origin: &str, context: &str, items: Vec<Value>, keep_type: bool) -> Response {
+fn page(
+    app: &App,
+    req: &Req,
+    q: &Query,
+    origin: &str,
+    context: &str,
+    items: Vec<Value>,
+    keep_type: bool,
+) -> Response {
     let top = q.top.unwrap_or(DEFAULT_TOP).clamp(1, MAX_TOP);
     let binding = query_hash(req);
     let offset = match &q.skiptoken {
@@ -663,7 +827,10 @@ fn page(app: &App, req: &Req, q: &Query, origin: &str, context: &str, items: Vec
         .map(|v| select(v, fields, keep_type))
         .collect();
     let mut body = Map::new();
-    body.insert("@odata.context".into(), json!(format!("{origin}/$metadata#{context}")));
+    body.insert(
+        "@odata.context".into(),
+        json!(format!("{origin}/$metadata#{context}")),
+    );
     if q.count && offset == 0 {
         body.insert("@odata.count".into(), json!(total));
     }
@@ -679,7 +846,12 @@ fn page(app: &App, req: &Req, q: &Query, origin: &str, context: &str, items: Vec
         parts.push(format!("$skiptoken={}", enc(&token)));
         body.insert(
             "@odata.nextLink".into(),
-            json!(format!("{}{}?{}", req.origin, req.raw_path, parts.join("&"))),
+            json!(format!(
+                "{}{}?{}",
+                req.origin,
+                req.raw_path,
+                parts.join("&")
+            )),
         );
     }
     body.insert("value".into(), Value::Array(value));
@@ -726,9 +898,15 @@ mod tests {
 
     #[test]
     fn routes_template_ids() {
-        assert_eq!(route_name("/v1.0/groups/abc/members"), "/groups/{id}/members");
+        assert_eq!(
+            route_name("/v1.0/groups/abc/members"),
+            "/groups/{id}/members"
+        );
         assert_eq!(route_name("/v1.0/users/a@b"), "/users/{id}");
-        assert_eq!(route_name("/login/t/oauth2/v2.0/token"), "/oauth2/v2.0/token");
+        assert_eq!(
+            route_name("/login/t/oauth2/v2.0/token"),
+            "/oauth2/v2.0/token"
+        );
     }
 
     #[test]
@@ -742,7 +920,10 @@ mod tests {
             advanced: false,
         };
         assert_eq!(cost(&["groups", "x", "members"], &q(true, Some(999))), 2);
-        assert_eq!(cost(&["groups", "x", "transitiveMembers"], &q(false, None)), 5);
+        assert_eq!(
+            cost(&["groups", "x", "transitiveMembers"], &q(false, None)),
+            5
+        );
         assert_eq!(cost(&["users"], &q(true, Some(5))), 1);
         assert_eq!(cost(&["groups"], &q(true, None)), 1);
     }

@@ -127,11 +127,7 @@ pub fn guid_from(seed: &str) -> String {
 }
 
 /// Checks an `[azure]` seed for dangling references before anything starts.
-pub fn check_seed(
-    az: &AzureSeed,
-    workspaces: &HashSet<&str>,
-    text: &str,
-) -> Result<(), SimError> {
+pub fn check_seed(az: &AzureSeed, workspaces: &HashSet<&str>, text: &str) -> Result<(), SimError> {
     let bad = |key: &str, value: &str, what: &str| SimError::Seed {
         message: format!("line {}: `{key}`: {what} {value:?}", line_of(text, value)),
     };
@@ -211,7 +207,10 @@ impl Directory {
                     .unwrap_or_else(|| guid_from(&format!("azure-user:{}", u.upn.to_lowercase()))),
                 upn: u.upn.clone(),
                 mail: u.mail.clone().unwrap_or_else(|| u.upn.clone()),
-                display_name: u.display_name.clone().unwrap_or_else(|| display_from(&u.upn)),
+                display_name: u
+                    .display_name
+                    .clone()
+                    .unwrap_or_else(|| display_from(&u.upn)),
                 account_enabled: u.account_enabled,
             });
         }
@@ -381,7 +380,12 @@ impl Directory {
             .collect()
     }
 
-    pub fn add_user(&mut self, upn: &str, enabled: bool, mail: Option<String>) -> Result<Value, &'static str> {
+    pub fn add_user(
+        &mut self,
+        upn: &str,
+        enabled: bool,
+        mail: Option<String>,
+    ) -> Result<Value, &'static str> {
         if self.by_upn.contains_key(&upn.to_lowercase()) {
             return Err("a user with this upn exists");
         }
@@ -392,8 +396,14 @@ impl Directory {
             display_name: display_from(upn),
             account_enabled: enabled,
         };
-        let props = vec![json!({"displayName": "AccountEnabled", "oldValue": "[]", "newValue": format!("[{enabled}]")})];
-        self.audit("Add user", "UserManagement", vec![Self::user_target(&u, props)]);
+        let props = vec![
+            json!({"displayName": "AccountEnabled", "oldValue": "[]", "newValue": format!("[{enabled}]")}),
+        ];
+        self.audit(
+            "Add user",
+            "UserManagement",
+            vec![Self::user_target(&u, props)],
+        );
         let out = json!({"id": u.id, "upn": u.upn, "account_enabled": u.account_enabled});
         self.insert_user(u);
         Ok(out)
@@ -407,7 +417,11 @@ impl Directory {
         }
         self.users.remove(&u.id);
         self.by_upn.remove(&u.upn.to_lowercase());
-        self.audit("Delete user", "UserManagement", vec![Self::user_target(&u, vec![])]);
+        self.audit(
+            "Delete user",
+            "UserManagement",
+            vec![Self::user_target(&u, vec![])],
+        );
         Ok(changes)
     }
 
@@ -430,7 +444,12 @@ impl Directory {
             .collect()
     }
 
-    pub fn membership(&mut self, group: &str, upn: &str, add: bool) -> Result<(bool, Vec<Change>), &'static str> {
+    pub fn membership(
+        &mut self,
+        group: &str,
+        upn: &str,
+        add: bool,
+    ) -> Result<(bool, Vec<Change>), &'static str> {
         let gid = self.group_id(group)?;
         let u = self.user_by_key(upn).cloned().ok_or("unknown user")?;
         let Some(g) = self.groups.get_mut(&gid) else {
@@ -476,7 +495,11 @@ impl Directory {
             return Ok(false);
         }
         let g = g.clone();
-        let child_name = self.groups.get(&cid).map(|c| c.name.clone()).unwrap_or_default();
+        let child_name = self
+            .groups
+            .get(&cid)
+            .map(|c| c.name.clone())
+            .unwrap_or_default();
         let (o1, n1) = old_new(true, Value::String(format!("\"{}\"", g.id)));
         let (o2, n2) = old_new(true, Value::String(format!("\"{}\"", g.name)));
         self.audit(
@@ -492,8 +515,15 @@ impl Directory {
         Ok(true)
     }
 
-    pub fn set_enabled(&mut self, upn: &str, enabled: bool) -> Result<(bool, Vec<Change>), &'static str> {
-        let id = self.user_by_key(upn).map(|u| u.id.clone()).ok_or("unknown user")?;
+    pub fn set_enabled(
+        &mut self,
+        upn: &str,
+        enabled: bool,
+    ) -> Result<(bool, Vec<Change>), &'static str> {
+        let id = self
+            .user_by_key(upn)
+            .map(|u| u.id.clone())
+            .ok_or("unknown user")?;
         let Some(u) = self.users.get_mut(&id) else {
             return Err("unknown user");
         };
@@ -502,13 +532,19 @@ impl Directory {
         }
         u.account_enabled = enabled;
         let u = u.clone();
-        let props = vec![json!({"displayName": "AccountEnabled", "oldValue": format!("[{}]", !enabled), "newValue": format!("[{enabled}]")})];
+        let props = vec![
+            json!({"displayName": "AccountEnabled", "oldValue": format!("[{}]", !enabled), "newValue": format!("[{enabled}]")}),
+        ];
         let activity = if enabled {
             "Enable account"
         } else {
             "Disable account"
         };
-        self.audit(activity, "UserManagement", vec![Self::user_target(&u, props)]);
+        self.audit(
+            activity,
+            "UserManagement",
+            vec![Self::user_target(&u, props)],
+        );
         let changes = if enabled {
             self.pushed_groups_of(&u.id)
                 .into_iter()
@@ -572,8 +608,10 @@ fn display_from(upn: &str) -> String {
 
 // ---- certificates ------------------------------------------------------------------------
 
-/// One DER element: (tag, content, rest after it).
-fn der_next(b: &[u8]) -> Option<(u8, &[u8], &[u8], &[u8])> {
+/// One DER element: its tag, its content, the whole element, and what follows it.
+type Der<'a> = (u8, &'a [u8], &'a [u8], &'a [u8]);
+
+fn der_next(b: &[u8]) -> Option<Der<'_>> {
     let tag = *b.first()?;
     let first = *b.get(1)? as usize;
     let (len, hdr) = if first < 0x80 {
@@ -601,9 +639,17 @@ pub fn parse_certificate(pem: &str) -> Result<Certificate, String> {
     let begin = "-----BEGIN CERTIFICATE-----";
     let end = "-----END CERTIFICATE-----";
     let start = pem.find(begin).ok_or("no PEM CERTIFICATE block")? + begin.len();
-    let stop = start + pem[start..].find(end).ok_or("unterminated CERTIFICATE block")?;
-    let b64: String = pem[start..stop].chars().filter(|c| !c.is_whitespace()).collect();
-    let der = STANDARD.decode(b64).map_err(|_| "the CERTIFICATE block is not base64")?;
+    let stop = start
+        + pem[start..]
+            .find(end)
+            .ok_or("unterminated CERTIFICATE block")?;
+    let b64: String = pem[start..stop]
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect();
+    let der = STANDARD
+        .decode(b64)
+        .map_err(|_| "the CERTIFICATE block is not base64")?;
     let sha1 = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, &der);
     let x5t = URL_SAFE_NO_PAD.encode(sha1.as_ref());
     // Certificate ::= SEQUENCE { tbsCertificate SEQUENCE { [0] version?, serial, sigAlg,

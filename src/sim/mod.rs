@@ -145,7 +145,10 @@ impl SimHandle {
             }
             (IdpKind::AzureAd, Some(az)) => {
                 out.push_str("kind = \"azure_ad\"\n");
-                out.push_str(&format!("url = {}\n", toml_str(&format!("{url}/graph/v1.0"))));
+                out.push_str(&format!(
+                    "url = {}\n",
+                    toml_str(&format!("{url}/graph/v1.0"))
+                ));
                 out.push_str(&format!(
                     "login_url = {}\n",
                     toml_str(&format!("{url}/graph/login"))
@@ -274,9 +277,11 @@ pub async fn run_cli(
     })?;
     let handle = start(&text, listen).await?;
     if write_config.is_some() && idp.is_none() {
-        let st = handle.app.state();
-        if st.seeded_okta && st.azure.is_some() {
-            drop(st);
+        let both = {
+            let st = handle.app.state();
+            st.seeded_okta && st.azure.is_some()
+        };
+        if both {
             handle.stop().await;
             anyhow::bail!(
                 "the seed has both [okta] and [azure]: pass --idp okta or --idp azure_ad to say which one --write-config points at"

@@ -385,7 +385,10 @@ pub async fn run(app: Arc<App>, cancel: CancellationToken) {
         if app.push.cycle_due() {
             let n = run_cycle(&app);
             if n > 0 {
-                tracing::debug!(changes = n, "Provisioning cycle pushed Entra changes into Segment.");
+                tracing::debug!(
+                    changes = n,
+                    "Provisioning cycle pushed Entra changes into Segment."
+                );
             }
         }
         let due = app.push.due();

@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use reqwest::Client;
-use scimwatch::config::{AzureCredential, AzureSecret, IdpConfig, IdpCredential, Secret, UserAttribute};
+use scimwatch::config::{
+    AzureCredential, AzureSecret, IdpConfig, IdpCredential, Secret, UserAttribute,
+};
 use scimwatch::http::{RequestStats, RetryConfig};
 use scimwatch::idp::azure::Azure;
 use scimwatch::idp::{IdentityProvider, IdpError};
@@ -103,7 +105,9 @@ justification = "The platform team owns production"
 "#;
 
 async fn start(seed_text: &str) -> SimHandle {
-    sim::start(seed_text, "127.0.0.1:0").await.expect("sim starts")
+    sim::start(seed_text, "127.0.0.1:0")
+        .await
+        .expect("sim starts")
 }
 
 fn config(h: &SimHandle, secret: AzureSecret) -> IdpConfig {
@@ -140,7 +144,9 @@ async fn state(h: &SimHandle) -> Value {
 
 /// Requests the sim answered for `key` ("GET /groups/{id}/members 200").
 async fn requests(h: &SimHandle, key: &str) -> u64 {
-    state(h).await["azure"]["requests"][key].as_u64().unwrap_or(0)
+    state(h).await["azure"]["requests"][key]
+        .as_u64()
+        .unwrap_or(0)
 }
 
 async fn control(h: &SimHandle, method: reqwest::Method, path: &str, body: Value) -> Value {
@@ -156,7 +162,10 @@ async fn control(h: &SimHandle, method: reqwest::Method, path: &str, body: Value
 
 async fn token(h: &SimHandle) -> String {
     let resp: Value = Client::new()
-        .post(format!("{}/graph/login/sim-tenant/oauth2/v2.0/token", h.url()))
+        .post(format!(
+            "{}/graph/login/sim-tenant/oauth2/v2.0/token",
+            h.url()
+        ))
         .form(&[
             ("client_id", "sim-client"),
             ("client_secret", SECRET),
@@ -245,14 +254,19 @@ async fn an_ambiguous_display_name_is_unresolved_and_lists_the_ids() {
     match &read[0].1 {
         GroupRead::Unresolved { reason } => {
             assert!(reason.contains("ambiguous"), "{reason}");
-            assert!(reason.contains(TWIN_A) && reason.contains(TWIN_B), "{reason}");
+            assert!(
+                reason.contains(TWIN_A) && reason.contains(TWIN_B),
+                "{reason}"
+            );
         }
         other => panic!("{other:?}"),
     }
     let by_id = found(&read, 1);
     assert_eq!(by_id.name, "Twin");
     assert_eq!(by_id.members.len(), 1);
-    assert!(matches!(&read[2].1, GroupRead::Unresolved { reason } if reason.contains("no Entra ID group")));
+    assert!(
+        matches!(&read[2].1, GroupRead::Unresolved { reason } if reason.contains("no Entra ID group"))
+    );
     assert!(matches!(&read[3].1, GroupRead::Unresolved { .. }));
     h.stop().await;
 }
@@ -262,7 +276,10 @@ async fn members_are_read_across_every_page_with_select_and_top_999() {
     let mut users = String::new();
     let mut members = Vec::new();
     for i in 0..2100 {
-        users.push_str(&format!("[[azure.user]]\nupn = \"u{i:04}@big.test\"\naccount_enabled = {}\n", i % 7 != 0));
+        users.push_str(&format!(
+            "[[azure.user]]\nupn = \"u{i:04}@big.test\"\naccount_enabled = {}\n",
+            i % 7 != 0
+        ));
         members.push(format!("\"u{i:04}@big.test\""));
     }
     let text = format!(
@@ -271,35 +288,62 @@ async fn members_are_read_across_every_page_with_select_and_top_999() {
     );
     let h = start(&text).await;
     let az = client(&h);
-    let read = az.read_groups(&[GroupRef::Name("Big".into())]).await.unwrap();
+    let read = az
+        .read_groups(&[GroupRef::Name("Big".into())])
+        .await
+        .unwrap();
     let g = found(&read, 0);
     assert_eq!(g.members.len(), 2100);
     let disabled = g.members.iter().filter(|m| !m.status.is_active()).count();
     assert_eq!(disabled, 300);
-    assert_eq!(requests(&h, "GET /groups/{id}/members 200").await, 3, "999 + 999 + 102");
+    assert_eq!(
+        requests(&h, "GET /groups/{id}/members 200").await,
+        3,
+        "999 + 999 + 102"
+    );
 
     // What the sim does with $select and $top, seen raw.
     let tok = token(&h).await;
     let gid = &g.id;
-    let page: Value = graph_get(&h, &tok, &format!("/groups/{gid}/members?$top=5000&$select=id,accountEnabled"))
-        .await
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(page["value"].as_array().unwrap().len(), 999, "$top is capped at 999");
+    let page: Value = graph_get(
+        &h,
+        &tok,
+        &format!("/groups/{gid}/members?$top=5000&$select=id,accountEnabled"),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(
+        page["value"].as_array().unwrap().len(),
+        999,
+        "$top is capped at 999"
+    );
     let first = page["value"][0].as_object().unwrap();
     let mut keys: Vec<&str> = first.keys().map(String::as_str).collect();
     keys.sort();
     assert_eq!(keys, ["@odata.type", "accountEnabled", "id"]);
-    assert!(page["@odata.context"].as_str().unwrap().ends_with("$metadata#directoryObjects"));
+    assert!(page["@odata.context"]
+        .as_str()
+        .unwrap()
+        .ends_with("$metadata#directoryObjects"));
     let next = page["@odata.nextLink"].as_str().unwrap();
     assert!(next.contains("$skiptoken="), "{next}");
     // The default user set has no accountEnabled.
-    let user: Value = graph_get(&h, &tok, "/users/u0001@big.test").await.json().await.unwrap();
+    let user: Value = graph_get(&h, &tok, "/users/u0001@big.test")
+        .await
+        .json()
+        .await
+        .unwrap();
     assert!(user.get("accountEnabled").is_none(), "{user}");
     assert_eq!(user["userPrincipalName"], "u0001@big.test");
     // A forged skiptoken is refused; a skiptoken is bound to its query.
-    let forged = graph_get(&h, &tok, &format!("/groups/{gid}/members?$top=999&$skiptoken=AAAA")).await;
+    let forged = graph_get(
+        &h,
+        &tok,
+        &format!("/groups/{gid}/members?$top=999&$skiptoken=AAAA"),
+    )
+    .await;
     assert_eq!(forged.status(), 400);
     let body: Value = forged.json().await.unwrap();
     assert_eq!(body["error"]["code"], "Request_BadRequest");
@@ -307,7 +351,10 @@ async fn members_are_read_across_every_page_with_select_and_top_999() {
     // $count without ConsistencyLevel is an unsupported advanced query; with it, fine.
     let r = graph_get(&h, &tok, "/groups?$count=true").await;
     assert_eq!(r.status(), 400);
-    assert_eq!(r.json::<Value>().await.unwrap()["error"]["code"], "Request_UnsupportedQuery");
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["error"]["code"],
+        "Request_UnsupportedQuery"
+    );
     let r = Client::new()
         .get(format!("{}/graph/v1.0/groups?$count=true", h.url()))
         .bearer_auth(&tok)
@@ -328,7 +375,9 @@ async fn lookups_by_upn_and_by_mail() {
         .lookup_users(&[Email::new("Bob@acme.test"), Email::new("gone@acme.test")])
         .await
         .unwrap();
-    assert!(matches!(&found[&Email::new("bob@acme.test")], UserLookup::Found(u) if u.status == IdpStatus::Active));
+    assert!(
+        matches!(&found[&Email::new("bob@acme.test")], UserLookup::Found(u) if u.status == IdpStatus::Active)
+    );
     assert_eq!(found[&Email::new("gone@acme.test")], UserLookup::NotFound);
     let mut cfg = config(&h, AzureSecret::ClientSecret(Secret::new(SECRET)));
     cfg.user_attribute = UserAttribute::Mail;
@@ -337,7 +386,9 @@ async fn lookups_by_upn_and_by_mail() {
         .lookup_users(&[Email::new("dora.mail@acme.test")])
         .await
         .unwrap();
-    assert!(matches!(&found[&Email::new("dora.mail@acme.test")], UserLookup::Found(u) if u.login == "dora@acme.test"));
+    assert!(
+        matches!(&found[&Email::new("dora.mail@acme.test")], UserLookup::Found(u) if u.login == "dora@acme.test")
+    );
     h.stop().await;
 }
 
@@ -346,18 +397,43 @@ async fn throttled_reads_wait_what_retry_after_says() {
     let h = start(&seed("")).await;
     let az = client(&h);
     // Twice a 429 with Retry-After: 1 on the member list, then the real answer.
-    control(&h, reqwest::Method::POST, "/faults", json!({"service": "graph", "path": "/members$", "status": 429, "count": 2})).await;
+    control(
+        &h,
+        reqwest::Method::POST,
+        "/faults",
+        json!({"service": "graph", "path": "/members$", "status": 429, "count": 2}),
+    )
+    .await;
     let start = Instant::now();
-    let read = az.read_groups(&[GroupRef::Name("Segment Prod Owners".into())]).await.unwrap();
+    let read = az
+        .read_groups(&[GroupRef::Name("Segment Prod Owners".into())])
+        .await
+        .unwrap();
     assert_eq!(found(&read, 0).members.len(), 2);
-    assert!(start.elapsed() >= Duration::from_millis(1900), "{:?}", start.elapsed());
+    assert!(
+        start.elapsed() >= Duration::from_millis(1900),
+        "{:?}",
+        start.elapsed()
+    );
     assert_eq!(requests(&h, "GET /groups/{id}/members 429").await, 2);
     assert_eq!(requests(&h, "GET /groups/{id}/members 200").await, 1);
     // 503 with Retry-After: waited too (not the 10 ms backoff of RetryConfig::fast).
-    control(&h, reqwest::Method::POST, "/faults", json!({"service": "graph", "path": "/members$", "status": 503, "count": 1})).await;
+    control(
+        &h,
+        reqwest::Method::POST,
+        "/faults",
+        json!({"service": "graph", "path": "/members$", "status": 503, "count": 1}),
+    )
+    .await;
     let start = Instant::now();
-    az.read_groups(&[GroupRef::Name("Segment Prod Owners".into())]).await.unwrap();
-    assert!(start.elapsed() >= Duration::from_millis(950), "{:?}", start.elapsed());
+    az.read_groups(&[GroupRef::Name("Segment Prod Owners".into())])
+        .await
+        .unwrap();
+    assert!(
+        start.elapsed() >= Duration::from_millis(950),
+        "{:?}",
+        start.elapsed()
+    );
     h.stop().await;
 }
 
@@ -376,10 +452,20 @@ async fn a_spent_resource_unit_budget_answers_429_with_graphs_headers() {
     }
     let r = graph_get(&h, &tok, path).await;
     assert_eq!(r.status(), 429);
-    let secs: u64 = r.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    let secs: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!((1..=10).contains(&secs), "{secs}");
-    assert!(r.headers()["x-ms-throttle-scope"].to_str().unwrap().contains("sim-client/sim-tenant"));
-    assert_eq!(r.headers()["x-ms-throttle-information"], "ResourceUnitLimitExceeded");
+    assert!(r.headers()["x-ms-throttle-scope"]
+        .to_str()
+        .unwrap()
+        .contains("sim-client/sim-tenant"));
+    assert_eq!(
+        r.headers()["x-ms-throttle-information"],
+        "ResourceUnitLimitExceeded"
+    );
     h.stop().await;
 }
 
@@ -390,16 +476,27 @@ async fn the_token_is_cached_and_renewed_before_it_expires() {
     let refs = [GroupRef::Name("Agency".into())];
     az.read_groups(&refs).await.unwrap();
     az.read_groups(&refs).await.unwrap();
-    assert_eq!(requests(&h, "POST /oauth2/v2.0/token 200").await, 1, "cached");
+    assert_eq!(
+        requests(&h, "POST /oauth2/v2.0/token 200").await,
+        1,
+        "cached"
+    );
     tokio::time::sleep(Duration::from_millis(1200)).await;
     az.read_groups(&refs).await.unwrap();
-    assert_eq!(requests(&h, "POST /oauth2/v2.0/token 200").await, 2, "renewed at half its life");
+    assert_eq!(
+        requests(&h, "POST /oauth2/v2.0/token 200").await,
+        2,
+        "renewed at half its life"
+    );
     // An expired token is refused by the sim.
     let tok = token(&h).await;
     tokio::time::sleep(Duration::from_millis(2100)).await;
     let r = graph_get(&h, &tok, "/groups").await;
     assert_eq!(r.status(), 401);
-    assert_eq!(r.json::<Value>().await.unwrap()["error"]["code"], "InvalidAuthenticationToken");
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["error"]["code"],
+        "InvalidAuthenticationToken"
+    );
     h.stop().await;
 }
 
@@ -411,7 +508,10 @@ async fn a_certificate_assertion_is_accepted_and_a_foreign_one_refused() {
         key_pem: Secret::new(fixture("key.pem")),
     };
     let az = Azure::new(&config(&h, cert), RetryConfig::fast(), RequestStats::new()).unwrap();
-    let read = az.read_groups(&[GroupRef::Name("Agency".into())]).await.unwrap();
+    let read = az
+        .read_groups(&[GroupRef::Name("Agency".into())])
+        .await
+        .unwrap();
     assert_eq!(found(&read, 0).members.len(), 1);
     assert!(!format!("{az:?}").contains("PRIVATE KEY"));
 
@@ -420,14 +520,20 @@ async fn a_certificate_assertion_is_accepted_and_a_foreign_one_refused() {
         key_pem: Secret::new(fixture("other_key.pem")),
     };
     let az = Azure::new(&config(&h, other), RetryConfig::fast(), RequestStats::new()).unwrap();
-    let err = az.read_groups(&[GroupRef::Name("Agency".into())]).await.unwrap_err();
+    let err = az
+        .read_groups(&[GroupRef::Name("Agency".into())])
+        .await
+        .unwrap_err();
     assert!(matches!(err, IdpError::Auth { .. }), "{err}");
     assert!(err.to_string().contains("AADSTS700027"), "{err}");
 
     // A wrong secret: refused, and the secret is in no error or Debug.
     let bad = AzureSecret::ClientSecret(Secret::new("wrong-secret-value"));
     let az = Azure::new(&config(&h, bad), RetryConfig::fast(), RequestStats::new()).unwrap();
-    let err = az.read_groups(&[GroupRef::Name("Agency".into())]).await.unwrap_err();
+    let err = az
+        .read_groups(&[GroupRef::Name("Agency".into())])
+        .await
+        .unwrap_err();
     let text = format!("{err} {err:?} {az:?}");
     assert!(text.contains("AADSTS7000215"), "{text}");
     assert!(!text.contains("wrong-secret-value"), "{text}");
@@ -437,14 +543,26 @@ async fn a_certificate_assertion_is_accepted_and_a_foreign_one_refused() {
 #[tokio::test]
 async fn failures_and_timeouts_are_errors_never_empty_lists() {
     let h = start(&seed("")).await;
-    control(&h, reqwest::Method::POST, "/faults", json!({"service": "graph", "path": "/members$", "status": 500})).await;
+    control(
+        &h,
+        reqwest::Method::POST,
+        "/faults",
+        json!({"service": "graph", "path": "/members$", "status": 500}),
+    )
+    .await;
     let err = client(&h)
         .read_groups(&[GroupRef::Name("Segment Prod Owners".into())])
         .await
         .unwrap_err();
     assert!(err.to_string().contains("500"), "{err}");
     control(&h, reqwest::Method::DELETE, "/faults", json!({})).await;
-    control(&h, reqwest::Method::POST, "/faults", json!({"service": "graph", "path": "/members$", "delay_ms": 1500})).await;
+    control(
+        &h,
+        reqwest::Method::POST,
+        "/faults",
+        json!({"service": "graph", "path": "/members$", "delay_ms": 1500}),
+    )
+    .await;
     let cfg = config(&h, AzureSecret::ClientSecret(Secret::new(SECRET)));
     let retry = RetryConfig {
         timeout: Duration::from_millis(300),
@@ -464,10 +582,34 @@ async fn failures_and_timeouts_are_errors_never_empty_lists() {
 async fn directory_audits_date_the_changes_the_control_api_makes() {
     let h = start(&seed("")).await;
     let before = Utc::now() - chrono::Duration::seconds(1);
-    control(&h, reqwest::Method::POST, "/azure/groups/Segment Prod Owners/members", json!({"upn": "bob@acme.test"})).await;
-    control(&h, reqwest::Method::POST, "/azure/users/ana@acme.test/enabled", json!({"enabled": false})).await;
-    control(&h, reqwest::Method::POST, "/azure/groups/Segment Prod Owners/member-groups", json!({"name": "Agency"})).await;
-    control(&h, reqwest::Method::DELETE, "/azure/users/dora@acme.test", json!({})).await;
+    control(
+        &h,
+        reqwest::Method::POST,
+        "/azure/groups/Segment Prod Owners/members",
+        json!({"upn": "bob@acme.test"}),
+    )
+    .await;
+    control(
+        &h,
+        reqwest::Method::POST,
+        "/azure/users/ana@acme.test/enabled",
+        json!({"enabled": false}),
+    )
+    .await;
+    control(
+        &h,
+        reqwest::Method::POST,
+        "/azure/groups/Segment Prod Owners/member-groups",
+        json!({"name": "Agency"}),
+    )
+    .await;
+    control(
+        &h,
+        reqwest::Method::DELETE,
+        "/azure/users/dora@acme.test",
+        json!({}),
+    )
+    .await;
     let events = client(&h).events_since(before).await.unwrap();
     let kinds: Vec<&IdpEventKind> = events.iter().map(|e| &e.kind).collect();
     assert_eq!(
@@ -484,7 +626,11 @@ async fn directory_audits_date_the_changes_the_control_api_makes() {
     assert!(events[0].published >= before);
     assert_eq!(events[0].actor.as_deref(), Some("admin@sim.test"));
     // Nothing before `since`.
-    assert!(client(&h).events_since(Utc::now() + chrono::Duration::seconds(5)).await.unwrap().is_empty());
+    assert!(client(&h)
+        .events_since(Utc::now() + chrono::Duration::seconds(5))
+        .await
+        .unwrap()
+        .is_empty());
     // The membership and the disable are queued for the next cycle, not pushed yet (dora
     // was in no provisioned group, and a nested group provisions nothing).
     let st = state(&h).await;
@@ -539,7 +685,12 @@ fn kinds(doc: &Value) -> Vec<(String, String)> {
         .as_array()
         .unwrap()
         .iter()
-        .map(|f| (f["kind"].as_str().unwrap().to_string(), f["state"].as_str().unwrap().to_string()))
+        .map(|f| {
+            (
+                f["kind"].as_str().unwrap().to_string(),
+                f["state"].as_str().unwrap().to_string(),
+            )
+        })
         .collect()
 }
 
@@ -551,15 +702,30 @@ async fn check_reports_the_nested_group_entra_leaves_out() {
     assert_eq!(code, Some(1), "{stderr}");
     let doc: Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(doc["idp"], "azure_ad");
-    assert_eq!(kinds(&doc), [("nested_group_not_provisioned".to_string(), "drift".to_string())]);
+    assert_eq!(
+        kinds(&doc),
+        [(
+            "nested_group_not_provisioned".to_string(),
+            "drift".to_string()
+        )]
+    );
     let n = &doc["findings"][0];
     assert_eq!(n["severity"], "warning");
     assert_eq!(n["group"], "Segment Prod Owners");
     assert_eq!(n["nested_group"], "Contractors");
-    assert_eq!(n["people_left_out"], 2, "dora and eli (ana is a direct member)");
+    assert_eq!(
+        n["people_left_out"], 2,
+        "dora and eli (ana is a direct member)"
+    );
     assert_eq!(n["reverted_by_scim"], false);
     assert!(n["deadline"].is_null());
-    assert!(n["message"].as_str().unwrap().contains("Entra ID provisions only direct members"), "{n}");
+    assert!(
+        n["message"]
+            .as_str()
+            .unwrap()
+            .contains("Entra ID provisions only direct members"),
+        "{n}"
+    );
 
     // validate resolves the mapping against Entra and Segment.
     let (code, stdout, stderr) = scimwatch(&f.config, &["validate"]).await;
@@ -572,16 +738,34 @@ async fn check_reports_the_nested_group_entra_leaves_out() {
 async fn an_entra_change_is_pending_until_a_cycle_carries_it() {
     let h = start(&seed("")).await;
     let f = files(&h, "propagation_window = \"90m\"");
-    control(&h, reqwest::Method::POST, "/azure/groups/Segment Prod Owners/members", json!({"upn": "bob@acme.test"})).await;
+    control(
+        &h,
+        reqwest::Method::POST,
+        "/azure/groups/Segment Prod Owners/members",
+        json!({"upn": "bob@acme.test"}),
+    )
+    .await;
     let (code, stdout, stderr) = scimwatch(&f.config, &["check", "--output", "json"]).await;
     assert_eq!(code, Some(1), "{stderr}");
     let doc: Value = serde_json::from_str(&stdout).unwrap();
-    let bob: Vec<&Value> = doc["findings"].as_array().unwrap().iter().filter(|x| x["user"] == "bob@acme.test").collect();
+    let bob: Vec<&Value> = doc["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|x| x["user"] == "bob@acme.test")
+        .collect();
     assert_eq!(bob.len(), 1, "{doc}");
     assert_eq!(bob[0]["kind"], "user_not_provisioned");
     assert_eq!(bob[0]["state"], "pending");
     assert!(!bob[0]["deadline"].is_null());
-    assert!(bob[0]["message"].as_str().unwrap().contains("provisioning cycle"), "{}", bob[0]);
+    assert!(
+        bob[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("provisioning cycle"),
+        "{}",
+        bob[0]
+    );
 
     // A cycle pushes it: bob arrives, only the nested group is left.
     let pushed = control(&h, reqwest::Method::POST, "/push/cycle", json!({})).await;
@@ -589,7 +773,13 @@ async fn an_entra_change_is_pending_until_a_cycle_carries_it() {
     let (code, stdout, _) = scimwatch(&f.config, &["check", "--output", "json"]).await;
     assert_eq!(code, Some(1));
     let doc: Value = serde_json::from_str(&stdout).unwrap();
-    assert_eq!(kinds(&doc), [("nested_group_not_provisioned".to_string(), "drift".to_string())]);
+    assert_eq!(
+        kinds(&doc),
+        [(
+            "nested_group_not_provisioned".to_string(),
+            "drift".to_string()
+        )]
+    );
     h.stop().await;
 }
 
@@ -597,7 +787,13 @@ async fn an_entra_change_is_pending_until_a_cycle_carries_it() {
 async fn a_graph_that_keeps_failing_makes_check_exit_2_with_nothing_on_stdout() {
     let h = start(&seed("")).await;
     let f = files(&h, "");
-    control(&h, reqwest::Method::POST, "/faults", json!({"service": "graph", "path": "/transitiveMembers", "status": 503})).await;
+    control(
+        &h,
+        reqwest::Method::POST,
+        "/faults",
+        json!({"service": "graph", "path": "/transitiveMembers", "status": 503}),
+    )
+    .await;
     let (code, stdout, stderr) = scimwatch(&f.config, &["check", "--output", "json"]).await;
     assert_eq!(code, Some(2), "{stderr}");
     assert!(stdout.is_empty(), "{stdout}");
@@ -610,12 +806,18 @@ async fn a_graph_that_keeps_failing_makes_check_exit_2_with_nothing_on_stdout() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_permission_is_a_403_that_fails_the_check() {
-    let h = start(&seed("roles = [\"GroupMember.Read.All\", \"User.Read.All\"]")).await;
+    let h = start(&seed(
+        "roles = [\"GroupMember.Read.All\", \"User.Read.All\"]",
+    ))
+    .await;
     let f = files(&h, "");
     let (code, stdout, stderr) = scimwatch(&f.config, &["check"]).await;
     assert_eq!(code, Some(2), "{stderr}");
     assert!(stdout.is_empty());
-    assert!(stderr.contains("403 Authorization_RequestDenied"), "{stderr}");
+    assert!(
+        stderr.contains("403 Authorization_RequestDenied"),
+        "{stderr}"
+    );
     assert!(stderr.contains("auditLogs"), "{stderr}");
     h.stop().await;
 }

@@ -82,9 +82,8 @@ impl Auth {
                     service: SERVICE,
                     what: format!("the Entra ID certificate cannot be used: {why}"),
                 };
-                let der = pem_block(certificate_pem, "CERTIFICATE").ok_or_else(|| {
-                    bad("certificate_file holds no PEM CERTIFICATE block".into())
-                })?;
+                let der = pem_block(certificate_pem, "CERTIFICATE")
+                    .ok_or_else(|| bad("certificate_file holds no PEM CERTIFICATE block".into()))?;
                 let sha1 = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, &der);
                 let x5t = URL_SAFE_NO_PAD.encode(sha1.as_ref());
                 let key = EncodingKey::from_rsa_pem(key_pem.expose().as_bytes()).map_err(|e| {

@@ -51,6 +51,9 @@ const USER_SELECT: &str = "id,displayName,userPrincipalName,mail,accountEnabled"
 const GROUP_CONCURRENCY: usize = 4;
 const LOOKUP_CONCURRENCY: usize = 8;
 
+/// A group's direct members: the users, and the nested groups as (id, displayName).
+type Members = (Vec<IdpUser>, Vec<(String, String)>);
+
 /// An Entra ID tenant through Microsoft Graph. Cheap to clone.
 #[derive(Clone)]
 pub struct Azure {
@@ -136,12 +139,16 @@ impl Azure {
     ) -> Result<Answer, IdpError> {
         let auth = &self.inner.auth;
         let bearer = auth.authorization(&self.inner.http).await?;
-        let answer = self.send_get(http, endpoint, url, &bearer, consistency).await?;
+        let answer = self
+            .send_get(http, endpoint, url, &bearer, consistency)
+            .await?;
         if answer.status == StatusCode::UNAUTHORIZED {
             log_request_id(&answer, "Access token refused, fetching a new one.");
             auth.invalidate(&bearer).await;
             let bearer = auth.authorization(&self.inner.http).await?;
-            return self.send_get(http, endpoint, url, &bearer, consistency).await;
+            return self
+                .send_get(http, endpoint, url, &bearer, consistency)
+                .await;
         }
         Ok(answer)
     }
@@ -266,14 +273,19 @@ impl Azure {
     }
 
     /// Direct members: the users, and the nested groups as (id, displayName).
-    async fn members(&self, group_id: &str) -> Result<(Vec<IdpUser>, Vec<(String, String)>), IdpError> {
+    async fn members(&self, group_id: &str) -> Result<Members, IdpError> {
         let url = format!(
             "{}/groups/{}/members?$select={USER_SELECT}&$top={PAGE}",
             self.inner.base,
             encode(group_id)
         );
         let items: Vec<wire::DirectoryObject> = self
-            .get_all(&self.inner.http, "GET /groups/{id}/members", url.clone(), false)
+            .get_all(
+                &self.inner.http,
+                "GET /groups/{id}/members",
+                url.clone(),
+                false,
+            )
             .await?;
         let mut users = Vec::new();
         let mut groups = Vec::new();
@@ -438,10 +450,15 @@ impl IdentityProvider for Azure {
             GroupRef::Name(_) => None,
         }));
         let me = self.clone();
-        let by_name = bounded(SERVICE, names.clone(), GROUP_CONCURRENCY, move |n: String| {
-            let me = me.clone();
-            async move { me.groups_named(&n).await }
-        })
+        let by_name = bounded(
+            SERVICE,
+            names.clone(),
+            GROUP_CONCURRENCY,
+            move |n: String| {
+                let me = me.clone();
+                async move { me.groups_named(&n).await }
+            },
+        )
         .await?;
         let by_name: HashMap<String, Vec<wire::Group>> = names.into_iter().zip(by_name).collect();
         let me = self.clone();
@@ -480,13 +497,17 @@ impl IdentityProvider for Azure {
                 .filter_map(|r| r.as_ref().ok().map(|(id, _)| id.clone())),
         );
         let me = self.clone();
-        let lists = bounded(SERVICE, wanted.clone(), GROUP_CONCURRENCY, move |id: String| {
-            let me = me.clone();
-            async move { me.members(&id).await }
-        })
+        let lists = bounded(
+            SERVICE,
+            wanted.clone(),
+            GROUP_CONCURRENCY,
+            move |id: String| {
+                let me = me.clone();
+                async move { me.members(&id).await }
+            },
+        )
         .await?;
-        let lists: HashMap<String, (Vec<IdpUser>, Vec<(String, String)>)> =
-            wanted.into_iter().zip(lists).collect();
+        let lists: HashMap<String, Members> = wanted.into_iter().zip(lists).collect();
 
         // The people each nested group reaches, each nested group read once.
         let nested_ids: Vec<String> = dedup(
@@ -495,10 +516,15 @@ impl IdentityProvider for Azure {
                 .flat_map(|(_, groups)| groups.iter().map(|(id, _)| id.clone())),
         );
         let me = self.clone();
-        let people = bounded(SERVICE, nested_ids.clone(), GROUP_CONCURRENCY, move |id: String| {
-            let me = me.clone();
-            async move { me.transitive_people(&id).await }
-        })
+        let people = bounded(
+            SERVICE,
+            nested_ids.clone(),
+            GROUP_CONCURRENCY,
+            move |id: String| {
+                let me = me.clone();
+                async move { me.transitive_people(&id).await }
+            },
+        )
         .await?;
         let people: HashMap<String, Vec<IdpUser>> = nested_ids.into_iter().zip(people).collect();
 
@@ -543,10 +569,15 @@ impl IdentityProvider for Azure {
             .into_iter()
             .collect();
         let me = self.clone();
-        let found = bounded(SERVICE, keys.clone(), LOOKUP_CONCURRENCY, move |key: Email| {
-            let me = me.clone();
-            async move { me.lookup_one(key).await }
-        })
+        let found = bounded(
+            SERVICE,
+            keys.clone(),
+            LOOKUP_CONCURRENCY,
+            move |key: Email| {
+                let me = me.clone();
+                async move { me.lookup_one(key).await }
+            },
+        )
         .await?;
         Ok(keys.into_iter().zip(found).collect())
     }
@@ -560,8 +591,7 @@ impl IdentityProvider for Azure {
 /// does not use. Group ids and names come JSON-quoted in the member target's
 /// `modifiedProperties` (`newValue` on add, `oldValue` on remove).
 fn map_audit(r: wire::DirectoryAudit) -> Option<IdpEvent> {
-    if r
-        .result
+    if r.result
         .as_deref()
         .is_some_and(|x| !x.eq_ignore_ascii_case("success"))
     {
@@ -569,12 +599,16 @@ fn map_audit(r: wire::DirectoryAudit) -> Option<IdpEvent> {
     }
     let activity = r.activity_display_name.as_deref().unwrap_or("");
     let targets = &r.target_resources;
-    let user = targets
-        .iter()
-        .find(|t| t.kind.as_deref().is_some_and(|k| k.eq_ignore_ascii_case("user")));
-    let group_target = targets
-        .iter()
-        .find(|t| t.kind.as_deref().is_some_and(|k| k.eq_ignore_ascii_case("group")));
+    let user = targets.iter().find(|t| {
+        t.kind
+            .as_deref()
+            .is_some_and(|k| k.eq_ignore_ascii_case("user"))
+    });
+    let group_target = targets.iter().find(|t| {
+        t.kind
+            .as_deref()
+            .is_some_and(|k| k.eq_ignore_ascii_case("group"))
+    });
     let prop = |name: &str, new: bool| -> Option<String> {
         let t = user?;
         let p = t
@@ -654,9 +688,9 @@ fn unquote(s: &str) -> String {
 
 fn looks_like_guid(s: &str) -> bool {
     s.len() == 36
-        && s.chars()
-            .enumerate()
-            .all(|(i, c)| matches!(i, 8 | 13 | 18 | 23) == (c == '-') && (c == '-' || c.is_ascii_hexdigit()))
+        && s.chars().enumerate().all(|(i, c)| {
+            matches!(i, 8 | 13 | 18 | 23) == (c == '-') && (c == '-' || c.is_ascii_hexdigit())
+        })
 }
 
 fn dedup(items: impl Iterator<Item = String>) -> Vec<String> {
