@@ -1,6 +1,7 @@
 //! The simulator (`../shared/spec/sim.md`): Okta (Management API, System Log, OAuth token
-//! endpoint), the Segment Public API per workspace, Segment SCIM, an Okta Group Push
-//! engine and the `/_sim` control API, all on one address.
+//! endpoint), Entra ID (Microsoft Graph and its token endpoint), the Segment Public API per
+//! workspace, Segment SCIM, a push engine (Okta Group Push per change, Entra provisioning
+//! in cycles) and the `/_sim` control API, all on one address.
 //!
 //! Contract:
 //! - Responses follow the real services' shapes, paging, errors and rate-limit headers
@@ -17,10 +18,11 @@
 //! the seed has no history (System Log and audit trail start empty). Never log a token.
 //!
 //! Layout: `seed.rs` (the seed file), `state.rs` (the world and its mutators), `okta.rs` +
-//! `systemlog.rs` + `oauth.rs`, `segment.rs` + `segment_iam.rs`, `scim.rs`, `push.rs`, `hooks.rs` (Okta Event
-//! Hooks: verification and delivery), `sinks.rs` (fake PagerDuty, Slack and webhook
-//! receivers under `/pagerduty`, `/slack`, `/webhook`), `control.rs`, `filter.rs` (Okta's filter
-//! language), `cursor.rs` (signed cursors, ids), `ratelimit.rs` (windows and faults),
+//! `systemlog.rs` + `oauth.rs`, `graph.rs` (Microsoft Graph and the Entra token endpoint
+//! under `/graph`) + `graph_state.rs` (the Entra tenant and its mutators), `segment.rs` +
+//! `segment_iam.rs`, `scim.rs`, `push.rs`, `hooks.rs` (Okta Event Hooks: verification and
+//! delivery), `sinks.rs` (fake PagerDuty, Slack and webhook receivers under `/pagerduty`,
+//! `/slack`, `/webhook`), `control.rs`, `filter.rs` (Okta's filter language), `cursor.rs` (signed cursors, ids), `ratelimit.rs` (windows and faults),
 //! `http.rs` (the request type and response helpers).
 
 // Handlers return a ready error `Response` as `Err` for early exits; its size is irrelevant here.
