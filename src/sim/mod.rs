@@ -22,8 +22,9 @@
 //! under `/graph`) + `graph_state.rs` (the Entra tenant and its mutators), `segment.rs` +
 //! `segment_iam.rs`, `scim.rs`, `push.rs`, `hooks.rs` (Okta Event Hooks: verification and
 //! delivery), `sinks.rs` (fake PagerDuty, Slack and webhook receivers under `/pagerduty`,
-//! `/slack`, `/webhook`), `control.rs`, `filter.rs` (Okta's filter language), `cursor.rs` (signed cursors, ids), `ratelimit.rs` (windows and faults),
-//! `http.rs` (the request type and response helpers).
+//! `/slack`, `/webhook`), `control.rs`, `filter.rs` (Okta's filter language), `cursor.rs`
+//! (signed cursors, ids), `ratelimit.rs` (windows and faults), `http.rs` (the request type
+//! and response helpers).
 
 // Handlers return a ready error `Response` as `Err` for early exits; its size is irrelevant here.
 #![allow(clippy::result_large_err)]

@@ -849,30 +849,104 @@ async fn findings_after_the_same_changes(seed_text: &str, idp: IdpKind) -> Vec<K
     let dir = tempfile::tempdir().unwrap();
     let mappings = Path::new(env!("CARGO_MANIFEST_DIR")).join("mappings");
     let config = dir.path().join("scimwatch.toml");
-    std::fs::write(&config, h.config_toml_for(&mappings, "", Some(idp)).unwrap()).unwrap();
+    std::fs::write(
+        &config,
+        h.config_toml_for(&mappings, "", Some(idp)).unwrap(),
+    )
+    .unwrap();
     let post = reqwest::Method::POST;
     // IdP side, not carried yet: Okta's push is paused, Entra's cycle is 40 minutes away.
     control(&h, post.clone(), "/push", json!({"mode": "paused"})).await;
     match idp {
         IdpKind::Okta => {
-            control(&h, post.clone(), "/okta/users/tara.singh@acme.test/status", json!({"status": "DEPROVISIONED"})).await;
-            control(&h, post.clone(), "/okta/groups/Segment Marketing/members", json!({"login": "olivia.chen@acme.test"})).await;
+            control(
+                &h,
+                post.clone(),
+                "/okta/users/tara.singh@acme.test/status",
+                json!({"status": "DEPROVISIONED"}),
+            )
+            .await;
+            control(
+                &h,
+                post.clone(),
+                "/okta/groups/Segment Marketing/members",
+                json!({"login": "olivia.chen@acme.test"}),
+            )
+            .await;
         }
         IdpKind::AzureAd => {
-            control(&h, post.clone(), "/azure/users/tara.singh@acme.test/enabled", json!({"enabled": false})).await;
-            control(&h, post.clone(), "/azure/groups/Segment Marketing/members", json!({"upn": "olivia.chen@acme.test"})).await;
+            control(
+                &h,
+                post.clone(),
+                "/azure/users/tara.singh@acme.test/enabled",
+                json!({"enabled": false}),
+            )
+            .await;
+            control(
+                &h,
+                post.clone(),
+                "/azure/groups/Segment Marketing/members",
+                json!({"upn": "olivia.chen@acme.test"}),
+            )
+            .await;
         }
     }
     // Segment side, by hand: a member added to the owners, a direct owner grant.
     let c = Client::new();
     let seg = |path: &str| format!("{}/segment/production{path}", h.url());
-    let groups: Value = c.get(seg("/groups?pagination.count=100")).bearer_auth("ui-ana-token").send().await.unwrap().json().await.unwrap();
-    let owners = groups["data"]["userGroups"].as_array().unwrap().iter().find(|g| g["name"] == "Segment Prod Owners").unwrap()["id"].as_str().unwrap().to_string();
-    let r = c.post(seg(&format!("/groups/{owners}/users"))).bearer_auth("ui-ana-token").json(&json!({"emails": ["maria.garcia@acme.test"]})).send().await.unwrap();
+    let groups: Value = c
+        .get(seg("/groups?pagination.count=100"))
+        .bearer_auth("ui-ana-token")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let owners = groups["data"]["userGroups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["name"] == "Segment Prod Owners")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = c
+        .post(seg(&format!("/groups/{owners}/users")))
+        .bearer_auth("ui-ana-token")
+        .json(&json!({"emails": ["maria.garcia@acme.test"]}))
+        .send()
+        .await
+        .unwrap();
     assert!(r.status().is_success());
-    let users: Value = c.get(seg("/users?pagination.count=1000")).bearer_auth("ui-ana-token").send().await.unwrap().json().await.unwrap();
-    let omar = users["data"]["users"].as_array().unwrap().iter().find(|u| u["email"] == "omar.khan@acme.test").unwrap()["id"].as_str().unwrap().to_string();
-    let ws: Value = c.get(seg("/")).bearer_auth("ui-ana-token").send().await.unwrap().json().await.unwrap();
+    let users: Value = c
+        .get(seg("/users?pagination.count=1000"))
+        .bearer_auth("ui-ana-token")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let omar = users["data"]["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["email"] == "omar.khan@acme.test")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let ws: Value = c
+        .get(seg("/"))
+        .bearer_auth("ui-ana-token")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let ws_id = ws["data"]["workspace"]["id"].as_str().unwrap().to_string();
     let r = c
         .post(seg(&format!("/users/{omar}/permissions")))
@@ -894,8 +968,19 @@ async fn findings_after_the_same_changes(seed_text: &str, idp: IdpKind) -> Vec<K
         .unwrap()
         .iter()
         .map(|f| {
-            let subject = format!("{}|{}|{}", s(&f["user"]), s(&f["group"]), s(&f["nested_group"]));
-            (s(&f["id"]), s(&f["kind"]), s(&f["state"]), s(&f["severity"]), subject)
+            let subject = format!(
+                "{}|{}|{}",
+                s(&f["user"]),
+                s(&f["group"]),
+                s(&f["nested_group"])
+            );
+            (
+                s(&f["id"]),
+                s(&f["kind"]),
+                s(&f["state"]),
+                s(&f["severity"]),
+                subject,
+            )
         })
         .collect();
     out.sort();
@@ -909,7 +994,12 @@ async fn the_same_organisation_in_okta_and_in_entra_gives_the_same_findings_but_
     let okta = findings_after_the_same_changes(okta_seed, IdpKind::Okta).await;
     let entra = findings_after_the_same_changes(azure_seed, IdpKind::AzureAd).await;
     let kinds: Vec<&str> = okta.iter().map(|k| k.1.as_str()).collect();
-    for k in ["membership_unexpected", "direct_grant", "deactivated_user_present", "user_not_provisioned"] {
+    for k in [
+        "membership_unexpected",
+        "direct_grant",
+        "deactivated_user_present",
+        "user_not_provisioned",
+    ] {
         assert!(kinds.contains(&k), "{k} missing: {okta:#?}");
     }
     let extra: Vec<&Key> = entra.iter().filter(|k| !okta.contains(k)).collect();

@@ -10,8 +10,9 @@
 //!   10 s (Graph allows 5 per app and tenant, shared with provisioning-log reads). Nothing
 //!   here loops on errors; the only repeat is one token renewal after a 401.
 //! - Lists follow every `@odata.nextLink` verbatim (an empty page may still carry one)
-//!   until there is none; headers (`ConsistencyLevel`) are resent on every page. A
-//!   nextLink that repeats a page already read, or points at another host, is an error.
+//!   until there is none, with the same headers on every page. No query scimwatch sends
+//!   is an advanced query, so none needs `ConsistencyLevel: eventual`. A nextLink that
+//!   repeats a page already read, or points at another host, is an error.
 //! - Always `$select` (Graph's default user set omits `accountEnabled`) and `$top=999`. A
 //!   user without `accountEnabled` in the answer is an error: status must never be guessed.
 //! - A failure is an `IdpError`, never an empty or partial list.
@@ -130,25 +131,15 @@ impl Azure {
 
     /// One authenticated GET, whatever its status. A 401 drops the token, fetches a new
     /// one and resends once.
-    async fn get(
-        &self,
-        http: &Http,
-        endpoint: &str,
-        url: &str,
-        consistency: bool,
-    ) -> Result<Answer, IdpError> {
+    async fn get(&self, http: &Http, endpoint: &str, url: &str) -> Result<Answer, IdpError> {
         let auth = &self.inner.auth;
         let bearer = auth.authorization(&self.inner.http).await?;
-        let answer = self
-            .send_get(http, endpoint, url, &bearer, consistency)
-            .await?;
+        let answer = self.send_get(http, endpoint, url, &bearer).await?;
         if answer.status == StatusCode::UNAUTHORIZED {
             log_request_id(&answer, "Access token refused, fetching a new one.");
             auth.invalidate(&bearer).await;
             let bearer = auth.authorization(&self.inner.http).await?;
-            return self
-                .send_get(http, endpoint, url, &bearer, consistency)
-                .await;
+            return self.send_get(http, endpoint, url, &bearer).await;
         }
         Ok(answer)
     }
@@ -159,18 +150,13 @@ impl Azure {
         endpoint: &str,
         url: &str,
         bearer: &crate::config::Secret,
-        consistency: bool,
     ) -> Result<Answer, IdpError> {
         let build = |client: &reqwest::Client| {
-            let mut rb = client
+            client
                 .get(url)
                 .header(AUTHORIZATION, bearer.expose())
                 .header(ACCEPT, "application/json")
-                .header("client-request-id", auth::guid());
-            if consistency {
-                rb = rb.header("ConsistencyLevel", "eventual");
-            }
-            rb
+                .header("client-request-id", auth::guid())
         };
         http.send(endpoint, &build)
             .await
@@ -188,7 +174,7 @@ impl Azure {
         endpoint: &str,
         url: &str,
     ) -> Result<T, IdpError> {
-        let answer = self.get(http, endpoint, url, false).await?;
+        let answer = self.get(http, endpoint, url).await?;
         if !answer.status.is_success() {
             return Err(api_error("GET", url, &answer));
         }
@@ -196,19 +182,17 @@ impl Azure {
     }
 
     /// Every item of a collection, following each `@odata.nextLink` until there is none.
-    /// `consistency` sends `ConsistencyLevel: eventual` on every page.
     async fn get_all<T: DeserializeOwned>(
         &self,
         http: &Http,
         endpoint: &str,
         first: String,
-        consistency: bool,
     ) -> Result<Vec<T>, IdpError> {
         let mut out = Vec::new();
         let mut visited = HashSet::new();
         let mut url = first;
         loop {
-            let answer = self.get(http, endpoint, &url, consistency).await?;
+            let answer = self.get(http, endpoint, &url).await?;
             if !answer.status.is_success() {
                 return Err(api_error("GET", &url, &answer));
             }
@@ -245,9 +229,7 @@ impl Azure {
             self.inner.base,
             encode(&filter)
         );
-        let groups: Vec<wire::Group> = self
-            .get_all(&self.inner.http, "GET /groups", url, false)
-            .await?;
+        let groups: Vec<wire::Group> = self.get_all(&self.inner.http, "GET /groups", url).await?;
         Ok(groups
             .into_iter()
             .filter(|g| g.display_name.as_deref() == Some(name))
@@ -260,9 +242,7 @@ impl Azure {
             self.inner.base,
             encode(id)
         );
-        let answer = self
-            .get(&self.inner.http, "GET /groups/{id}", &url, false)
-            .await?;
+        let answer = self.get(&self.inner.http, "GET /groups/{id}", &url).await?;
         match answer.status {
             StatusCode::NOT_FOUND => Ok(None),
             // Graph answers 400 for an id that is not a GUID.
@@ -280,12 +260,7 @@ impl Azure {
             encode(group_id)
         );
         let items: Vec<wire::DirectoryObject> = self
-            .get_all(
-                &self.inner.http,
-                "GET /groups/{id}/members",
-                url.clone(),
-                false,
-            )
+            .get_all(&self.inner.http, "GET /groups/{id}/members", url.clone())
             .await?;
         let mut users = Vec::new();
         let mut groups = Vec::new();
@@ -314,7 +289,6 @@ impl Azure {
                 &self.inner.http,
                 "GET /groups/{id}/transitiveMembers",
                 url.clone(),
-                false,
             )
             .await?;
         let mut seen = HashSet::new();
@@ -383,9 +357,7 @@ impl Azure {
                     "{base}/users/{}?$select={USER_SELECT}",
                     encode(key.as_str())
                 );
-                let answer = self
-                    .get(&self.inner.http, "GET /users/{id}", &url, false)
-                    .await?;
+                let answer = self.get(&self.inner.http, "GET /users/{id}", &url).await?;
                 if answer.status == StatusCode::NOT_FOUND {
                     return Ok(UserLookup::NotFound);
                 }
@@ -414,7 +386,6 @@ impl Azure {
                 &self.inner.audit_http,
                 "GET /auditLogs/directoryAudits",
                 url,
-                false,
             )
             .await?;
         let mut seen = HashSet::new();
