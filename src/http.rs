@@ -267,8 +267,8 @@ impl Http {
                     (Attempt::ServerError(ans), Some(d))
                         if matches!(ans.status.as_u16(), 503 | 504) =>
                     {
-                        let hint = retry_after_header(&ans.headers)
-                            .map(|h| h.min(self.retry.max_hint));
+                        let hint =
+                            retry_after_header(&ans.headers).map(|h| h.min(self.retry.max_hint));
                         Some(hint.map_or(d, |h| h.max(d)))
                     }
                     (_, d) => d,

@@ -383,6 +383,7 @@ fn azure(app: &App, method: &Method, p: &[&str], body: &Value) -> Response {
                 Err(why) => fail(why),
             }
         }
+        (Method::POST, ["tokens", "revoke"]) => ok(json!({"revoked": dir.revoke_tokens()})),
         (Method::POST, ["groups", name, "member-groups"]) => {
             let Some(child) = s("name") else {
                 return bad(

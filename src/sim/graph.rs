@@ -488,7 +488,7 @@ fn api(app: &App, req: &Req, rest: &str) -> Response {
         ["groups"] => match groups_filter(d, q.filter.as_deref()) {
             Ok(items) => {
                 let items: Vec<Value> = items.iter().map(|g| group_json(g)).collect();
-                page(app, req, &q, &origin, "groups", items, false)
+                page(app, req, &q, &origin, "groups", items, false, d.empty_first_pages)
             }
             Err(r) => r,
         },
@@ -513,7 +513,7 @@ fn api(app: &App, req: &Req, rest: &str) -> Response {
                 ["microsoft.graph.group"] => {
                     let (_, groups) = members_of(d, g, *kind == "transitiveMembers");
                     let items = groups.iter().map(|c| typed(group_json(c), "group")).collect();
-                    return finish(page(app, req, &q, &origin, "groups", items, true), units, pct);
+                    return finish(page(app, req, &q, &origin, "groups", items, true, d.empty_first_pages), units, pct);
                 }
                 _ => return error(400, "Request_BadRequest", "Unsupported cast."),
             };
@@ -522,12 +522,12 @@ fn api(app: &App, req: &Req, rest: &str) -> Response {
             if !users_only {
                 items.extend(groups.iter().map(|c| typed(group_json(c), "group")));
             }
-            page(app, req, &q, &origin, "directoryObjects", items, true)
+            page(app, req, &q, &origin, "directoryObjects", items, true, d.empty_first_pages)
         }
         ["users"] => match users_filter(d, q.filter.as_deref()) {
             Ok(items) => {
                 let items = items.iter().map(|u| user_json(u)).collect();
-                page(app, req, &q, &origin, "users", items, false)
+                page(app, req, &q, &origin, "users", items, false, d.empty_first_pages)
             }
             Err(r) => r,
         },
@@ -542,7 +542,7 @@ fn api(app: &App, req: &Req, rest: &str) -> Response {
             None => error(404, "Request_ResourceNotFound", &format!("Resource '{key}' does not exist or one of its queried reference-property objects are not present.")),
         },
         ["auditLogs", "directoryAudits"] => match audits(d, q.filter.as_deref()) {
-            Ok(items) => page(app, req, &q, &origin, "auditLogs/directoryAudits", items, false),
+            Ok(items) => page(app, req, &q, &origin, "auditLogs/directoryAudits", items, false, d.empty_first_pages),
             Err(r) => r,
         },
         _ => error(400, "Request_BadRequest", &format!("Resource not found for the segment '{}'.", path.first().unwrap_or(&""))),
@@ -796,6 +796,7 @@ fn audits(d: &Directory, filter: Option<&str>) -> Result<Vec<Value>, Response> {
 }
 
 /// One page of `items` with Graph's envelope and a signed `$skiptoken` bound to the query.
+#[allow(clippy::too_many_arguments)]
 fn page(
     app: &App,
     req: &Req,
@@ -804,6 +805,7 @@ fn page(
     context: &str,
     items: Vec<Value>,
     keep_type: bool,
+    empty_first: bool,
 ) -> Response {
     let top = q.top.unwrap_or(DEFAULT_TOP).clamp(1, MAX_TOP);
     let binding = query_hash(req);
@@ -818,12 +820,14 @@ fn page(
         },
     };
     let total = items.len();
+    // Graph may answer an empty page that still carries a nextLink: the first page, here.
+    let empty = empty_first && q.skiptoken.is_none();
     let default_select = (context == "users").then(default_user_select);
     let fields = q.select.as_deref().or(default_select.as_deref());
     let value: Vec<Value> = items
         .into_iter()
         .skip(offset)
-        .take(top)
+        .take(if empty { 0 } else { top })
         .map(|v| select(v, fields, keep_type))
         .collect();
     let mut body = Map::new();
@@ -834,8 +838,8 @@ fn page(
     if q.count && offset == 0 {
         body.insert("@odata.count".into(), json!(total));
     }
-    let next = offset + top;
-    if next < total {
+    let next = if empty { 0 } else { offset + top };
+    if next < total || empty {
         let token = app.signer.okta(&format!("G{next}|{binding}"));
         let mut parts: Vec<String> = req
             .query

@@ -95,6 +95,7 @@ pub struct Directory {
     pub ru_per_10s: Option<u32>,
     pub token_lifetime: Duration,
     pub roles: Vec<String>,
+    pub empty_first_pages: bool,
     pub users: BTreeMap<String, AzUser>,
     pub by_upn: HashMap<String, String>,
     pub groups: BTreeMap<String, AzGroup>,
@@ -188,6 +189,7 @@ impl Directory {
                 .roles
                 .clone()
                 .unwrap_or_else(|| DEFAULT_ROLES.iter().map(|s| s.to_string()).collect()),
+            empty_first_pages: az.empty_first_pages,
             users: BTreeMap::new(),
             by_upn: HashMap::new(),
             groups: BTreeMap::new(),
@@ -554,6 +556,14 @@ impl Directory {
             self.deprovision_changes(&u)
         };
         Ok((true, changes))
+    }
+
+    /// Drops every issued token (`POST /_sim/azure/tokens/revoke`): the next call with a
+    /// cached one gets 401, as after a credential rotation.
+    pub fn revoke_tokens(&mut self) -> usize {
+        let n = self.tokens.len();
+        self.tokens.clear();
+        n
     }
 
     /// `/_sim/state`'s `azure`.

@@ -268,6 +268,10 @@ pub struct AzureSeed {
     /// GroupMember.Read.All, User.Read.All, AuditLog.Read.All. (Extension: lets tests
     /// provoke 403 Authorization_RequestDenied.)
     pub roles: Option<Vec<String>>,
+    /// Every paged list starts with an empty page that still carries a nextLink, as Graph
+    /// sometimes answers (a client must follow it, not stop). Extension for tests.
+    #[serde(default)]
+    pub empty_first_pages: bool,
     #[serde(default)]
     pub user: Vec<AzureUserSeed>,
     #[serde(default)]

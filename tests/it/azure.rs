@@ -235,6 +235,11 @@ async fn direct_members_with_status_and_nested_groups_with_the_people_they_reach
         .await
         .unwrap();
     assert_eq!(found(&plain, 0), g);
+    // An Azure-only seed writes an azure_ad config, and refuses to write an Okta one.
+    let dir = Path::new("/tmp");
+    assert!(h.config_toml(dir, "").contains("kind = \"azure_ad\""));
+    let err = h.config_toml_for(dir, "", Some(IdpKind::Okta)).unwrap_err();
+    assert!(err.to_string().contains("no [okta] section"), "{err}");
     h.stop().await;
 }
 
@@ -1008,4 +1013,33 @@ async fn the_same_organisation_in_okta_and_in_entra_gives_the_same_findings_but_
     assert_eq!(extra.len(), 1, "{extra:#?}");
     assert_eq!(extra[0].1, "nested_group_not_provisioned");
     assert_eq!(extra[0].4, "|Segment Analytics Engineers|Data Contractors");
+}
+
+#[tokio::test]
+async fn an_empty_page_with_a_next_link_is_followed_not_taken_for_the_end() {
+    let h = start(&seed("empty_first_pages = true")).await;
+    let read = client(&h)
+        .read_mapped_groups(&[GroupRef::Name("Segment Prod Owners".into())])
+        .await
+        .unwrap();
+    let g = found(&read.groups, 0);
+    assert_eq!(g.members.len(), 2);
+    assert_eq!(read.nested[&g.id][0].people.len(), 3);
+    assert_eq!(requests(&h, "GET /groups/{id}/members 200").await, 2);
+    assert_eq!(requests(&h, "GET /groups 200").await, 2);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn a_refused_token_is_renewed_once_and_the_read_goes_on() {
+    let h = start(&seed("")).await;
+    let az = client(&h);
+    let refs = [GroupRef::Name("Agency".into())];
+    az.read_groups(&refs).await.unwrap();
+    control(&h, reqwest::Method::POST, "/azure/tokens/revoke", json!({})).await;
+    let read = az.read_groups(&refs).await.unwrap();
+    assert_eq!(found(&read, 0).members.len(), 1);
+    assert_eq!(requests(&h, "GET /groups 401").await, 1);
+    assert_eq!(requests(&h, "POST /oauth2/v2.0/token 200").await, 2);
+    h.stop().await;
 }
