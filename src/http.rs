@@ -6,7 +6,9 @@
 //!   from the rate-limit headers of each answer (the remaining budget spread until reset);
 //! - *429*: wait what the server says (`Retry-After`, `X-Rate-Limit-Reset` against `Date`,
 //!   `msBeforeNext`, ...), then try again;
-//! - *5xx, timeouts, connection errors*: exponential backoff with jitter (backon).
+//! - *5xx, timeouts, connection errors*: exponential backoff with jitter (backon); a 503 or
+//!   504 that carries `Retry-After` (as Graph sends) waits at least that long before its
+//!   next attempt (capped by `max_hint`), within the same retry count.
 //!
 //! Contract: [`Http::send`] returns the final answer whatever its status (the caller maps
 //! 4xx and exhausted 5xx into its typed errors) and fails only when no answer came at all.
@@ -278,6 +280,19 @@ impl Http {
             let result = (|| async { self.attempt(endpoint, build).await })
                 .retry(backoff)
                 .when(|a: &Attempt| !a.is_rate_limited())
+                .adjust(|a: &Attempt, dur| match (a, dur) {
+                    // RFC 9110's Retry-After on a 503/504 (Graph sends it), not the
+                    // services' own rate-limit headers: Okta's reset on a 503 is the rate
+                    // window's, not a hint about the outage.
+                    (Attempt::ServerError(ans), Some(d))
+                        if matches!(ans.status.as_u16(), 503 | 504) =>
+                    {
+                        let hint =
+                            retry_after_header(&ans.headers).map(|h| h.min(self.retry.max_hint));
+                        Some(hint.map_or(d, |h| h.max(d)))
+                    }
+                    (_, d) => d,
+                })
                 .notify(|a: &Attempt, dur| match a {
                     Attempt::ServerError(ans) => tracing::warn!(
                         service = self.service, endpoint, status = ans.status.as_u16(),

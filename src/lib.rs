@@ -1,6 +1,6 @@
 //! scimwatch keeps a Segment workspace's access honest against the identity provider.
 //!
-//! It reads the IdP's groups (Okta; Entra ID later), maps them to Segment roles and grants
+//! It reads the IdP's groups (Okta or Entra ID), maps them to Segment roles and grants
 //! through reviewed files in `mappings/`, reads each Segment workspace's actual Team
 //! Members state, and reports every difference as a *finding*: SCIM still propagating
 //! (`pending`), a stalled push or a manual override (`drift`), attributed from Segment's
@@ -25,21 +25,26 @@
 //! mapping/           mappings/*.toml
 //!   parse.rs         files → rules with file:line origins, cross-file checks
 //!   resolve.rs       rules + catalog + IdP read → desired state (pure); grant atoms, coverage
-//! idp/               trait IdentityProvider, IdpError
+//! idp/               trait IdentityProvider, IdpError, Idp (Okta or Entra, from the config)
 //!   okta/            mod.rs (reads, paging), auth.rs (SSWS, private_key_jwt, DPoP),
 //!                    policy.rs (X-Rate-Limit-*), wire.rs (DTOs)
+//!   azure/           Microsoft Graph: mod.rs (groups, direct members, nested groups,
+//!                    directory audits, nextLink paging), auth.rs (client secret or
+//!                    certificate assertion), policy.rs (Retry-After, RU percentage), wire.rs
 //! segment/           client.rs (reads, envelopes, cursors, typed errors), policy.rs
 //!                    (X-RateLimit-*, msBeforeNext), wire.rs (DTOs)
 //! reconcile/         one pass
 //!   finding.rs       Finding, kinds, severities, stable ids
-//!   diff.rs          desired vs actual → mismatches, precedence between kinds (pure)
+//!   diff.rs          desired vs actual → mismatches, precedence between kinds; Entra's
+//!                    nested groups → nested_group_not_provisioned (pure)
 //!   classify/        mismatches + IdP events + audit trail + now → findings (pure):
 //!                    mod.rs (state, attribution, sentences), scim.rs, grants.rs,
 //!                    governance.rs (exception_expiring, personal_account, too_many_owners)
 //!   access.rs        who holds what in a workspace and where each grant comes from (pure)
 //!   consistency.rs   workspace_inconsistent: the one check across workspaces, a pure
 //!                    function over the per-workspace evaluations
-//!   pass.rs          read everything (IO), refuse partial data, then evaluate
+//!   pass.rs          read everything (IO), refuse partial data, then evaluate (with the
+//!                    nested groups Entra reports)
 //!   history.rs       what the daemon remembers → inputs for the core (pure): observed IdP
 //!                    changes, first-seen times, the change log between two snapshots
 //!   tests.rs         the table tests of the pure core, snapshots of what people read
@@ -52,7 +57,8 @@
 //! server/            router(state): /livez /readyz /metrics /status /findings, hooks.rs
 //!                    (Okta Event Hook receiver), auth.rs (constant-time bearer/secret)
 //! output.rs          the text table and the JSON of findings.md
-//! sim/               the simulator (sim.md): okta.rs, systemlog.rs, oauth.rs, segment.rs,
+//! sim/               the simulator (sim.md): okta.rs, systemlog.rs, oauth.rs, graph.rs
+//!                    (Graph v1.0 + Entra token endpoint), graph_state.rs (the tenant), segment.rs,
 //!                    segment_iam.rs, scim.rs, push.rs, control.rs, state.rs (one store),
 //!                    seed.rs, filter.rs, cursor.rs, ratelimit.rs, http.rs, hooks.rs (Okta
 //!                    Event Hook delivery), sinks.rs (PagerDuty, Slack, webhook receivers)

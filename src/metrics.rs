@@ -536,6 +536,8 @@ mod tests {
             extra: None,
             missing: None,
             mapping: None,
+            nested_group: None,
+            people_left_out: None,
         }
     }
 

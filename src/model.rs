@@ -273,6 +273,15 @@ impl IdpStatus {
             other => IdpStatus::NotActivated(other.to_string()),
         }
     }
+    /// Maps Entra's `accountEnabled`: enabled is active; disabled is what Entra's
+    /// provisioning deprovisions (`active:false`).
+    pub fn from_entra(account_enabled: bool) -> IdpStatus {
+        if account_enabled {
+            IdpStatus::Active
+        } else {
+            IdpStatus::Deprovisioned
+        }
+    }
     pub fn is_active(&self) -> bool {
         matches!(self, IdpStatus::Active)
     }
@@ -326,6 +335,28 @@ pub struct IdpGroup {
     pub id: String,
     pub name: String,
     pub members: Vec<IdpUser>,
+}
+
+/// Entra ID: a group nested directly inside a mapped group. Entra provisions only the
+/// direct members of an assigned group, so the people it reaches never arrive in Segment.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NestedGroup {
+    pub id: String,
+    pub name: String,
+    /// Every user it reaches, at any depth (its transitive members), whatever their status.
+    pub people: Vec<IdpUser>,
+}
+
+/// The nested groups of each mapped IdP group, keyed by the mapped group's id. Empty for
+/// IdPs whose groups do not nest (Okta).
+pub type NestedGroups = BTreeMap<String, Vec<NestedGroup>>;
+
+/// What reading the mapped groups gives: each reference's outcome, and (Entra ID) the
+/// groups nested inside the found ones.
+#[derive(Clone, Debug, Default)]
+pub struct MappedGroups {
+    pub groups: Vec<(GroupRef, GroupRead)>,
+    pub nested: NestedGroups,
 }
 
 /// The outcome of reading one mapped group.

@@ -151,6 +151,8 @@ fn finding(
         deadline: None,
         attribution: None,
         reverted_by_scim: Some(false),
+        nested_group: None,
+        people_left_out: None,
         message: format!(
             "{user} holds different roles in {} (policy consistent = [{}]): {}. No mapping justification or exception explains it.",
             here.join(" and "),

@@ -26,8 +26,8 @@ use crate::mapping::resolve::{
     atoms, covers, in_domains, regroup, Desired, DesiredException, Unresolved,
 };
 use crate::model::{
-    Email, Grant, IdpEvent, IdpEventKind, IdpStatus, IdpUser, SegmentGroup, SegmentUser,
-    UserLookup, WorkspaceSnapshot,
+    Email, Grant, IdpEvent, IdpEventKind, IdpStatus, IdpUser, NestedGroups, SegmentGroup,
+    SegmentUser, UserLookup, WorkspaceSnapshot,
 };
 
 /// The mapped group a mismatch is about.
@@ -132,6 +132,14 @@ pub enum Mismatch {
         max: u32,
     },
     MappingUnresolved(Unresolved),
+    /// Entra ID: a nested group inside a mapped group; its people are never provisioned.
+    NestedGroupNotProvisioned {
+        group: GroupCtx,
+        nested_id: String,
+        nested_name: String,
+        /// Enabled people it reaches who are not enabled direct members of the group.
+        people_left_out: u32,
+    },
 }
 
 /// What the IdP says about everyone this workspace involves.
@@ -511,6 +519,65 @@ fn hygiene(desired: &Desired, actual: &WorkspaceSnapshot) -> Vec<Mismatch> {
             out.push(Mismatch::TooManyOwners {
                 owners: owners.into_iter().collect(),
                 max,
+            });
+        }
+    }
+    out
+}
+
+/// Entra ID semantics: one mismatch per (mapped group, nested group). Entra provisions
+/// only the direct members of an assigned group, so everyone reached only through the
+/// nested group is silently left out; `people_left_out` counts the enabled ones who are
+/// not also enabled direct members (someone reached through two nested groups counts in
+/// both: each one alone leaves them out). Reported even when it leaves nobody out today,
+/// since whoever joins it later will not arrive either.
+pub fn nested(
+    desired: &Desired,
+    actual: &WorkspaceSnapshot,
+    nested: &NestedGroups,
+) -> Vec<Mismatch> {
+    let mut out = Vec::new();
+    if nested.is_empty() {
+        return out;
+    }
+    for d in &desired.groups {
+        let (Some(g), Some(mirror)) = (&d.idp, &d.mirror) else {
+            continue;
+        };
+        let Some(inner) = nested.get(&g.id) else {
+            continue;
+        };
+        let seg = actual.groups.iter().find(|s| s.name == *mirror);
+        let ctx = GroupCtx {
+            idp_id: g.id.clone(),
+            idp_name: g.name.clone(),
+            mirror: mirror.clone(),
+            segment_id: seg.map(|s| s.id.clone()),
+            owner: d.grants_owner() || seg.is_some_and(|s| s.grants.iter().any(Grant::is_owner)),
+        };
+        let direct: BTreeSet<&Email> = g
+            .members
+            .iter()
+            .filter(|m| m.status.is_active())
+            .map(|m| &m.key)
+            .collect();
+        let mut seen_names = BTreeSet::new();
+        for n in inner {
+            // Two nested groups may share a display name; the subject names one finding.
+            if !seen_names.insert(n.name.as_str()) {
+                continue;
+            }
+            let same_name = inner.iter().filter(|o| o.name == n.name);
+            let left: BTreeSet<&Email> = same_name
+                .flat_map(|o| o.people.iter())
+                .filter(|p| p.status.is_active() && !direct.contains(&p.key))
+                .map(|p| &p.key)
+                .collect();
+            out.push(Mismatch::NestedGroupNotProvisioned {
+                group: ctx.clone(),
+                nested_id: n.id.clone(),
+                nested_name: n.name.clone(),
+                people_left_out: u32::try_from(left.len()).unwrap_or(u32::MAX),
             });
         }
     }

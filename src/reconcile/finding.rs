@@ -24,10 +24,12 @@ pub enum Kind {
     PersonalAccount,
     TooManyOwners,
     WorkspaceInconsistent,
+    /// Entra ID: a mapped group contains a nested group whose people Entra never provisions.
+    NestedGroupNotProvisioned,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 15] = [
+    pub const ALL: [Kind; 16] = [
         Kind::UserNotProvisioned,
         Kind::MembershipMissing,
         Kind::MembershipUnexpected,
@@ -43,6 +45,7 @@ impl Kind {
         Kind::PersonalAccount,
         Kind::TooManyOwners,
         Kind::WorkspaceInconsistent,
+        Kind::NestedGroupNotProvisioned,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -62,6 +65,7 @@ impl Kind {
             Kind::PersonalAccount => "personal_account",
             Kind::TooManyOwners => "too_many_owners",
             Kind::WorkspaceInconsistent => "workspace_inconsistent",
+            Kind::NestedGroupNotProvisioned => "nested_group_not_provisioned",
         }
     }
 }
@@ -210,11 +214,21 @@ pub struct Finding {
     pub missing: Option<Vec<GrantView>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mapping: Option<MappingRef>,
+    /// `nested_group_not_provisioned`: the nested group's name (Entra `displayName`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nested_group: Option<String>,
+    /// `nested_group_not_provisioned`: how many enabled people the nested group reaches
+    /// who are not direct members of the mapped group (Entra leaves them out).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub people_left_out: Option<u32>,
 }
 
 impl Finding {
     /// The subject as one line of text, for tables.
     pub fn subject(&self) -> String {
+        if let (Some(g), Some(n)) = (&self.group, &self.nested_group) {
+            return format!("{g} (nested {n})");
+        }
         match (&self.user, &self.group, &self.mapping) {
             (_, _, Some(m)) => format!("{}:{} {:?}", m.file, m.line, m.name),
             (Some(u), Some(g), _) => format!("{u} in {g}"),
@@ -260,6 +274,11 @@ pub enum Subject {
         user: Email,
         workspaces: Vec<String>,
     },
+    /// (mirror group, nested IdP group name).
+    NestedGroup {
+        group: String,
+        nested: String,
+    },
 }
 
 impl Subject {
@@ -283,6 +302,7 @@ impl Subject {
                 v.extend(workspaces.iter().map(String::as_str));
                 v
             }
+            Subject::NestedGroup { group, nested } => vec![group, nested],
         }
     }
 }

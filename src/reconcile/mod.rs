@@ -21,7 +21,7 @@ pub use finding::{Attribution, AttributionKind, Finding, Kind, Severity, State, 
 
 use crate::config::{PolicyConfig, WorkspaceConfig};
 use crate::mapping::{resolve, WorkspaceMapping};
-use crate::model::{IdpKind, IdpSnapshot, WorkspaceSnapshot};
+use crate::model::{IdpKind, IdpSnapshot, NestedGroups, WorkspaceSnapshot};
 
 /// What [`evaluate`] needs besides the snapshots.
 #[derive(Clone, Debug)]
@@ -42,7 +42,8 @@ pub struct Evaluation {
 }
 
 /// The pure core for one workspace: resolve the mapping against the catalog and the IdP
-/// read, diff with Segment's state, classify each mismatch at `now`.
+/// read, diff with Segment's state, classify each mismatch at `now`. For an IdP without
+/// nested groups (Okta); [`evaluate_with_nested`] is the whole core.
 pub fn evaluate(
     ws: &WorkspaceConfig,
     mapping: &WorkspaceMapping,
@@ -54,12 +55,49 @@ pub fn evaluate(
     evaluate_workspace(ws, mapping, snapshot, idp, settings, now).findings
 }
 
+/// [`evaluate`] with the groups nested in the mapped groups (Entra ID), each of which
+/// becomes a `nested_group_not_provisioned` finding.
+#[allow(clippy::too_many_arguments)]
+pub fn evaluate_with_nested(
+    ws: &WorkspaceConfig,
+    mapping: &WorkspaceMapping,
+    snapshot: &WorkspaceSnapshot,
+    idp: &IdpSnapshot,
+    nested: &NestedGroups,
+    settings: &Settings,
+    now: DateTime<Utc>,
+) -> Vec<Finding> {
+    evaluate_nested_workspace(ws, mapping, snapshot, idp, nested, settings, now).findings
+}
+
 /// [`evaluate`], keeping the desired state for the checks that span workspaces.
 pub fn evaluate_workspace(
     ws: &WorkspaceConfig,
     mapping: &WorkspaceMapping,
     snapshot: &WorkspaceSnapshot,
     idp: &IdpSnapshot,
+    settings: &Settings,
+    now: DateTime<Utc>,
+) -> Evaluation {
+    evaluate_nested_workspace(
+        ws,
+        mapping,
+        snapshot,
+        idp,
+        &NestedGroups::new(),
+        settings,
+        now,
+    )
+}
+
+/// The whole core for one workspace: [`evaluate_with_nested`], keeping the desired state.
+#[allow(clippy::too_many_arguments)]
+pub fn evaluate_nested_workspace(
+    ws: &WorkspaceConfig,
+    mapping: &WorkspaceMapping,
+    snapshot: &WorkspaceSnapshot,
+    idp: &IdpSnapshot,
+    nested: &NestedGroups,
     settings: &Settings,
     now: DateTime<Utc>,
 ) -> Evaluation {
@@ -76,7 +114,8 @@ pub fn evaluate_workspace(
         &idp.lookups,
         &idp.events,
     );
-    let mismatches = diff::diff(&desired, snapshot, &view, now);
+    let mut mismatches = diff::diff(&desired, snapshot, &view, now);
+    mismatches.extend(diff::nested(&desired, snapshot, nested));
     let cx = classify::Context {
         workspace: &ws.name,
         idp: settings.idp,
@@ -151,6 +190,8 @@ pub(crate) mod tests_support {
             extra: None,
             missing: None,
             mapping: None,
+            nested_group: None,
+            people_left_out: None,
         }
     }
 }

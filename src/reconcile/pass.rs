@@ -13,11 +13,13 @@ use chrono::{DateTime, Utc};
 use futures_util::future::join_all;
 
 use super::consistency::{self, Evaluated};
-use super::{evaluate_workspace, sort, Settings};
+use super::{evaluate_nested_workspace, sort, Settings};
 use crate::config::WorkspaceConfig;
 use crate::idp::{IdentityProvider, IdpError};
 use crate::mapping::{GrantScope, MappingSet, WorkspaceMapping};
-use crate::model::{CatalogNeeds, Email, GroupRead, GroupRef, IdpSnapshot, WorkspaceSnapshot};
+use crate::model::{
+    CatalogNeeds, Email, GroupRead, GroupRef, IdpSnapshot, NestedGroups, WorkspaceSnapshot,
+};
 use crate::output::{Report, WorkspaceSummary};
 use crate::segment::{SegmentClient, SegmentError};
 
@@ -84,17 +86,20 @@ pub fn group_refs<'a>(mappings: impl IntoIterator<Item = &'a WorkspaceMapping>) 
     out
 }
 
-/// Fails when every mapped group is unresolved or empty (pure).
+/// Fails when every mapped group is unresolved or empty (pure). A group whose only
+/// members are nested groups (Entra ID) is not empty: Graph listed them.
 pub fn check_idp_read(
     idp: &'static str,
     groups: &[(GroupRef, GroupRead)],
+    nested: &NestedGroups,
 ) -> Result<(), PassError> {
     if groups.is_empty() {
         return Ok(());
     }
-    let usable = groups
-        .iter()
-        .any(|(_, g)| matches!(g, GroupRead::Found(g) if !g.members.is_empty()));
+    let usable = groups.iter().any(|(_, g)| {
+        matches!(g, GroupRead::Found(g)
+            if !g.members.is_empty() || nested.get(&g.id).is_some_and(|n| !n.is_empty()))
+    });
     if usable {
         return Ok(());
     }
@@ -115,6 +120,8 @@ pub fn check_idp_read(
 /// What one pass read: the IdP (all or nothing) and each workspace (each on its own).
 pub struct Reading {
     pub idp: IdpSnapshot,
+    /// Entra ID: the groups nested in the mapped groups (empty for Okta).
+    pub nested: NestedGroups,
     /// In the order asked; a workspace that could not be read carries its error.
     pub workspaces: Vec<(String, Result<WorkspaceSnapshot, SegmentError>)>,
 }
@@ -135,7 +142,7 @@ pub async fn read_all<P: IdentityProvider>(
     let since = now - settings.event_lookback;
 
     let idp_reads = async {
-        let groups = idp.read_groups(&refs).await?;
+        let groups = idp.read_mapped_groups(&refs).await?;
         let events = idp.events_since(since).await?;
         Ok::<_, IdpError>((groups, events))
     };
@@ -160,8 +167,8 @@ pub async fn read_all<P: IdentityProvider>(
         client.read_workspace(needs, since)
     }));
     let (idp_read, snapshots) = tokio::join!(idp_reads, segment_reads);
-    let (groups, events) = idp_read?;
-    check_idp_read(idp.kind().as_str(), &groups)?;
+    let (crate::model::MappedGroups { groups, nested }, events) = idp_read?;
+    check_idp_read(idp.kind().as_str(), &groups, &nested)?;
 
     // Segment members no mapped group lists: ask the IdP who they are.
     let listed: BTreeSet<&Email> = groups
@@ -191,6 +198,7 @@ pub async fn read_all<P: IdentityProvider>(
             lookups,
             events,
         },
+        nested,
         workspaces: workspaces
             .iter()
             .map(|(w, _)| w.name.clone())
@@ -219,7 +227,15 @@ pub async fn run<P: IdentityProvider>(
     let mut evaluations = Vec::new();
     for ((ws, _), snap) in workspaces.iter().zip(&snapshots) {
         let mapping = mappings.workspaces.get(&ws.name).unwrap_or(&empty);
-        let evaluation = evaluate_workspace(ws, mapping, snap, &reading.idp, settings, now);
+        let evaluation = evaluate_nested_workspace(
+            ws,
+            mapping,
+            snap,
+            &reading.idp,
+            &reading.nested,
+            settings,
+            now,
+        );
         findings.extend(evaluation.findings.iter().cloned());
         evaluations.push(evaluation);
         summaries.push(WorkspaceSummary {
@@ -262,6 +278,7 @@ mod tests {
 
     #[test]
     fn all_unresolved_or_empty_fails_the_pass() {
+        let no_nested = NestedGroups::new();
         let empty = |n: &str| {
             (
                 GroupRef::Name(n.into()),
@@ -280,9 +297,9 @@ mod tests {
                 },
             )
         };
-        assert!(check_idp_read("okta", &[empty("a"), unresolved("b")]).is_err());
-        assert!(check_idp_read("okta", &[unresolved("b")]).is_err());
-        assert!(check_idp_read("okta", &[]).is_ok());
+        assert!(check_idp_read("okta", &[empty("a"), unresolved("b")], &no_nested).is_err());
+        assert!(check_idp_read("okta", &[unresolved("b")], &no_nested).is_err());
+        assert!(check_idp_read("okta", &[], &no_nested).is_ok());
         let mut ok = empty("c");
         if let GroupRead::Found(g) = &mut ok.1 {
             g.members.push(crate::model::IdpUser {
@@ -292,6 +309,17 @@ mod tests {
                 status: crate::model::IdpStatus::Active,
             });
         }
-        assert!(check_idp_read("okta", &[empty("a"), ok]).is_ok());
+        assert!(check_idp_read("okta", &[empty("a"), ok], &no_nested).is_ok());
+        // Entra: a group holding only a nested group is not empty.
+        let nested: NestedGroups = [(
+            "a".to_string(),
+            vec![crate::model::NestedGroup {
+                id: "n".into(),
+                name: "Contractors".into(),
+                people: vec![],
+            }],
+        )]
+        .into();
+        assert!(check_idp_read("azure_ad", &[empty("a")], &nested).is_ok());
     }
 }

@@ -207,6 +207,13 @@ pub async fn handle(app: &App, req: Req) -> Response {
             }
             ok(app.push.snapshot())
         }
+        (Method::POST, ["push", "cycle"]) => {
+            let pushed = push::run_cycle(app);
+            ok(json!({"pushed": pushed, "push": app.push.snapshot()}))
+        }
+        (Method::POST, ["azure", ..]) | (Method::DELETE, ["azure", ..]) => {
+            azure(app, &req.method, &p[1..], &body)
+        }
         (Method::POST, ["okta", "event-hooks"]) => hooks::register(app, &body).await,
         (Method::GET, ["okta", "event-hooks"]) => ok(app.hooks.snapshot()),
         (Method::GET, ["okta", "event-hooks", id]) => hooks::get(app, id),
@@ -304,6 +311,95 @@ fn membership(app: &App, group: &str, login: &str, add: bool) -> Response {
     ok(json!({"changed": true}))
 }
 
+/// `/_sim/azure/...`: Entra directory changes. Each writes its directory audit record and
+/// queues the provisioning changes it causes for the next cycle.
+fn azure(app: &App, method: &Method, p: &[&str], body: &Value) -> Response {
+    let s = |k: &str| body.get(k).and_then(Value::as_str).map(str::to_string);
+    let mut st = app.state();
+    let Some(dir) = st.azure.as_mut() else {
+        return bad(StatusCode::NOT_FOUND, "the seed has no [azure] tenant");
+    };
+    let fail = |why: &str| {
+        let code = if why.contains("unknown") {
+            StatusCode::NOT_FOUND
+        } else {
+            StatusCode::CONFLICT
+        };
+        bad(code, why)
+    };
+    let queued = |dir: &mut super::graph_state::Directory, changes: Vec<push::Change>| {
+        let n = changes.len();
+        dir.cycle_queue.extend(changes);
+        n
+    };
+    match (method.clone(), p) {
+        (Method::POST, ["users"]) => {
+            let Some(upn) = s("upn") else {
+                return bad(StatusCode::BAD_REQUEST, "upn is required");
+            };
+            let enabled = body
+                .get("account_enabled")
+                .and_then(Value::as_bool)
+                .unwrap_or(true);
+            match dir.add_user(&upn, enabled, s("mail")) {
+                Ok(v) => json_resp(StatusCode::CREATED, &v, JSON),
+                Err(why) => fail(why),
+            }
+        }
+        (Method::DELETE, ["users", upn]) => match dir.delete_user(upn) {
+            Ok(changes) => ok(json!({"deleted": true, "queued": queued(dir, changes)})),
+            Err(why) => fail(why),
+        },
+        (Method::POST, ["users", upn, "enabled"]) => {
+            let Some(enabled) = body.get("enabled").and_then(Value::as_bool) else {
+                return bad(
+                    StatusCode::BAD_REQUEST,
+                    "enabled (true or false) is required",
+                );
+            };
+            match dir.set_enabled(upn, enabled) {
+                Ok((changed, changes)) => {
+                    ok(json!({"changed": changed, "queued": queued(dir, changes)}))
+                }
+                Err(why) => fail(why),
+            }
+        }
+        (Method::POST, ["groups", name, "members"]) => {
+            let Some(upn) = s("upn") else {
+                return bad(StatusCode::BAD_REQUEST, "upn is required");
+            };
+            match dir.membership(name, &upn, true) {
+                Ok((changed, changes)) => {
+                    ok(json!({"changed": changed, "queued": queued(dir, changes)}))
+                }
+                Err(why) => fail(why),
+            }
+        }
+        (Method::DELETE, ["groups", name, "members", upn]) => {
+            match dir.membership(name, upn, false) {
+                Ok((changed, changes)) => {
+                    ok(json!({"changed": changed, "queued": queued(dir, changes)}))
+                }
+                Err(why) => fail(why),
+            }
+        }
+        (Method::POST, ["tokens", "revoke"]) => ok(json!({"revoked": dir.revoke_tokens()})),
+        (Method::POST, ["groups", name, "member-groups"]) => {
+            let Some(child) = s("name") else {
+                return bad(
+                    StatusCode::BAD_REQUEST,
+                    "name (the nested group) is required",
+                );
+            };
+            match dir.add_member_group(name, &child) {
+                Ok(changed) => ok(json!({"changed": changed, "queued": 0})),
+                Err(why) => fail(why),
+            }
+        }
+        _ => bad(StatusCode::NOT_FOUND, "unknown control call"),
+    }
+}
+
 fn perms(list: &[super::state::Permission]) -> Value {
     list.iter().map(super::segment::perm_json).collect()
 }
@@ -355,6 +451,7 @@ fn dump(app: &App) -> Value {
         );
     }
     let event_hooks = app.hooks.snapshot();
+    let azure = st.azure.as_ref().map(|d| d.dump());
     json!({"okta": {"users": users, "groups": groups, "log": log, "event_hooks": event_hooks}, "segment": segment,
-           "push": app.push.snapshot(), "faults": app.faults.snapshot()})
+           "azure": azure, "push": app.push.snapshot(), "faults": app.faults.snapshot()})
 }

@@ -1,6 +1,7 @@
 //! The simulator (`../shared/spec/sim.md`): Okta (Management API, System Log, OAuth token
-//! endpoint), the Segment Public API per workspace, Segment SCIM, an Okta Group Push
-//! engine and the `/_sim` control API, all on one address.
+//! endpoint), Entra ID (Microsoft Graph and its token endpoint), the Segment Public API per
+//! workspace, Segment SCIM, a push engine (Okta Group Push per change, Entra provisioning
+//! in cycles) and the `/_sim` control API, all on one address.
 //!
 //! Contract:
 //! - Responses follow the real services' shapes, paging, errors and rate-limit headers
@@ -17,11 +18,13 @@
 //! the seed has no history (System Log and audit trail start empty). Never log a token.
 //!
 //! Layout: `seed.rs` (the seed file), `state.rs` (the world and its mutators), `okta.rs` +
-//! `systemlog.rs` + `oauth.rs`, `segment.rs` + `segment_iam.rs`, `scim.rs`, `push.rs`, `hooks.rs` (Okta Event
-//! Hooks: verification and delivery), `sinks.rs` (fake PagerDuty, Slack and webhook
-//! receivers under `/pagerduty`, `/slack`, `/webhook`), `control.rs`, `filter.rs` (Okta's filter
-//! language), `cursor.rs` (signed cursors, ids), `ratelimit.rs` (windows and faults),
-//! `http.rs` (the request type and response helpers).
+//! `systemlog.rs` + `oauth.rs`, `graph.rs` (Microsoft Graph and the Entra token endpoint
+//! under `/graph`) + `graph_state.rs` (the Entra tenant and its mutators), `segment.rs` +
+//! `segment_iam.rs`, `scim.rs`, `push.rs`, `hooks.rs` (Okta Event Hooks: verification and
+//! delivery), `sinks.rs` (fake PagerDuty, Slack and webhook receivers under `/pagerduty`,
+//! `/slack`, `/webhook`), `control.rs`, `filter.rs` (Okta's filter language), `cursor.rs`
+//! (signed cursors, ids), `ratelimit.rs` (windows and faults), `http.rs` (the request type
+//! and response helpers).
 
 // Handlers return a ready error `Response` as `Err` for early exits; its size is irrelevant here.
 #![allow(clippy::result_large_err)]
@@ -29,6 +32,8 @@
 mod control;
 mod cursor;
 mod filter;
+mod graph;
+mod graph_state;
 mod hooks;
 mod http;
 mod oauth;
@@ -110,15 +115,66 @@ impl SimHandle {
         format!("http://{}", self.addr)
     }
 
-    /// A ready scimwatch.toml for this sim (sim.md `--write-config`).
+    /// A ready scimwatch.toml for this sim (sim.md `--write-config`), for the seed's IdP
+    /// (Okta when it has both).
     pub fn config_toml(&self, mappings_dir: &Path, idp_extra: &str) -> String {
+        self.config_toml_for(mappings_dir, idp_extra, None)
+            .unwrap_or_default()
+    }
+
+    /// Like [`SimHandle::config_toml`] for a chosen IdP (`--idp`); `None` picks the only
+    /// one seeded, Okta when both are. An IdP the seed lacks is an error.
+    pub fn config_toml_for(
+        &self,
+        mappings_dir: &Path,
+        idp_extra: &str,
+        idp: Option<crate::model::IdpKind>,
+    ) -> Result<String, SimError> {
+        use crate::model::IdpKind;
         let st = self.app.state();
         let url = self.url();
+        let kind = match idp {
+            Some(k) => k,
+            None if st.seeded_okta => IdpKind::Okta,
+            None => IdpKind::AzureAd,
+        };
         let mut out =
             String::from("# Written by `scimwatch sim`: points at the simulator.\n\n[idp]\n");
-        out.push_str("kind = \"okta\"\n");
-        out.push_str(&format!("url = {}\n", toml_str(&format!("{url}/okta"))));
-        out.push_str(&format!("token = {}\n", toml_str(&st.okta.token)));
+        match (kind, &st.azure) {
+            (IdpKind::Okta, _) if st.seeded_okta => {
+                out.push_str("kind = \"okta\"\n");
+                out.push_str(&format!("url = {}\n", toml_str(&format!("{url}/okta"))));
+                out.push_str(&format!("token = {}\n", toml_str(&st.okta.token)));
+            }
+            (IdpKind::AzureAd, Some(az)) => {
+                out.push_str("kind = \"azure_ad\"\n");
+                out.push_str(&format!(
+                    "url = {}\n",
+                    toml_str(&format!("{url}/graph/v1.0"))
+                ));
+                out.push_str(&format!(
+                    "login_url = {}\n",
+                    toml_str(&format!("{url}/graph/login"))
+                ));
+                out.push_str(&format!("tenant_id = {}\n", toml_str(&az.tenant_id)));
+                out.push_str(&format!("client_id = {}\n", toml_str(&az.client_id)));
+                match &az.client_secret {
+                    Some(s) => out.push_str(&format!("client_secret = {}\n", toml_str(s))),
+                    None => out.push_str(
+                        "# The seed accepts only certificate assertions: set certificate_file and certificate_key_file.\n",
+                    ),
+                }
+            }
+            (k, _) => {
+                return Err(SimError::Seed {
+                    message: format!(
+                        "--idp {}: the seed has no [{}] section",
+                        k.as_str(),
+                        if k == IdpKind::Okta { "okta" } else { "azure" }
+                    ),
+                })
+            }
+        }
         for line in idp_extra.lines().filter(|l| !l.trim().is_empty()) {
             out.push_str(line.trim_end());
             out.push('\n');
@@ -141,7 +197,7 @@ impl SimHandle {
             "dir = {}\n",
             toml_str(&mappings_dir.to_string_lossy())
         ));
-        out
+        Ok(out)
     }
 
     pub async fn stop(self) {
@@ -176,7 +232,7 @@ pub async fn start(seed_toml: &str, listen: &str) -> Result<SimHandle, SimError>
         signer: cursor::Signer::new(),
         limiter: ratelimit::Limiter::default(),
         faults: ratelimit::Faults::default(),
-        push: push::Push::new(seed.push.delay),
+        push: push::Push::new(seed.push.delay, seed.push.cycle),
         hooks: hooks::Hooks::new(),
         sinks: sinks::Sinks::default(),
         oauth: oauth::OAuth::new(),
@@ -216,19 +272,32 @@ pub async fn run_cli(
     listen: &str,
     write_config: Option<&Path>,
     mappings: &Path,
+    idp: Option<crate::model::IdpKind>,
 ) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(seed).map_err(|source| SimError::ReadSeed {
         path: seed.display().to_string(),
         source,
     })?;
     let handle = start(&text, listen).await?;
+    if write_config.is_some() && idp.is_none() {
+        let both = {
+            let st = handle.app.state();
+            st.seeded_okta && st.azure.is_some()
+        };
+        if both {
+            handle.stop().await;
+            anyhow::bail!(
+                "the seed has both [okta] and [azure]: pass --idp okta or --idp azure_ad to say which one --write-config points at"
+            );
+        }
+    }
     if let Some(path) = write_config {
         let dir = if mappings.is_absolute() {
             mappings.to_path_buf()
         } else {
             std::env::current_dir()?.join(mappings)
         };
-        std::fs::write(path, handle.config_toml(&dir, ""))?;
+        std::fs::write(path, handle.config_toml_for(&dir, "", idp)?)?;
         tracing::info!(path = %path.display(), "Wrote the config for this simulator.");
     }
     println!("listening on {}", handle.url());
@@ -268,6 +337,10 @@ async fn dispatch(AxumState(app): AxumState<Arc<App>>, req: Request) -> Response
     let path = req.path.clone();
     if let Some(rest) = path.strip_prefix("/okta") {
         return okta::handle(&app, req.with_path(rest)).await;
+    }
+    if let Some(rest) = path.strip_prefix("/graph/") {
+        let rest = format!("/{rest}");
+        return graph::handle(&app, req.with_path(&rest)).await;
     }
     if let Some(rest) = path.strip_prefix("/segment/") {
         let (ws, tail) = match rest.find('/') {

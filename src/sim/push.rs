@@ -1,5 +1,7 @@
 //! The Okta Group Push engine (sim.md "The push engine"): what Okta would do over
-//! Segment's SCIM API after each IdP change to a pushed group or to a user in one.
+//! Segment's SCIM API after each IdP change to a pushed group or to a user in one; and,
+//! for `[azure]`, Entra's provisioning, which pushes the changes queued since the last
+//! cycle every `push.cycle` (or on `POST /_sim/push/cycle`).
 //!
 //! Contract: changes are applied `delay` after they happen, in the order they happened,
 //! through the same `state::Workspace` mutators SCIM uses, with actor `scim/sso-sync`.
@@ -58,7 +60,7 @@ pub struct Change {
 }
 
 impl Change {
-    fn to_json(&self) -> Value {
+    pub fn to_json(&self) -> Value {
         match &self.op {
             Op::Add { group, email } => {
                 json!({"workspace": self.workspace, "op": "add_member", "group": group, "email": email})
@@ -76,6 +78,9 @@ impl Change {
 struct Inner {
     mode: Mode,
     delay: Duration,
+    /// Entra-style cycles: how often the `[azure]` queue is pushed, and when it last was.
+    cycle: Duration,
+    last_cycle: Instant,
     pending: VecDeque<(Instant, Change)>,
     paused: VecDeque<Change>,
 }
@@ -93,11 +98,13 @@ pub fn pushable(status: &str) -> bool {
 }
 
 impl Push {
-    pub fn new(delay: Duration) -> Push {
+    pub fn new(delay: Duration, cycle: Duration) -> Push {
         Push {
             inner: Mutex::new(Inner {
                 mode: Mode::Normal,
                 delay,
+                cycle,
+                last_cycle: Instant::now(),
                 pending: VecDeque::new(),
                 paused: VecDeque::new(),
             }),
@@ -138,6 +145,7 @@ impl Push {
         json!({
             "mode": inner.mode.as_str(),
             "delay": humantime::format_duration(inner.delay).to_string(),
+            "cycle": humantime::format_duration(inner.cycle).to_string(),
             "queue": inner.pending.iter().map(|(due, c)| {
                 let mut v = c.to_json();
                 v["due_in_ms"] = json!(due.saturating_duration_since(now).as_millis() as u64);
@@ -328,12 +336,60 @@ pub fn initial_push(app: &App) {
     }
 }
 
-/// The engine's loop: applies due changes until cancelled.
+impl Push {
+    /// Whether a cycle is due (and, if so, starts the next period).
+    fn cycle_due(&self) -> bool {
+        let mut inner = self.lock();
+        if inner.last_cycle.elapsed() >= inner.cycle {
+            inner.last_cycle = Instant::now();
+            return true;
+        }
+        false
+    }
+}
+
+/// One Entra-style provisioning cycle: pushes every change queued under `[azure]` since
+/// the last cycle, in order. `paused` keeps them queued; `failing` drops them. Returns
+/// how many were applied.
+pub fn run_cycle(app: &App) -> usize {
+    let mode = app.push.lock().mode;
+    let mut st = app.state();
+    let Some(dir) = st.azure.as_mut() else {
+        return 0;
+    };
+    let changes: Vec<Change> = match mode {
+        Mode::Paused => return 0,
+        Mode::Failing => {
+            let n = dir.cycle_queue.len();
+            dir.cycle_queue.clear();
+            if n > 0 {
+                tracing::info!(changes = n, "Push engine failing: cycle's changes dropped.");
+            }
+            return 0;
+        }
+        Mode::Normal => dir.cycle_queue.drain(..).collect(),
+    };
+    for c in &changes {
+        apply(&mut st, c);
+    }
+    changes.len()
+}
+
+/// The engine's loop: applies due changes (and runs due cycles) until cancelled.
 pub async fn run(app: Arc<App>, cancel: CancellationToken) {
     loop {
         tokio::select! {
             _ = cancel.cancelled() => return,
             _ = tokio::time::sleep(Duration::from_millis(20)) => {}
+        }
+        if app.push.cycle_due() {
+            let n = run_cycle(&app);
+            if n > 0 {
+                tracing::debug!(
+                    changes = n,
+                    "Provisioning cycle pushed Entra changes into Segment."
+                );
+            }
         }
         let due = app.push.due();
         if due.is_empty() {

@@ -21,7 +21,9 @@ use super::SimError;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Seed {
-    pub okta: OktaSeed,
+    /// Optional since the Azure AD issue: a seed names `[okta]`, `[azure]` or both.
+    pub okta: Option<OktaSeed>,
+    pub azure: Option<AzureSeed>,
     #[serde(default)]
     pub segment: SegmentSeed,
     #[serde(default)]
@@ -222,6 +224,9 @@ pub struct PushSeed {
     pub delay: Duration,
     #[serde(default)]
     pub initial: bool,
+    /// Entra-style provisioning: IdP changes under `[azure]` are pushed in cycles.
+    #[serde(default = "default_cycle", with = "humantime_serde_compat")]
+    pub cycle: Duration,
 }
 
 impl Default for PushSeed {
@@ -229,7 +234,100 @@ impl Default for PushSeed {
         PushSeed {
             delay: default_delay(),
             initial: false,
+            cycle: default_cycle(),
         }
+    }
+}
+
+fn default_cycle() -> Duration {
+    Duration::from_secs(40 * 60)
+}
+
+/// `[azure]`: an Entra ID tenant with one app registration (the client scimwatch uses).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AzureSeed {
+    pub tenant_id: String,
+    pub client_id: String,
+    pub client_secret: Option<String>,
+    /// Accept certificate assertions whose `x5t` is this certificate's SHA-1 thumbprint.
+    pub certificate_pem: Option<String>,
+    /// Graph's resource-unit budget per 10 s for this app and tenant (default: unlimited).
+    pub resource_units_per_10s: Option<u32>,
+    #[serde(default, with = "humantime_opt")]
+    pub token_lifetime: Option<Duration>,
+    /// Accepted for the delta stage; not used yet.
+    #[allow(dead_code)] // parsed so that seeds written for later stages load today
+    #[serde(default, with = "humantime_opt")]
+    pub delta_token_lifetime: Option<Duration>,
+    /// Accepted for the change-notification stage; not used yet.
+    #[allow(dead_code)] // parsed so that seeds written for later stages load today
+    #[serde(default, with = "humantime_opt")]
+    pub subscription_max_lifetime: Option<Duration>,
+    /// The application permissions consented to the app (the token's `roles`); default
+    /// GroupMember.Read.All, User.Read.All, AuditLog.Read.All. (Extension: lets tests
+    /// provoke 403 Authorization_RequestDenied.)
+    pub roles: Option<Vec<String>>,
+    /// Every paged list starts with an empty page that still carries a nextLink, as Graph
+    /// sometimes answers (a client must follow it, not stop). Extension for tests.
+    #[serde(default)]
+    pub empty_first_pages: bool,
+    #[serde(default)]
+    pub user: Vec<AzureUserSeed>,
+    #[serde(default)]
+    pub group: Vec<AzureGroupSeed>,
+}
+
+impl std::fmt::Debug for AzureSeed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AzureSeed")
+            .field("tenant_id", &self.tenant_id)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &self.client_secret.as_ref().map(|_| "***"))
+            .field("users", &self.user.len())
+            .field("groups", &self.group.len())
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AzureUserSeed {
+    /// userPrincipalName.
+    pub upn: String,
+    #[serde(default = "yes")]
+    pub account_enabled: bool,
+    /// Defaults to `upn`.
+    pub mail: Option<String>,
+    pub id: Option<String>,
+    pub display_name: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AzureGroupSeed {
+    /// displayName (not unique in Entra: two groups may share it; give them `id`s).
+    pub name: String,
+    pub id: Option<String>,
+    /// Direct user members, by upn.
+    #[serde(default)]
+    pub members: Vec<String>,
+    /// Direct group members (nested groups), by name (or id).
+    #[serde(default)]
+    pub member_groups: Vec<String>,
+    /// Workspaces the Segment enterprise app provisions this group into.
+    #[serde(default)]
+    pub pushed_to: Vec<String>,
+}
+
+mod humantime_opt {
+    use serde::{Deserialize, Deserializer};
+    use std::time::Duration;
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        let s = Option::<String>::deserialize(d)?;
+        s.map(|s| humantime::parse_duration(&s).map_err(serde::de::Error::custom))
+            .transpose()
     }
 }
 
@@ -263,9 +361,17 @@ pub fn parse(text: &str) -> Result<Seed, SimError> {
     let bad = |key: &str, value: &str, what: &str| SimError::Seed {
         message: format!("line {}: `{key}`: {what} {value:?}", line_of(text, value)),
     };
+    if seed.okta.is_none() && seed.azure.is_none() {
+        return Err(SimError::Seed {
+            message: "the seed names no IdP; add an [okta] or an [azure] section".to_string(),
+        });
+    }
+    let no_users = Vec::new();
+    let no_groups = Vec::new();
     let logins: std::collections::HashSet<String> = seed
         .okta
-        .user
+        .as_ref()
+        .map_or(&no_users, |o| &o.user)
         .iter()
         .map(|u| u.login.to_lowercase())
         .collect();
@@ -275,7 +381,7 @@ pub fn parse(text: &str) -> Result<Seed, SimError> {
         .iter()
         .map(|w| w.name.as_str())
         .collect();
-    for g in &seed.okta.group {
+    for g in seed.okta.as_ref().map_or(&no_groups, |o| &o.group) {
         for m in &g.members {
             if !logins.contains(&m.to_lowercase()) {
                 return Err(bad("okta.group.members", m, "unknown Okta user"));
@@ -287,7 +393,10 @@ pub fn parse(text: &str) -> Result<Seed, SimError> {
             }
         }
     }
-    for u in &seed.okta.user {
+    if let Some(az) = &seed.azure {
+        super::graph_state::check_seed(az, &workspaces, text)?;
+    }
+    for u in seed.okta.as_ref().map_or(&no_users, |o| &o.user) {
         if let Some(s) = &u.status {
             if !super::state::OKTA_STATUSES.contains(&s.as_str()) {
                 return Err(bad("okta.user.status", s, "unknown Okta user status"));
@@ -301,12 +410,27 @@ pub fn parse(text: &str) -> Result<Seed, SimError> {
 impl State {
     pub fn from_seed(seed: &Seed, text: &str) -> Result<State, SimError> {
         let epoch = seed_epoch();
+        let absent;
+        let okta_seed = match &seed.okta {
+            Some(o) => o,
+            None => {
+                // No [okta]: an org nobody can authenticate to (no token matches a random one).
+                absent = OktaSeed {
+                    token: super::cursor::random_id(40),
+                    app_id: default_app_id(),
+                    rate_limit_per_minute: None,
+                    oauth_client: vec![],
+                    user: vec![],
+                    group: vec![],
+                };
+                &absent
+            }
+        };
         let mut okta = Okta {
-            token: seed.okta.token.clone(),
-            app_id: seed.okta.app_id.clone(),
-            rate_limit: seed.okta.rate_limit_per_minute,
-            clients: seed
-                .okta
+            token: okta_seed.token.clone(),
+            app_id: okta_seed.app_id.clone(),
+            rate_limit: okta_seed.rate_limit_per_minute,
+            clients: okta_seed
                 .oauth_client
                 .iter()
                 .map(|c| OAuthClient {
@@ -324,7 +448,7 @@ impl State {
             user_groups: HashMap::new(),
             log: Vec::new(),
         };
-        for u in &seed.okta.user {
+        for u in &okta_seed.user {
             let id = u.id.clone().unwrap_or_else(|| {
                 format!(
                     "00u{}",
@@ -343,7 +467,7 @@ impl State {
                 last_updated: epoch,
             });
         }
-        for g in &seed.okta.group {
+        for g in &okta_seed.group {
             let id = g.id.clone().unwrap_or_else(|| {
                 format!("00g{}", base62_id(&format!("okta-group:{}", g.name), 17))
             });
@@ -374,6 +498,11 @@ impl State {
         }
         let mut state = State {
             okta,
+            azure: seed
+                .azure
+                .as_ref()
+                .map(super::graph_state::Directory::from_seed),
+            seeded_okta: seed.okta.is_some(),
             workspaces: BTreeMap::new(),
             audit_counter: 0,
             log_signal: tokio::sync::watch::Sender::new(0),

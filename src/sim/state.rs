@@ -569,6 +569,10 @@ pub enum Subject {
 
 pub struct State {
     pub okta: Okta,
+    /// The Entra ID tenant (`[azure]`), when the seed has one.
+    pub azure: Option<super::graph_state::Directory>,
+    /// Whether the seed had an `[okta]` section (else the org is a locked placeholder).
+    pub seeded_okta: bool,
     pub workspaces: BTreeMap<String, Workspace>,
     pub audit_counter: u64,
     /// Carries the System Log's length after each append: wakes the Event Hook delivery

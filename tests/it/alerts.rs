@@ -160,6 +160,8 @@ fn finding() -> Finding {
         extra: None,
         missing: None,
         mapping: None,
+        nested_group: None,
+        people_left_out: None,
     }
 }
 

@@ -38,6 +38,8 @@ fn finding(workspace: &str, user: &str, state: State, deadline: Option<DateTime<
         extra: None,
         missing: None,
         mapping: None,
+        nested_group: None,
+        people_left_out: None,
     }
 }
 

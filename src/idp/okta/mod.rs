@@ -485,37 +485,14 @@ fn map_event(e: wire::LogEvent) -> Option<IdpEvent> {
     })
 }
 
-/// Runs `f` over `items` with at most `limit` in flight; results in the order of
-/// `items`. The first error fails the whole call (the other tasks are dropped).
+/// `crate::idp::bounded` for Okta's reads.
 async fn bounded<I, T, F, Fut>(items: Vec<I>, limit: usize, f: F) -> Result<Vec<T>, IdpError>
 where
     F: Fn(I) -> Fut,
     Fut: Future<Output = Result<T, IdpError>> + Send + 'static,
     T: Send + 'static,
 {
-    let mut results: Vec<Option<T>> = items.iter().map(|_| None).collect();
-    let mut pending = items.into_iter().enumerate();
-    let mut set = tokio::task::JoinSet::new();
-    for (i, item) in pending.by_ref().take(limit.max(1)) {
-        let fut = f(item);
-        set.spawn(async move { (i, fut.await) });
-    }
-    while let Some(joined) = set.join_next().await {
-        let (i, result) = joined.map_err(|e| IdpError::Api {
-            service: SERVICE,
-            request: "a concurrent read".to_string(),
-            reason: format!("the read task failed: {e}"),
-            class: ErrorClass::Bug,
-        })?;
-        if let Some(slot) = results.get_mut(i) {
-            *slot = Some(result?);
-        }
-        if let Some((j, item)) = pending.next() {
-            let fut = f(item);
-            set.spawn(async move { (j, fut.await) });
-        }
-    }
-    Ok(results.into_iter().flatten().collect())
+    super::bounded(SERVICE, items, limit, f).await
 }
 
 fn dedup(items: impl Iterator<Item = String>) -> Vec<String> {

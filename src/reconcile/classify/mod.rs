@@ -117,6 +117,12 @@ pub fn classify(m: &Mismatch, cx: &Context<'_>) -> Finding {
             domains,
         } => personal_account(cx, user, segment_user_id, domains),
         Mismatch::TooManyOwners { owners, max } => too_many_owners(cx, owners, *max),
+        Mismatch::NestedGroupNotProvisioned {
+            group,
+            nested_id: _,
+            nested_name,
+            people_left_out,
+        } => nested_group_not_provisioned(cx, group, nested_name, *people_left_out),
         Mismatch::MappingUnresolved(u) => {
             let subject = Subject::Mapping {
                 file: u.origin.file.clone(),
@@ -178,6 +184,8 @@ fn base(
         extra: None,
         missing: None,
         mapping: None,
+        nested_group: None,
+        people_left_out: None,
     }
 }
 
@@ -239,20 +247,37 @@ fn explained_message(
         .deadline
         .map(|d| short_time(cx.now, d))
         .unwrap_or_default();
-    match f.state {
-        State::Pending => format!("{fact}: {change} at {at}{by}; SCIM has until {deadline} to carry it."),
-        State::Drift => format!(
+    match (f.state, cx.idp) {
+        (State::Pending, IdpKind::Okta) => format!("{fact}: {change} at {at}{by}; SCIM has until {deadline} to carry it."),
+        (State::Pending, IdpKind::AzureAd) => format!("{fact}: {change} at {at}{by}; Entra ID's provisioning cycle (about every 40 minutes) has until {deadline} to carry it."),
+        (State::Drift, IdpKind::Okta) => format!(
             "{fact}: {change} at {at}{by}, but SCIM has not carried it; the {} propagation window ended at {deadline} (a stalled {} push).",
             human(cx.window),
             idp
         ),
+        (State::Drift, IdpKind::AzureAd) => format!(
+            "{fact}: {change} at {at}{by}, but SCIM has not carried it; the {} propagation window ended at {deadline} (Entra ID's provisioning cycles did not carry it: check its provisioning logs).",
+            human(cx.window),
+        ),
     }
 }
 
-fn explained_remedy(_cx: &Context<'_>, f: &Finding, stalled: &str) -> String {
-    match f.state {
-        State::Pending => "Nothing yet: SCIM is propagating the change; scimwatch checks again after the deadline.".into(),
-        State::Drift => stalled.to_string(),
+fn explained_remedy(cx: &Context<'_>, f: &Finding, stalled: &str) -> String {
+    match (f.state, cx.idp) {
+        (State::Pending, IdpKind::Okta) => "Nothing yet: SCIM is propagating the change; scimwatch checks again after the deadline.".into(),
+        (State::Pending, IdpKind::AzureAd) => "Nothing yet: Entra ID carries changes in its next provisioning cycle; scimwatch checks again after the deadline.".into(),
+        (State::Drift, _) => stalled.to_string(),
+    }
+}
+
+/// How to make the IdP send a user or a group again: Okta's Push Now / Group Push, Entra's
+/// provisioning logs and Provision on demand (its cycle only resends what changed).
+fn resend(cx: &Context<'_>, what: &str) -> String {
+    match cx.idp {
+        IdpKind::Okta => format!("Check Group Push for {what} in Okta (Push Now)"),
+        IdpKind::AzureAd => format!(
+            "Check the Segment enterprise app's provisioning logs in Entra ID for {what}, or use Provision on demand"
+        ),
     }
 }
 

@@ -38,7 +38,11 @@ pub(super) fn user_not_provisioned(
                 &format!("{user} is not a member of {}", cx.workspace),
                 &format!("{idp} {} them", did(ev)),
             );
-            f.remedy = explained_remedy(cx, &f, &format!("Check the Segment app's provisioning status for {user} in {idp} (Push Now), or wait for the next push."));
+            let stalled = match cx.idp {
+                IdpKind::Okta => format!("Check the Segment app's provisioning status for {user} in {idp} (Push Now), or wait for the next push."),
+                IdpKind::AzureAd => format!("{}.", resend(cx, user.as_str())),
+            };
+            f.remedy = explained_remedy(cx, &f, &stalled);
             f
         }
         None => {
@@ -60,7 +64,10 @@ pub(super) fn user_not_provisioned(
                 "{user} is in {names} in {idp} but not a member of {}; no {idp} change in the last {} explains it. {} {}",
                 cx.workspace, human(cx.lookback), attribution_sentence(cx.now, attr.as_ref(), "Removed"), revert_sentence(cx, f.reverted_by_scim),
             ).trim_end().to_string();
-            f.remedy = format!("Push the group again from {idp} (Push Now) to provision {user}, or find out who removed them.");
+            f.remedy = match cx.idp {
+                IdpKind::Okta => format!("Push the group again from {idp} (Push Now) to provision {user}, or find out who removed them."),
+                IdpKind::AzureAd => format!("Provision {user} on demand from the Segment enterprise app in Entra ID (its cycle does not resend an unchanged user), or find out who removed them."),
+            };
             f
         }
     }
@@ -93,14 +100,7 @@ pub(super) fn membership_missing(
             f.user = Some(user.clone());
             f.group = Some(group.mirror.clone());
             f.message = explained_message(cx, &f, ev, &fact, &format!("{idp} {} them", did(ev)));
-            f.remedy = explained_remedy(
-                cx,
-                &f,
-                &format!(
-                    "Check Group Push for {} in {idp} (Push Now).",
-                    group.idp_name
-                ),
-            );
+            f.remedy = explained_remedy(cx, &f, &format!("{}.", resend(cx, &group.idp_name)));
             f
         }
         None => {
@@ -123,10 +123,16 @@ pub(super) fn membership_missing(
                 "{fact}, although {idp} lists them in {}; no {idp} change in the last {} explains it. {} {}",
                 group.idp_name, human(cx.lookback), group_attribution_sentence(cx.now, attr.as_ref(), "Removed"), revert_sentence(cx, f.reverted_by_scim),
             ).trim_end().to_string();
-            f.remedy = format!(
-                "Add {user} back to {} in Segment, or push {} from {idp}.",
-                group.mirror, group.idp_name
-            );
+            f.remedy = match cx.idp {
+                IdpKind::Okta => format!(
+                    "Add {user} back to {} in Segment, or push {} from {idp}.",
+                    group.mirror, group.idp_name
+                ),
+                IdpKind::AzureAd => format!(
+                    "Add {user} back to {} in Segment, or provision {} on demand from Entra ID.",
+                    group.mirror, group.idp_name
+                ),
+            };
             f
         }
     }
@@ -170,7 +176,15 @@ pub(super) fn membership_unexpected(
             f.user = Some(user.clone());
             f.group = Some(group.mirror.clone());
             f.message = explained_message(cx, &f, ev, &fact, &format!("{idp} {} them", did(ev)));
-            f.remedy = explained_remedy(cx, &f, &format!("Check Group Push for {} in {idp} (Push Now), or remove {user} from {} in Segment.", group.idp_name, group.mirror));
+            f.remedy = explained_remedy(
+                cx,
+                &f,
+                &format!(
+                    "{}, or remove {user} from {} in Segment.",
+                    resend(cx, &group.idp_name),
+                    group.mirror
+                ),
+            );
             f
         }
         None => {
@@ -334,14 +348,17 @@ pub(super) fn group_not_provisioned(cx: &Context<'_>, group: &GroupCtx) -> Findi
                 "added its first member"
             };
             f.message = explained_message(cx, &f, ev, &fact, &format!("{idp} {change}"));
-            f.remedy = explained_remedy(
-                cx,
-                &f,
-                &format!(
+            let stalled = match cx.idp {
+                IdpKind::Okta => format!(
                     "Check that {} is pushed to Segment in {idp} (Group Push).",
                     group.idp_name
                 ),
-            );
+                IdpKind::AzureAd => format!(
+                    "Check that {} is assigned to the Segment enterprise app in Entra ID and in provisioning scope.",
+                    group.idp_name
+                ),
+            };
+            f.remedy = explained_remedy(cx, &f, &stalled);
             f
         }
         None => {
@@ -365,11 +382,60 @@ pub(super) fn group_not_provisioned(cx: &Context<'_>, group: &GroupCtx) -> Findi
             )
             .trim_end()
             .to_string();
-            f.remedy = format!(
-                "Push {} to Segment from {idp} (Group Push, with the group name {:?}), or set `segment_group` in the mapping to the name it has in Segment.",
-                group.idp_name, group.mirror
-            );
+            f.remedy = match cx.idp {
+                IdpKind::Okta => format!(
+                    "Push {} to Segment from {idp} (Group Push, with the group name {:?}), or set `segment_group` in the mapping to the name it has in Segment.",
+                    group.idp_name, group.mirror
+                ),
+                IdpKind::AzureAd => format!(
+                    "Assign {} to the Segment enterprise app in Entra ID (provisioning creates {:?} at its next cycle), or set `segment_group` in the mapping to the name it has in Segment.",
+                    group.idp_name, group.mirror
+                ),
+            };
             f
         }
     }
+}
+
+/// Entra ID provisions only the direct members of an assigned group: the people reached
+/// through a nested group never arrive, and Entra says nothing about it. Drift at once
+/// (waiting fixes nothing), no deadline, never reverted.
+pub(super) fn nested_group_not_provisioned(
+    cx: &Context<'_>,
+    group: &GroupCtx,
+    nested: &str,
+    people_left_out: u32,
+) -> Finding {
+    let subject = Subject::NestedGroup {
+        group: group.mirror.clone(),
+        nested: nested.to_string(),
+    };
+    let mut f = manual(
+        cx,
+        Kind::NestedGroupNotProvisioned,
+        &subject,
+        Severity::Warning,
+        None,
+    );
+    f.group = Some(group.mirror.clone());
+    f.nested_group = Some(nested.to_string());
+    f.people_left_out = Some(people_left_out);
+    f.reverted_by_scim = Some(false);
+    let who = match people_left_out {
+        0 => "nobody is left out today, but whoever joins it later will never arrive".to_string(),
+        1 => "1 person reached only through it is left out".to_string(),
+        n => format!("{n} people reached only through it are left out"),
+    };
+    f.message = format!(
+        "The {} group {} contains the nested group {nested:?}; Entra ID provisions only direct members of an assigned group, so {who} of {} in {}.",
+        cx.idp.display(),
+        group.idp_name,
+        group.mirror,
+        cx.workspace
+    );
+    f.remedy = format!(
+        "Add the people of {nested:?} to {} directly (or assign {nested:?} to the Segment enterprise app and map it), then let Entra ID's next cycle provision them.",
+        group.idp_name
+    );
+    f
 }
