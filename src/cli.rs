@@ -58,6 +58,27 @@ pub enum Command {
     },
     /// Load the config and mappings and resolve every name against the live services.
     Validate,
+    /// The changes that would make every mirror group's permissions equal to its mapping
+    /// (and, with `enforce.revert_expired`, take back the direct grants of expired
+    /// exceptions). Exit 0 nothing to do, 1 something to do, 2 the read failed.
+    Plan {
+        /// Only this workspace (its `name` in the config).
+        #[arg(long)]
+        workspace: Option<String>,
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+    /// Show the plan, ask for confirmation (unless --yes), write it through Segment's
+    /// replace-permissions endpoints, re-read. Exit 0 all applied or nothing to do, 1
+    /// something held or failed, 2 the read failed or there was no confirmation.
+    Apply {
+        /// Only this workspace (its `name` in the config).
+        #[arg(long)]
+        workspace: Option<String>,
+        /// Do not ask: needed when there is no terminal to ask on.
+        #[arg(long)]
+        yes: bool,
+    },
     /// One person's access, per workspace: IdP status and groups, the mapping rules hit,
     /// grants expected and held (with their source), exceptions, open findings, the last
     /// changes. Exit 0 explained, 1 unknown person, 2 a read failed.
@@ -127,6 +148,12 @@ pub async fn main(cli: Cli) -> i32 {
             check(cli.config.as_deref(), output, workspace.as_deref()).await
         }
         Command::Validate => validate(cli.config.as_deref()).await,
+        Command::Plan { workspace, output } => {
+            plan(cli.config.as_deref(), workspace.as_deref(), output).await
+        }
+        Command::Apply { workspace, yes } => {
+            apply(cli.config.as_deref(), workspace.as_deref(), yes).await
+        }
         Command::Explain { email, output } => explain(cli.config.as_deref(), &email, output).await,
         Command::Sim {
             seed,
@@ -311,6 +338,149 @@ async fn check_inner(config: Option<&Path>, only: Option<&str>) -> anyhow::Resul
     let report = pass::run(&idp, &selected, &mappings, &settings(&config)?, Utc::now()).await?;
     tracing::info!(requests = ?stats.by_service(), "Pass complete.");
     Ok(report)
+}
+
+/// Everything `plan` and `apply` need, read once.
+struct Planned {
+    config: Config,
+    clients: Vec<SegmentClient>,
+    plans: Vec<crate::enforce::WorkspacePlan>,
+}
+
+async fn planned(config: Option<&Path>, only: Option<&str>) -> anyhow::Result<Planned> {
+    let Loaded { config, mappings } = load(config)?;
+    let stats = RequestStats::new();
+    let idp = idp(&config, stats.clone())?;
+    let clients = segment_clients(&config, only, &stats)?;
+    let plans = {
+        let selected: Vec<_> = config
+            .workspaces
+            .iter()
+            .filter(|w| only.is_none_or(|n| n == w.name))
+            .zip(clients.iter())
+            .collect();
+        let opts = crate::enforce::Options {
+            max_changes: config.enforce.max_changes,
+            revert_expired: config.enforce.revert_expired,
+        };
+        crate::enforce::apply::plan_all(
+            &idp,
+            &selected,
+            &mappings,
+            &settings(&config)?,
+            opts,
+            Utc::now(),
+        )
+        .await?
+    };
+    Ok(Planned {
+        config,
+        clients,
+        plans,
+    })
+}
+
+async fn plan(config: Option<&Path>, only: Option<&str>, out: Output) -> i32 {
+    match planned(config, only).await {
+        Ok(p) => {
+            match out {
+                Output::Json => println!("{:#}", crate::enforce::render_json(&p.plans)),
+                Output::Text => print!("{}", crate::enforce::render_text(&p.plans, true)),
+            }
+            if p.plans.iter().all(|w| w.is_empty()) {
+                0
+            } else {
+                1
+            }
+        }
+        Err(e) => {
+            eprintln!("scimwatch plan: {}", chain(e.as_ref()));
+            2
+        }
+    }
+}
+
+async fn apply(config: Option<&Path>, only: Option<&str>, yes: bool) -> i32 {
+    use std::io::{BufRead as _, IsTerminal as _, Write as _};
+    let p = match planned(config, only).await {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("scimwatch apply: {}", chain(e.as_ref()));
+            return 2;
+        }
+    };
+    print!("{}", crate::enforce::render_text(&p.plans, false));
+    let writes: usize = p.plans.iter().map(|w| w.writable().count()).sum();
+    let held: usize = p.plans.iter().map(|w| w.held().count()).sum();
+    if writes == 0 {
+        println!("Nothing to apply.");
+        return if held > 0 { 1 } else { 0 };
+    }
+    if !yes {
+        if !std::io::stdin().is_terminal() {
+            eprintln!("scimwatch apply: no terminal to confirm on; run with --yes to apply without asking. Nothing was written.");
+            return 2;
+        }
+        print!(
+            "Apply {writes} write{} to Segment? [y/N] ",
+            if writes == 1 { "" } else { "s" }
+        );
+        let _ = std::io::stdout().flush();
+        let mut answer = String::new();
+        let _ = std::io::stdin().lock().read_line(&mut answer);
+        if !matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes") {
+            eprintln!("Not applied. Nothing was written.");
+            return 2;
+        }
+    }
+    let mut applied = Vec::new();
+    for plan in &p.plans {
+        let Some(client) = p
+            .config
+            .workspaces
+            .iter()
+            .filter(|w| only.is_none_or(|n| n == w.name))
+            .zip(p.clients.iter())
+            .find(|(w, _)| w.name == plan.workspace)
+            .map(|(_, c)| c)
+        else {
+            continue;
+        };
+        applied.push(crate::enforce::apply::apply_workspace(client, plan).await);
+    }
+    print!("{}", crate::enforce::apply::render_applied(&applied));
+    // Re-read: what now matches.
+    let after = match planned(config, only).await {
+        Ok(after) => after,
+        Err(e) => {
+            eprintln!(
+                "scimwatch apply: written, but the verifying re-read failed: {}",
+                chain(e.as_ref())
+            );
+            return 2;
+        }
+    };
+    for w in &after.plans {
+        let writable = w.writable().count();
+        if writable == 0 {
+            println!("workspace {}: now matches the mappings", w.workspace);
+        } else {
+            println!(
+                "workspace {}: still differs in {writable} group(s) or user(s); run `scimwatch plan`",
+                w.workspace
+            );
+        }
+    }
+    let clean = applied.iter().all(|a| a.all_applied())
+        && after
+            .plans
+            .iter()
+            .all(|w| w.writable().count() == 0 && w.held().count() == 0);
+    if clean {
+        0
+    } else {
+        1
+    }
 }
 
 async fn explain(config: Option<&Path>, email: &str, out: Output) -> i32 {

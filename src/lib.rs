@@ -10,7 +10,8 @@
 //!
 //! ```text
 //! main.rs            thin: parse the CLI, start telemetry, hand over to cli.rs
-//! cli.rs             the commands: check, validate, explain, run, changes, alerts test, sim, demo
+//! cli.rs             the commands: check, validate, explain, plan, apply, run, changes,
+//!                    alerts test, sim, demo
 //! telemetry.rs       tracing setup (logs on stderr; stdout is for results)
 //! daemon/            `run`: mod.rs (wiring, the reconcile loop: one activation at a time,
 //!                    deadlines, full passes with per-workspace failure scoping, graceful
@@ -68,6 +69,10 @@
 //!                    resolve, digest, inhibit, source_unavailable); outbox.rs (one worker
 //!                    per sink drains the store's outbox: backoff, dead letters, broken
 //!                    sinks, sink_failing); `alerts test` sends through the sinks directly
+//! enforce/           plan and apply (issue 7): mod.rs the pure planner (mirror-group
+//!                    permissions from the mappings, expired exceptions' direct grants, the
+//!                    last-Owner guard, the limit) and its text/JSON; apply.rs the read that
+//!                    feeds it and the executor (one replace call per group or user)
 //! explain.rs         `explain <email>`: one person's access from a fresh read (pure value,
 //!                    text and JSON renderings) plus the change log when the store exists
 //! demo.rs            the narrated scenario: the daemon in-process on the embedded simulator
@@ -79,8 +84,9 @@
 //!   fails as a whole; `check` then exits 2 and prints nothing on stdout. An IdP read where
 //!   every mapped group is unresolved or empty is a failure, not "everyone left".
 //! - **The decision core is pure.** `mapping::resolve`, `reconcile::diff`,
-//!   `reconcile::classify`, `reconcile::access`, `reconcile::consistency` and
-//!   `explain::build` do no IO and never read the clock: `now` is a parameter.
+//!   `reconcile::classify`, `reconcile::access`, `reconcile::consistency`,
+//!   `explain::build`, `alert::plan` and `enforce::plan_workspace` do no IO and never read
+//!   the clock: `now` is a parameter.
 //! - **Vendor JSON stays at the edges.** Only `idp/*` and `segment/wire.rs` (and the
 //!   simulator) know wire shapes.
 //! - **Retries live in `http.rs` only.** Nothing above it loops on errors — except the
@@ -103,6 +109,7 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod demo;
+pub mod enforce;
 pub mod explain;
 pub mod http;
 pub mod idp;

@@ -451,6 +451,22 @@ fn load_text(
             )
         })
         .unwrap_or(EnforceMode::Off);
+    if matches!(mode, EnforceMode::Apply) {
+        let missing: Vec<&str> = workspaces
+            .iter()
+            .filter(|w| w.self_actor.is_none())
+            .map(|w| w.name.as_str())
+            .collect();
+        if !missing.is_empty() {
+            out.push(t.key_problem(
+                "mode",
+                format!(
+                    "\"apply\" needs `self_actor` on every [[workspace]], so that scimwatch's own writes read as `self` and wake nothing (missing on: {}); set self_actor = \"public-api-token/<the token's id>\"",
+                    missing.join(", ")
+                ),
+            ));
+        }
+    }
     let enforce = EnforceConfig {
         mode,
         max_changes: t.opt_u32("max_changes", &mut out).unwrap_or(10),

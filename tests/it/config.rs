@@ -425,3 +425,23 @@ token_env = "SEGMENT_PRODUCTION_TOKEN"
         "{err}"
     );
 }
+
+#[test]
+fn enforce_apply_needs_self_actor_on_every_workspace() {
+    let vars = env(&[
+        ("OKTA_API_TOKEN", "okta-token-okta-token"),
+        ("SEGMENT_PRODUCTION_TOKEN", "segment-token-segment"),
+    ]);
+    let err = config_err(&format!("{MINIMAL}\n[enforce]\nmode = \"apply\"\n"), &vars);
+    assert!(
+        err.contains(
+            "scimwatch.toml:12: enforce.mode: \"apply\" needs `self_actor` on every [[workspace]]"
+        ) && err.contains("missing on: production"),
+        "{err}"
+    );
+    let ok = format!(
+        "{}self_actor = \"public-api-token/TkProd01\"\n\n[enforce]\nmode = \"apply\"\n",
+        MINIMAL
+    );
+    config::load_str(&ok, Path::new("scimwatch.toml"), &vars).expect("self_actor set: loads");
+}

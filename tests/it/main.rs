@@ -7,6 +7,7 @@ mod azure;
 mod config;
 mod daemon;
 mod e2e;
+mod enforce;
 mod governance;
 mod okta;
 mod segment;
