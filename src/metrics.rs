@@ -50,6 +50,10 @@ struct Inner {
     outbox: BTreeMap<String, SinkGauges>,
     /// Findings that entered drift and matched no route.
     alerts_unrouted: u64,
+    /// Per workspace: grants the last pass's enforcement plan would add or remove.
+    enforce_plan: BTreeMap<String, u64>,
+    /// (workspace, target) → replace calls enforcement made.
+    enforce_written: BTreeMap<(String, String), u64>,
 }
 
 /// Pending rows, age of the oldest in seconds, dead letters, broken.
@@ -70,6 +74,8 @@ impl Default for Inner {
             alerts_planned: BTreeMap::new(),
             outbox: BTreeMap::new(),
             alerts_unrouted: 0,
+            enforce_plan: BTreeMap::new(),
+            enforce_written: BTreeMap::new(),
         }
     }
 }
@@ -187,6 +193,20 @@ impl Metrics {
     /// Alerts the planner queued (once per alert, whatever the number of sinks).
     pub fn alert_planned(&self, family: &'static str, action: &'static str) {
         self.with(|m| *m.alerts_planned.entry((family, action)).or_default() += 1);
+    }
+
+    pub fn set_enforce_plan(&self, workspace: &str, changes: usize) {
+        self.with(|m| {
+            m.enforce_plan.insert(workspace.to_string(), changes as u64);
+        });
+    }
+
+    pub fn enforce_written(&self, workspace: &str, target: &str) {
+        self.with(|m| {
+            *m.enforce_written
+                .entry((workspace.to_string(), target.to_string()))
+                .or_default() += 1;
+        });
     }
 
     pub fn alert_unrouted(&self) {
@@ -361,6 +381,28 @@ impl Metrics {
                 ("scimwatch_alert_dead_letters", "Dead-lettered alerts kept in the store, per sink.", |v| v.2 as f64),
                 ("scimwatch_alert_sink_broken", "1 while a sink is marked broken (nothing is sent to it).", |v| if v.3 { 1.0 } else { 0.0 }),
             ];
+            header(
+                &mut out,
+                "scimwatch_enforce_plan_changes",
+                "gauge",
+                "Grants the last full pass's enforcement plan would add or remove, per workspace.",
+            );
+            for (ws, n) in &m.enforce_plan {
+                let _ = writeln!(out, "scimwatch_enforce_plan_changes{} {n}", labels(&[("workspace", ws)]));
+            }
+            header(
+                &mut out,
+                "scimwatch_enforce_writes_total",
+                "counter",
+                "Replace calls enforcement made, per workspace and target (group, user).",
+            );
+            for ((ws, target), n) in &m.enforce_written {
+                let _ = writeln!(
+                    out,
+                    "scimwatch_enforce_writes_total{} {n}",
+                    labels(&[("workspace", ws), ("target", target)])
+                );
+            }
             for (name, help, get) in gauges {
                 header(&mut out, name, "gauge", help);
                 for (sink, v) in &m.outbox {
@@ -538,6 +580,8 @@ mod tests {
             mapping: None,
             nested_group: None,
             people_left_out: None,
+            plan: None,
+            reason: None,
         }
     }
 

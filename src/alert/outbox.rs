@@ -312,6 +312,7 @@ impl Outbox {
             clean: 0,
             digest: None,
             members: Vec::new(),
+            resolve_after: None,
             opened_at: now,
             alert: alert.clone(),
         };

@@ -57,6 +57,10 @@ pub struct AlertRecord {
     /// A digest: the finding ids it carries.
     #[serde(default)]
     pub members: Vec<String>,
+    /// Clean full passes before the resolve, when not `alerts.resolve_after`: 1 for a
+    /// finding scimwatch itself reverted (the verifying re-read resolves it).
+    #[serde(default)]
+    pub resolve_after: Option<u32>,
     pub opened_at: DateTime<Utc>,
     /// The alert as last triggered; the resolve repeats its key and summary.
     pub alert: Alert,
@@ -90,6 +94,9 @@ pub struct Outcome<'a> {
     pub workspaces: Vec<(String, Option<String>)>,
     /// Every open finding after the pass was recorded.
     pub findings: &'a [Finding],
+    /// Findings scimwatch reverted in this pass (`enforce.mode = "apply"`): their alert
+    /// resolves after the next clean full pass, the verifying re-read.
+    pub reverted: &'a BTreeSet<String>,
 }
 
 /// One alert for some sinks.
@@ -192,6 +199,7 @@ pub fn plan(
                             clean: 0,
                             digest: None,
                             members: Vec::new(),
+                            resolve_after: None,
                             opened_at: out.now,
                             alert: alert.clone(),
                         };
@@ -257,6 +265,9 @@ pub fn plan(
             Some(r) => {
                 r.clean = 0;
                 touched.insert(f.id.clone());
+                if out.reverted.contains(&f.id) {
+                    r.resolve_after = Some(1);
+                }
                 if f.severity > r.severity {
                     // Worse than what on-call was told: say it again, on its own key.
                     let alert = Alert::from_finding(f, Action::Trigger, out.now);
@@ -295,6 +306,7 @@ pub fn plan(
                         clean: 0,
                         digest: Some(digest.key.clone()),
                         members: Vec::new(),
+                        resolve_after: None,
                         opened_at: out.now,
                         alert: Alert::from_finding(f, Action::Trigger, out.now),
                     },
@@ -309,6 +321,7 @@ pub fn plan(
                 clean: 0,
                 digest: None,
                 members: group.iter().map(|f| f.id.clone()).collect(),
+                resolve_after: None,
                 opened_at: out.now,
                 alert: digest.clone(),
             };
@@ -349,6 +362,7 @@ pub fn plan(
                         clean: 0,
                         digest: None,
                         members: Vec::new(),
+                        resolve_after: out.reverted.contains(&f.id).then_some(1),
                         opened_at: out.now,
                         alert,
                     },
@@ -375,7 +389,7 @@ pub fn plan(
                 continue;
             }
             r.clean += 1;
-            if r.clean >= cfg.resolve_after.max(1) {
+            if r.clean >= r.resolve_after.unwrap_or(cfg.resolve_after).max(1) {
                 if r.digest.is_none() && !r.sinks.is_empty() {
                     plan.sends.push(Send {
                         sinks: r.sinks.clone(),
@@ -576,6 +590,8 @@ mod tests {
         f
     }
 
+    static NONE: BTreeSet<String> = BTreeSet::new();
+
     fn outcome<'a>(full: bool, min: i64, findings: &'a [Finding]) -> Outcome<'a> {
         Outcome {
             now: t(min),
@@ -585,6 +601,7 @@ mod tests {
             idp_error: None,
             workspaces: vec![("prod".into(), None), ("stage".into(), None)],
             findings,
+            reverted: &NONE,
         }
     }
 

@@ -53,6 +53,7 @@ use crate::triggers::{pollers, Activator, Reason};
 /// How long shutdown waits for running tasks.
 pub const GRACE: Duration = Duration::from_secs(10);
 
+mod enforce;
 mod targeted;
 
 const IDP_MEMBERSHIP: &str = "idp.membership";
@@ -81,6 +82,8 @@ pub struct Daemon {
     last_failed: std::sync::atomic::AtomicBool,
     /// Workspace counts from the last full pass, for `/findings`.
     summaries: Mutex<Vec<WorkspaceSummary>>,
+    /// `/status`'s `enforce`: the last pass's plan (`enforce.mode` plan or apply).
+    enforce_status: Mutex<Option<serde_json::Value>>,
 }
 
 /// The shortest wait before re-checking a past deadline after a failed pass.
@@ -169,6 +172,7 @@ impl Daemon {
             last: Mutex::new(BTreeMap::new()),
             last_failed: std::sync::atomic::AtomicBool::new(false),
             summaries: Mutex::new(Vec::new()),
+            enforce_status: Mutex::new(None),
         })
     }
 
@@ -332,9 +336,12 @@ impl Daemon {
         let clock = Instant::now();
         // Events alone wake a targeted pass; start-up, the periodic tick and deadlines
         // (and a targeted pass that cannot run yet) a full one.
-        let events_only = reasons
-            .iter()
-            .all(|r| matches!(r, Reason::OktaHook | Reason::SystemLog | Reason::Audit(_)));
+        // With `enforce.mode = "apply"` every activation is a full pass: the fix then
+        // happens in the pass that first sees the drift, so fixed drift never pages.
+        let events_only = self.config.enforce.mode != crate::config::EnforceMode::Apply
+            && reasons
+                .iter()
+                .all(|r| matches!(r, Reason::OktaHook | Reason::SystemLog | Reason::Audit(_)));
         let mut sources = Sources::default();
         let (scope, result) = if events_only {
             match self.targeted_pass(started).await {
@@ -356,6 +363,26 @@ impl Daemon {
                 tracing::error!(error = %crate::cli::chain(e.as_ref()), "Cannot plan alerts; they are planned again after the next pass.");
             }
         }
+        // scimwatch wrote to Segment: re-read at once to verify (and resolve what it fixed).
+        let result = if scope == "full" && sources.wrote {
+            let again = Utc::now();
+            let mut verify = Sources::default();
+            let verified = self.full_pass(again, &mut verify).await;
+            if verify.recorded || verify.idp_error.is_some() {
+                if let Err(e) = self.plan_alerts(true, &verify, again).await {
+                    tracing::error!(error = %crate::cli::chain(e.as_ref()), "Cannot plan alerts; they are planned again after the next pass.");
+                }
+            }
+            match (result, verified) {
+                (Ok(mut counts), Ok(v)) => {
+                    counts["verified"] = v;
+                    Ok(counts)
+                }
+                (Err(e), _) | (_, Err(e)) => Err(e),
+            }
+        } else {
+            result
+        };
         let finished = Utc::now();
         let ok = result.is_ok();
         self.last_failed
@@ -417,6 +444,7 @@ impl Daemon {
             full,
             idp_service: self.settings.idp.as_str(),
             idp_error: sources.idp_error.clone(),
+            reverted: &sources.reverted,
             workspaces: self
                 .clients
                 .iter()
@@ -549,15 +577,6 @@ impl Daemon {
                     ));
                 }
             }
-            self.store
-                .snapshot_put(
-                    &key,
-                    &serde_json::to_value(KeptRef {
-                        at: now,
-                        snapshot: &snap,
-                    })?,
-                )
-                .await?;
             ok_workspaces.push(ws.name.clone());
             read.push((ws.name.clone(), snap, evaluation));
         }
@@ -597,6 +616,26 @@ impl Daemon {
                     findings.push(kept.finding);
                 }
             }
+        }
+
+        // Enforcement, only after a pass that read everything.
+        if failed.is_empty() {
+            let done = self
+                .enforce(&mut read, &mut findings, &mut changes, now)
+                .await;
+            sources.wrote = done.wrote;
+            sources.reverted = done.reverted;
+        }
+        for (name, snap, _) in &read {
+            self.store
+                .snapshot_put(
+                    &format!("segment.{name}"),
+                    &serde_json::to_value(KeptRef {
+                        at: now,
+                        snapshot: snap,
+                    })?,
+                )
+                .await?;
         }
 
         let ids: Vec<String> = findings.iter().map(|f| f.id.clone()).collect();
@@ -743,11 +782,14 @@ impl Daemon {
                 .or_default() += 1;
         }
         let last = self.last.lock().map(|l| l.clone()).unwrap_or_default();
-        let doc = json!({
+        let mut doc = json!({
             "last_activation": last,
             "next_deadline": deadline,
             "open_findings": { "total": open.len(), "by_state_severity": summary },
         });
+        if let Some(e) = self.enforce_status.lock().ok().and_then(|e| e.clone()) {
+            doc["enforce"] = e;
+        }
         if let Ok(mut s) = self.server.status.write() {
             *s = doc;
         }
@@ -763,6 +805,10 @@ struct Sources {
     failed: BTreeMap<String, String>,
     /// The pass recorded its findings.
     recorded: bool,
+    /// Enforcement wrote to Segment in this pass.
+    wrote: bool,
+    /// Critical findings enforcement reverted in this pass.
+    reverted: BTreeSet<String>,
 }
 
 /// The daemon's listeners, bound before it runs (so that callers can learn the ports).

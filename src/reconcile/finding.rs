@@ -26,10 +26,12 @@ pub enum Kind {
     WorkspaceInconsistent,
     /// Entra ID: a mapped group contains a nested group whose people Entra never provisions.
     NestedGroupNotProvisioned,
+    /// `enforce.mode = "apply"` did not apply a plan (over the limit, or the last Owner).
+    EnforceBlocked,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 16] = [
+    pub const ALL: [Kind; 17] = [
         Kind::UserNotProvisioned,
         Kind::MembershipMissing,
         Kind::MembershipUnexpected,
@@ -46,6 +48,7 @@ impl Kind {
         Kind::TooManyOwners,
         Kind::WorkspaceInconsistent,
         Kind::NestedGroupNotProvisioned,
+        Kind::EnforceBlocked,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -66,6 +69,7 @@ impl Kind {
             Kind::TooManyOwners => "too_many_owners",
             Kind::WorkspaceInconsistent => "workspace_inconsistent",
             Kind::NestedGroupNotProvisioned => "nested_group_not_provisioned",
+            Kind::EnforceBlocked => "enforce_blocked",
         }
     }
 }
@@ -221,6 +225,12 @@ pub struct Finding {
     /// who are not direct members of the mapped group (Entra leaves them out).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub people_left_out: Option<u32>,
+    /// `enforce_blocked`: the plan that was not applied, as `plan --output json` prints it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan: Option<serde_json::Value>,
+    /// `enforce_blocked`: why it was not applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 impl Finding {

@@ -192,6 +192,8 @@ pub(crate) mod tests_support {
             mapping: None,
             nested_group: None,
             people_left_out: None,
+            plan: None,
+            reason: None,
         }
     }
 }

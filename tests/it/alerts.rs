@@ -162,6 +162,8 @@ fn finding() -> Finding {
         mapping: None,
         nested_group: None,
         people_left_out: None,
+        plan: None,
+        reason: None,
     }
 }
 

@@ -489,3 +489,242 @@ fn the_limit_is_reported_in_the_plan_text() {
     let text = enforce::render_text(&[plan], true);
     assert!(text.contains("over enforce.max_changes = 10"), "{text}");
 }
+
+// ---- The daemon with [enforce] ------------------------------------------------------
+
+struct Daemon {
+    d: std::sync::Arc<scimwatch::daemon::Daemon>,
+    cancel: tokio_util::sync::CancellationToken,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl World {
+    /// The daemon on this world's config plus `extra` (alerts to the sim's PagerDuty).
+    async fn daemon(&self, extra: &str) -> Daemon {
+        let mut text = std::fs::read_to_string(&self.config_path).unwrap();
+        text.push_str(&format!(
+            "\n[store]\npath = \"{}\"\n[sync]\ninterval = \"1h\"\n[triggers]\nsystem_log_poll = \"0s\"\naudit_poll = \"0s\"\n[server]\nlisten = \"127.0.0.1:0\"\n[alerts]\nretry_max_backoff = \"1s\"\n[[alerts.sink]]\nname = \"oncall\"\nkind = \"pagerduty\"\nrouting_key = \"R0123456789abcdef0123456789abcde\"\nurl = \"{}/pagerduty/v2/enqueue\"\n[[alerts.route]]\nsinks = [\"oncall\"]\n{extra}",
+            self._dir.path().join("scimwatch.db").display(),
+            self.sim.url()
+        ));
+        let config =
+            scimwatch::config::load_str(&text, &self.config_path, &Default::default()).unwrap();
+        let known: Vec<String> = config.workspaces.iter().map(|w| w.name.clone()).collect();
+        let mappings = scimwatch::mapping::load_dir(
+            &config.mappings.dir,
+            &config.base_dir,
+            &known,
+            Utc::now(),
+        )
+        .unwrap();
+        let d = std::sync::Arc::new(
+            scimwatch::daemon::Daemon::build(config, mappings, RetryConfig::fast())
+                .await
+                .unwrap(),
+        );
+        let cancel = tokio_util::sync::CancellationToken::new();
+        let task = tokio::spawn(d.clone().run(cancel.clone()));
+        Daemon { d, cancel, task }
+    }
+
+    async fn pagerduty(&self) -> Vec<Value> {
+        let v: Value = self
+            .http
+            .get(format!("{}/_sim/sinks", self.sim.url()))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        v["pagerduty"].as_array().cloned().unwrap_or_default()
+    }
+}
+
+impl Daemon {
+    async fn pass(&self) {
+        self.d
+            .activate([scimwatch::triggers::Reason::Periodic].into())
+            .await;
+    }
+    async fn drained(&self) {
+        let start = std::time::Instant::now();
+        while self
+            .d
+            .store
+            .outbox_depth()
+            .await
+            .unwrap()
+            .iter()
+            .any(|d| d.pending > 0)
+        {
+            assert!(start.elapsed() < std::time::Duration::from_secs(10));
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+    fn open(&self) -> Vec<Value> {
+        let doc: Value =
+            serde_json::from_str(&self.d.server.findings.read().unwrap().clone().unwrap()).unwrap();
+        doc["findings"].as_array().cloned().unwrap_or_default()
+    }
+    async fn stop(self) {
+        self.cancel.cancel();
+        self.task.await.unwrap().unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_apply_mode_fixed_drift_below_critical_never_pages_and_a_critical_one_pages_then_resolves(
+) {
+    let w = world(|p| p, "\n[enforce]\nmode = \"apply\"\n").await;
+    let d = w.daemon("").await;
+    d.pass().await;
+    d.drained().await;
+    assert!(w.pagerduty().await.is_empty());
+
+    // Below critical: Source Admin on the whole workspace to the analytics group.
+    let source_admin = w.role_id("Source Admin").await;
+    w.add_to_group("Segment Analytics Engineers", &source_admin)
+        .await;
+    d.pass().await;
+    d.drained().await;
+    assert!(
+        w.pagerduty().await.is_empty(),
+        "fixed in the same pass: no page"
+    );
+    assert!(!w
+        .group_permissions("Segment Analytics Engineers")
+        .await
+        .to_string()
+        .contains(&format!(
+            "\"{source_admin}\",\"roleName\":\"Source Admin\",\"resources\":[{{\"id\":\"{}\"",
+            w.ws_id().await
+        )));
+    assert!(d
+        .open()
+        .iter()
+        .all(|f| f["kind"] != "group_permissions_drift"));
+    let changes =
+        d.d.store
+            .changes_since(Utc::now() - chrono::Duration::hours(1))
+            .await
+            .unwrap();
+    let c = changes
+        .iter()
+        .find(|c| c.user == "group Segment Analytics Engineers")
+        .expect("the correction is in the change log");
+    assert_eq!(c.actor.as_deref(), Some("scimwatch"));
+    assert!(c.after.contains("mappings/production.toml:15"), "{c:?}");
+    assert_eq!(
+        changes
+            .iter()
+            .filter(|c| c.workspace == "production")
+            .count(),
+        1,
+        "logged once: {changes:?}"
+    );
+
+    // Critical: Workspace Owner to the marketing group. Reverted, paged, resolved.
+    w.add_to_group("Segment Marketing", OWNER).await;
+    d.pass().await;
+    d.drained().await;
+    let pd = w.pagerduty().await;
+    assert_eq!(pd.len(), 2, "{pd:#?}");
+    assert_eq!(pd[0]["event_action"], "trigger");
+    assert_eq!(pd[0]["payload"]["severity"], "critical");
+    assert!(
+        pd[0]["payload"]["summary"]
+            .as_str()
+            .unwrap()
+            .contains("Reverted by scimwatch at"),
+        "{:#}",
+        pd[0]
+    );
+    assert_eq!(pd[1]["event_action"], "resolve");
+    assert_eq!(pd[1]["dedup_key"], pd[0]["dedup_key"]);
+    assert!(!w
+        .group_permissions("Segment Marketing")
+        .await
+        .to_string()
+        .contains(OWNER));
+    let status = d.d.server.status_doc();
+    assert_eq!(status["enforce"]["mode"], "apply", "{status:#}");
+    d.stop().await;
+    w.sim.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plan_over_the_limit_is_not_applied_and_raises_enforce_blocked() {
+    let w = world(|p| p, "\n[enforce]\nmode = \"apply\"\nmax_changes = 1\n").await;
+    let d = w.daemon("").await;
+    d.pass().await;
+    w.add_to_group("Segment Marketing", OWNER).await;
+    w.add_to_group("Segment Support", OWNER).await;
+    d.pass().await;
+    d.drained().await;
+    assert!(
+        w.group_permissions("Segment Marketing")
+            .await
+            .to_string()
+            .contains(OWNER),
+        "nothing applied"
+    );
+    let open = d.open();
+    let blocked = open
+        .iter()
+        .find(|f| f["kind"] == "enforce_blocked")
+        .expect("enforce_blocked");
+    assert_eq!(blocked["severity"], "error");
+    assert_eq!(blocked["workspace"], "production");
+    assert!(
+        blocked["reason"]
+            .as_str()
+            .unwrap()
+            .contains("more than enforce.max_changes = 1"),
+        "{blocked:#}"
+    );
+    assert_eq!(blocked["plan"]["changes"], 2, "{blocked:#}");
+    let pd = w.pagerduty().await;
+    assert!(
+        pd.iter()
+            .any(|e| e["payload"]["class"] == "enforce_blocked"),
+        "{pd:#?}"
+    );
+    assert_eq!(
+        pd.iter()
+            .filter(|e| e["payload"]["class"] == "group_permissions_drift")
+            .count(),
+        2,
+        "the drift it did not fix pages normally"
+    );
+    // A person applies it; the next pass resolves the block.
+    let (code, stdout, _) = w.run(&["apply", "--yes"]).await;
+    assert_eq!(code, 0, "{stdout}");
+    d.pass().await;
+    assert!(d.open().iter().all(|f| f["kind"] != "enforce_blocked"));
+    d.stop().await;
+    w.sim.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_plan_mode_the_plan_is_on_status_and_in_metrics_and_nothing_is_written() {
+    let w = world(|p| p, "\n[enforce]\nmode = \"plan\"\n").await;
+    let d = w.daemon("").await;
+    w.add_to_group("Segment Marketing", OWNER).await;
+    d.pass().await;
+    let status = d.d.server.status_doc();
+    assert_eq!(status["enforce"]["mode"], "plan");
+    assert_eq!(status["enforce"]["plan"]["changes"], 1, "{status:#}");
+    let m = d.d.metrics.render(&d.d.stats);
+    assert!(
+        m.contains(r#"scimwatch_enforce_plan_changes{workspace="production"} 1"#),
+        "{m}"
+    );
+    assert!(w
+        .group_permissions("Segment Marketing")
+        .await
+        .to_string()
+        .contains(OWNER));
+    d.stop().await;
+    w.sim.stop().await;
+}

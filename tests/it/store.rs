@@ -40,6 +40,8 @@ fn finding(workspace: &str, user: &str, state: State, deadline: Option<DateTime<
         mapping: None,
         nested_group: None,
         people_left_out: None,
+        plan: None,
+        reason: None,
     }
 }
 

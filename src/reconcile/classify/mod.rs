@@ -186,6 +186,8 @@ fn base(
         mapping: None,
         nested_group: None,
         people_left_out: None,
+        plan: None,
+        reason: None,
     }
 }
 
