@@ -291,19 +291,46 @@ async fn plan_prints_a_readable_diff_and_apply_makes_check_clean_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn apply_makes_check_exit_zero() {
+async fn apply_makes_check_exit_zero_and_never_undoes_a_scim_push() {
     let w = world(|p| p, "").await;
     w.add_to_group("Segment Marketing", OWNER).await;
     let (code, _, _) = w.run(&["check"]).await;
     assert_eq!(code, 1);
+    // Okta adds someone to the group while apply runs; SCIM pushes it meanwhile.
+    let r = w
+        .http
+        .post(format!(
+            "{}/_sim/okta/groups/Segment%20Marketing/members",
+            w.sim.url()
+        ))
+        .json(&json!({"login": "olivia.chen@acme.test"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
     let (code, stdout, stderr) = w.run(&["apply", "--yes"]).await;
     assert_eq!(code, 0, "{stdout}{stderr}");
     assert!(
         stdout.contains("workspace production: now matches the mappings"),
         "{stdout}"
     );
+    let start = std::time::Instant::now();
+    while !w
+        .group_members("Segment Marketing")
+        .await
+        .contains(&"olivia.chen@acme.test".to_string())
+    {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(10),
+            "the push never landed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     let (code, stdout, _) = w.run(&["check"]).await;
-    assert_eq!(code, 0, "{stdout}");
+    assert_eq!(
+        code, 0,
+        "SCIM's membership stands and the grants match:\n{stdout}"
+    );
     w.sim.stop().await;
 }
 
