@@ -58,12 +58,15 @@ impl Daemon {
             revert_expired: self.config.enforce.revert_expired,
         };
         let mut plans: Vec<WorkspacePlan> = Vec::new();
+        let mut applied: Vec<apply::Applied> = Vec::new();
         for (name, snap, evaluation) in read.iter_mut() {
             let plan = enforce::plan_workspace(&evaluation.desired, snap, opts, now);
             self.metrics.set_enforce_plan(name, plan.size);
             if mode == EnforceMode::Apply && !plan.is_empty() {
-                self.apply_plan(&plan, snap, findings, changes, &mut done, now)
-                    .await;
+                applied.extend(
+                    self.apply_plan(&plan, snap, findings, changes, &mut done, now)
+                        .await,
+                );
             }
             plans.push(plan);
         }
@@ -72,6 +75,7 @@ impl Daemon {
                 "mode": match mode { EnforceMode::Plan => "plan", _ => "apply" },
                 "at": format_time(&now),
                 "plan": enforce::render_json(&plans),
+                "applied": applied,
             }));
         }
         done
@@ -85,7 +89,7 @@ impl Daemon {
         changes: &mut Vec<ChangeRecord>,
         done: &mut Enforced,
         now: DateTime<Utc>,
-    ) {
+    ) -> Option<apply::Applied> {
         let ws = plan.workspace.as_str();
         if plan.over_limit() {
             tracing::warn!(
@@ -102,7 +106,7 @@ impl Daemon {
                 ),
                 now,
             ));
-            return;
+            return None;
         }
         let Some(client) = self
             .clients
@@ -110,7 +114,7 @@ impl Daemon {
             .find(|(w, _)| w.name == ws)
             .map(|(_, c)| c)
         else {
-            return;
+            return None;
         };
         let applied = apply::apply_workspace(client, plan).await;
         if let Some(h) = plan.held().next() {
@@ -175,6 +179,7 @@ impl Daemon {
                 }
             }
         }
+        Some(applied)
     }
 }
 

@@ -755,3 +755,56 @@ async fn in_plan_mode_the_plan_is_on_status_and_in_metrics_and_nothing_is_writte
     d.stop().await;
     w.sim.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_apply_mode_a_failed_write_is_reported_and_its_drift_pages() {
+    let w = world(|p| p, "\n[enforce]\nmode = \"apply\"\n").await;
+    let d = w.daemon("").await;
+    d.pass().await;
+    let source_admin = w.role_id("Source Admin").await;
+    w.add_to_group("Segment Analytics Engineers", &source_admin)
+        .await;
+    w.add_to_group("Segment Marketing", &source_admin).await;
+    let analytics = w.group_id("Segment Analytics Engineers").await;
+    let r = w
+        .http
+        .post(format!("{}/_sim/faults", w.sim.url()))
+        .json(&json!({"service": "segment", "workspace": "production", "method": "PUT", "path": format!("/groups/{analytics}/permissions"), "status": 500}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    d.pass().await;
+    d.drained().await;
+    let status = d.d.server.status_doc();
+    let results: Vec<String> = status["enforce"]["applied"][0]["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            format!(
+                "{} {}",
+                c["name"].as_str().unwrap(),
+                c["result"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(
+        results,
+        [
+            "Segment Analytics Engineers failed",
+            "Segment Marketing not attempted"
+        ],
+        "{status:#}"
+    );
+    let pd = w.pagerduty().await;
+    assert_eq!(
+        pd.iter()
+            .filter(|e| e["payload"]["class"] == "group_permissions_drift")
+            .count(),
+        2,
+        "unfixed drift pages normally: {pd:#?}"
+    );
+    d.stop().await;
+    w.sim.stop().await;
+}
