@@ -108,14 +108,11 @@ impl Daemon {
             ));
             return None;
         }
-        let Some(client) = self
+        let client = self
             .clients
             .iter()
             .find(|(w, _)| w.name == ws)
-            .map(|(_, c)| c)
-        else {
-            return None;
-        };
+            .map(|(_, c)| c)?;
         let applied = apply::apply_workspace(client, plan).await;
         if let Some(h) = plan.held().next() {
             findings.push(blocked(
