@@ -266,7 +266,96 @@ async fn run() -> anyhow::Result<()> {
         sim.stop().await;
     }
 
-    // 3. Idle cost at the default intervals (sync 5 m, polls 60 s).
+    // 3. Pages: a manual Owner grant → PagerDuty, through the audit poller (every 1 s),
+    //    the alert planner and the outbox.
+    {
+        let sim = sim::start(&seed, "127.0.0.1:0").await?;
+        let dir = tempfile::tempdir()?;
+        let extra = format!(
+            "[sync]\ninterval = \"1h\"\n[triggers]\nsystem_log_poll = \"0s\"\naudit_poll = \"1s\"\n[[alerts.sink]]\nname = \"oncall\"\nkind = \"pagerduty\"\nrouting_key = \"R0123456789abcdef0123456789abcde\"\nurl = \"{}/pagerduty/v2/enqueue\"\n[[alerts.sink]]\nname = \"team\"\nkind = \"slack\"\nwebhook_url = \"{}/slack/hooks/T1/B1/bench\"\n[[alerts.route]]\nsinks = [\"oncall\", \"team\"]\n",
+            sim.url(),
+            sim.url()
+        );
+        let (d, _base, cancel) = start(&sim, dir.path(), "60m", &extra).await?;
+        tokio::time::sleep(Duration::from_secs(2)).await; // the audit poller sets its checkpoint
+        let http = reqwest::Client::new();
+        let users: Value = http
+            .get(format!(
+                "{}/segment/production/users?pagination.count=1000",
+                sim.url()
+            ))
+            .bearer_auth("ui-ana-token")
+            .send()
+            .await?
+            .json()
+            .await?;
+        let ws: Value = http
+            .get(format!("{}/segment/production/", sim.url()))
+            .bearer_auth("ui-ana-token")
+            .send()
+            .await?
+            .json()
+            .await?;
+        let pd_count = || async {
+            let v: Value = reqwest::get(format!("{}/_sim/sinks", sim.url()))
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            Some((
+                v["pagerduty"].as_array().map_or(0, Vec::len),
+                v["slack"].as_array().map_or(0, Vec::len),
+            ))
+        };
+        let mut pages = Vec::new();
+        let who = [
+            "omar.khan@acme.test",
+            "nina.berg@acme.test",
+            "rita.souza@acme.test",
+        ];
+        for (n, email) in who.iter().enumerate() {
+            let id = users["data"]["users"]
+                .as_array()
+                .and_then(|a| a.iter().find(|u| u["email"] == *email))
+                .and_then(|u| u["id"].as_str())
+                .unwrap_or_default()
+                .to_string();
+            let t = Instant::now();
+            let r = http
+                .post(format!("{}/segment/production/users/{id}/permissions", sim.url()))
+                .bearer_auth("ui-ana-token")
+                .json(&json!({"permissions": [{"roleId": "1WDUuRLxv84rrfCNUwvkrRtkxnS", "resources": [{"id": ws["data"]["workspace"]["id"], "type": "WORKSPACE"}]}]}))
+                .send()
+                .await?;
+            anyhow::ensure!(r.status().is_success());
+            loop {
+                if pd_count().await.is_some_and(|(pd, _)| pd > n) {
+                    break;
+                }
+                anyhow::ensure!(t.elapsed() < Duration::from_secs(15), "no page");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            pages.push(t.elapsed());
+        }
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        let (pd, slack) = pd_count().await.unwrap_or_default();
+        let sent: u64 = d
+            .stats
+            .snapshot()
+            .iter()
+            .filter(|((service, _, _), _)| *service == "pagerduty" || *service == "slack")
+            .map(|(_, n)| *n)
+            .sum();
+        println!(
+            "manual Owner grant → PagerDuty page (audit poll every 1 s, planner, outbox): {}; {pd} PagerDuty events and {slack} Slack messages for 3 problems ({sent} sink requests)",
+            secs(&pages)
+        );
+        cancel.cancel();
+        sim.stop().await;
+    }
+
+    // 4. Idle cost at the default intervals (sync 5 m, polls 60 s).
     {
         let sim = sim::start(&seed, "127.0.0.1:0").await?;
         let dir = tempfile::tempdir()?;
