@@ -538,6 +538,7 @@ mod tests {
             mapping: None,
             nested_group: None,
             people_left_out: None,
+            evidence: None,
         }
     }
 

@@ -153,6 +153,7 @@ fn finding(
         reverted_by_scim: Some(false),
         nested_group: None,
         people_left_out: None,
+        evidence: None,
         message: format!(
             "{user} holds different roles in {} (policy consistent = [{}]): {}. No mapping justification or exception explains it.",
             here.join(" and "),

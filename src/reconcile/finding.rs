@@ -221,6 +221,10 @@ pub struct Finding {
     /// who are not direct members of the mapped group (Entra leaves them out).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub people_left_out: Option<u32>,
+    /// Entra ID: what the provisioning log says about the user of a SCIM-carried finding
+    /// that turned to drift (added by the daemon, never by the pure core).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<crate::model::Evidence>,
 }
 
 impl Finding {

@@ -192,6 +192,7 @@ pub(crate) mod tests_support {
             mapping: None,
             nested_group: None,
             people_left_out: None,
+            evidence: None,
         }
     }
 }

@@ -162,6 +162,7 @@ fn finding() -> Finding {
         mapping: None,
         nested_group: None,
         people_left_out: None,
+        evidence: None,
     }
 }
 

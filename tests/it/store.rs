@@ -40,6 +40,7 @@ fn finding(workspace: &str, user: &str, state: State, deadline: Option<DateTime<
         mapping: None,
         nested_group: None,
         people_left_out: None,
+        evidence: None,
     }
 }
 

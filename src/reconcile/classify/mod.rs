@@ -186,6 +186,7 @@ fn base(
         mapping: None,
         nested_group: None,
         people_left_out: None,
+        evidence: None,
     }
 }
 
