@@ -186,11 +186,6 @@ pub async fn main(cli: Cli) -> i32 {
 
 async fn run(config: Option<&Path>) -> anyhow::Result<()> {
     let Loaded { config, mappings } = load(config)?;
-    if config.idp.kind == crate::model::IdpKind::AzureAd {
-        anyhow::bail!(
-            "idp.kind = \"azure_ad\" works with `check` and `validate`; the daemon (`run`) reads Okta only for now"
-        );
-    }
     crate::daemon::main(config, mappings).await
 }
 

@@ -99,7 +99,7 @@ async fn scenario(sim_url: &str, config_text: &str) -> anyhow::Result<()> {
     let daemon = Arc::new(Daemon::build(config, mappings, RetryConfig::fast()).await?);
     let clients: Vec<_> = daemon.clients.iter().map(|(_, c)| c.clone()).collect();
     let problems =
-        crate::cli::validate_loaded(&daemon.config, &daemon.mappings, &daemon.okta, &clients)
+        crate::cli::validate_loaded(&daemon.config, &daemon.mappings, &daemon.idp, &clients)
             .await?;
     if !problems.is_empty() {
         bail!(
