@@ -82,7 +82,11 @@ pub enum Command {
         idp: Option<IdpArg>,
     },
     /// A narrated scenario on the embedded simulator.
-    Demo,
+    Demo {
+        /// The IdP the scenario runs on (default okta).
+        #[arg(long, value_enum)]
+        idp: Option<IdpArg>,
+    },
     /// Alert sinks: `alerts test` sends a labelled test alert through each.
     Alerts {
         #[command(subcommand)]
@@ -152,7 +156,10 @@ pub async fn main(cli: Cli) -> i32 {
                 2
             }
         },
-        Command::Demo => match crate::demo::run().await {
+        Command::Demo { idp } => match match idp {
+            Some(IdpArg::AzureAd) => crate::demo::azure::run().await,
+            _ => crate::demo::run().await,
+        } {
             Ok(()) => 0,
             Err(e) => {
                 eprintln!("scimwatch demo: {}", chain(e.as_ref()));

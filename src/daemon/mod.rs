@@ -2,7 +2,8 @@
 //!
 //! Shape (STYLE.md, omicron's background tasks): one reconciler loop runs one activation
 //! at a time; triggers (the periodic tick, pending deadlines, the Okta hook, the System
-//! Log and audit-trail pollers) only wake it through the [`Activator`], and every
+//! Log and audit-trail pollers; on Entra ID the `groups/delta` poller and `/hooks/graph`)
+//! only wake it through the [`Activator`], and every
 //! activation re-reads what it needs. Each activation is recorded (store, metrics,
 //! `/status`) with a typed result.
 //!

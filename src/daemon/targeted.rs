@@ -15,6 +15,8 @@
 //! - A touched mapped group that reads empty after a non-empty snapshot fails the pass
 //!   (Okta's silent `200 []`).
 //! - With nothing kept yet (no earlier full pass) it declines, and a full pass runs.
+//! - Okta only: it reads the System Log. Under Entra ID it always declines, so every
+//!   event-woken activation (delta poller, `/hooks/graph`, audit trail) is a full pass.
 
 use std::collections::{BTreeMap, BTreeSet};
 

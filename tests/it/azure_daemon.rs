@@ -399,7 +399,7 @@ async fn a_gone_delta_token_resyncs_from_scratch_and_runs_a_full_pass() {
 #[tokio::test]
 async fn delta_rounds_report_member_changes_and_expired_tokens_reset() {
     use scimwatch::idp::azure::{Azure, DeltaRound};
-    let sim = sim::start(&seed("delta_token_lifetime = \"2s\""), "127.0.0.1:0")
+    let sim = sim::start(&seed("delta_token_lifetime = \"4s\""), "127.0.0.1:0")
         .await
         .unwrap();
     let text = sim
@@ -432,7 +432,10 @@ async fn delta_rounds_report_member_changes_and_expired_tokens_reset() {
         groups,
         entries,
         delta_link,
-    } = az.groups_delta(None, std::slice::from_ref(&owners)).await.unwrap()
+    } = az
+        .groups_delta(None, std::slice::from_ref(&owners))
+        .await
+        .unwrap()
     else {
         panic!("an initial round resets nothing")
     };
@@ -463,7 +466,7 @@ async fn delta_rounds_report_member_changes_and_expired_tokens_reset() {
     };
     assert_eq!(groups.into_iter().collect::<Vec<_>>(), vec![owners.clone()]);
     assert_eq!(entries, 2, "olivia added, ben removed");
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    tokio::time::sleep(Duration::from_millis(4500)).await;
     match az.groups_delta(Some(&delta_link), &[]).await.unwrap() {
         DeltaRound::Reset { reason } => assert!(reason.contains("410"), "{reason}"),
         other => panic!("expected a reset, got {other:?}"),
@@ -735,4 +738,28 @@ async fn a_quarantined_job_pages_one_source_unavailable_and_no_drift() {
         .is_empty());
     run.stop().await;
     sim.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_entra_demo_runs_to_the_end() {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_scimwatch"))
+        .args(["demo", "--idp", "azure_ad"])
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for expected in [
+        "nested_group_not_provisioned",
+        "Entra change → pending (delta)",
+        "Entra's provisioning log: failure",
+        "direct_grant",
+    ] {
+        assert!(stdout.contains(expected), "{expected} missing:\n{stdout}");
+    }
 }
