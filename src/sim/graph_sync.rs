@@ -413,7 +413,7 @@ pub fn delta(app: &App, req: &Req, d: &Directory, origin: &str) -> Response {
                 from: None,
                 to: sync.delta_log.len(),
                 offset: 0,
-                issued: now.timestamp(),
+                issued: now.timestamp_millis(),
                 members,
                 ids,
             };
@@ -426,7 +426,8 @@ pub fn delta(app: &App, req: &Req, d: &Directory, origin: &str) -> Response {
         else {
             return error(400, "Request_BadRequest", "Invalid delta token.");
         };
-        let expired = now.timestamp() - f.issued > sync.delta_token_lifetime.as_secs() as i64;
+        let expired =
+            now.timestamp_millis() - f.issued >= sync.delta_token_lifetime.as_millis() as i64;
         if f.epoch != sync.delta_epoch || expired {
             let mut resp = error(
                 410,
@@ -469,7 +470,7 @@ pub fn delta(app: &App, req: &Req, d: &Directory, origin: &str) -> Response {
             from: None,
             to: sync.delta_log.len(),
             offset: 0,
-            issued: now.timestamp(),
+            issued: now.timestamp_millis(),
             members,
             ids,
         }
@@ -555,7 +556,7 @@ pub fn delta(app: &App, req: &Req, d: &Directory, origin: &str) -> Response {
     let last = Frozen {
         from: None,
         offset: 0,
-        issued: now.timestamp(),
+        issued: now.timestamp_millis(),
         ..frozen
     };
     delta_page(app, origin, Map::new(), page, Some(last), None)
