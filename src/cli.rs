@@ -103,7 +103,11 @@ pub enum Command {
         idp: Option<IdpArg>,
     },
     /// A narrated scenario on the embedded simulator.
-    Demo,
+    Demo {
+        /// The IdP the scenario runs on (default okta).
+        #[arg(long, value_enum)]
+        idp: Option<IdpArg>,
+    },
     /// Alert sinks: `alerts test` sends a labelled test alert through each.
     Alerts {
         #[command(subcommand)]
@@ -179,7 +183,10 @@ pub async fn main(cli: Cli) -> i32 {
                 2
             }
         },
-        Command::Demo => match crate::demo::run().await {
+        Command::Demo { idp } => match match idp {
+            Some(IdpArg::AzureAd) => crate::demo::azure::run().await,
+            _ => crate::demo::run().await,
+        } {
             Ok(()) => 0,
             Err(e) => {
                 eprintln!("scimwatch demo: {}", chain(e.as_ref()));
@@ -213,11 +220,6 @@ pub async fn main(cli: Cli) -> i32 {
 
 async fn run(config: Option<&Path>) -> anyhow::Result<()> {
     let Loaded { config, mappings } = load(config)?;
-    if config.idp.kind == crate::model::IdpKind::AzureAd {
-        anyhow::bail!(
-            "idp.kind = \"azure_ad\" works with `check` and `validate`; the daemon (`run`) reads Okta only for now"
-        );
-    }
     crate::daemon::main(config, mappings).await
 }
 

@@ -16,7 +16,9 @@
 //! daemon/            `run`: mod.rs (wiring, the reconcile loop: one activation at a time,
 //!                    deadlines, full passes with per-workspace failure scoping, graceful
 //!                    shutdown), targeted.rs (event-woken passes that re-read only what
-//!                    the events touched)
+//!                    the events touched; Okta only, Entra runs full passes), entra.rs
+//!                    (provisioning-job quarantine as an unavailable source, provisioning-log
+//!                    evidence on stalled findings)
 //! metrics.rs         Prometheus text, by hand; never a person in a label
 //! model.rs           our vocabulary: Email, Grant, IdP and Segment snapshots. No vendor JSON.
 //! http.rs            the one place that retries (backon) and paces (governor + headers)
@@ -31,7 +33,9 @@
 //!                    policy.rs (X-Rate-Limit-*), wire.rs (DTOs)
 //!   azure/           Microsoft Graph: mod.rs (groups, direct members, nested groups,
 //!                    directory audits, nextLink paging), auth.rs (client secret or
-//!                    certificate assertion), policy.rs (Retry-After, RU percentage), wire.rs
+//!                    certificate assertion), policy.rs (Retry-After, RU percentage), wire.rs,
+//!                    delta.rs (groups/delta rounds, resets, subscriptions), provisioning.rs
+//!                    (job status, provisioning-log evidence)
 //! segment/           client.rs (reads, envelopes, cursors, typed errors), policy.rs
 //!                    (X-RateLimit-*, msBeforeNext), wire.rs (DTOs)
 //! reconcile/         one pass
@@ -51,15 +55,19 @@
 //!   tests.rs         the table tests of the pure core, snapshots of what people read
 //!   tests/governance.rs  exceptions at every expiry boundary, hygiene, consistency,
 //!                    the explain value and its snapshots
-//! triggers/          Activator (reasons coalesce), pollers.rs (System Log, audit trail)
+//! triggers/          Activator (reasons coalesce), pollers.rs (System Log, audit trail),
+//!                    graph.rs (Entra: groups/delta poller, subscription manager)
 //! store/             SQLite via sqlx (WAL, migrations/ embedded): findings.rs, changes.rs
 //!                    (append-only), checkpoints.rs, snapshots.rs, activations.rs,
 //!                    alerts.rs (open alerts, source failure counters, outbox, broken sinks)
 //! server/            router(state): /livez /readyz /metrics /status /findings, hooks.rs
-//!                    (Okta Event Hook receiver), auth.rs (constant-time bearer/secret)
+//!                    (Okta Event Hook receiver), graph.rs (Graph change notifications),
+//!                    auth.rs (constant-time bearer/secret)
 //! output.rs          the text table and the JSON of findings.md
 //! sim/               the simulator (sim.md): okta.rs, systemlog.rs, oauth.rs, graph.rs
-//!                    (Graph v1.0 + Entra token endpoint), graph_state.rs (the tenant), segment.rs,
+//!                    (Graph v1.0 + Entra token endpoint), graph_state.rs (the tenant),
+//!                    graph_sync.rs (delta, apps and jobs, provisioning logs, subscriptions
+//!                    and notification delivery), segment.rs,
 //!                    segment_iam.rs, scim.rs, push.rs, control.rs, state.rs (one store),
 //!                    seed.rs, filter.rs, cursor.rs, ratelimit.rs, http.rs, hooks.rs (Okta
 //!                    Event Hook delivery), sinks.rs (PagerDuty, Slack, webhook receivers)
@@ -75,7 +83,8 @@
 //!                    feeds it and the executor (one replace call per group or user)
 //! explain.rs         `explain <email>`: one person's access from a fresh read (pure value,
 //!                    text and JSON renderings) plus the change log when the store exists
-//! demo.rs            the narrated scenario: the daemon in-process on the embedded simulator
+//! demo/              the narrated scenario: the daemon in-process on the embedded simulator;
+//!                    mod.rs (Okta), azure.rs (`demo --idp azure_ad`: Entra ID, delta, evidence)
 //! ```
 //!
 //! # Invariants

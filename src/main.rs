@@ -7,7 +7,7 @@ fn main() {
     let level = match cli.command {
         scimwatch::cli::Command::Sim { .. } | scimwatch::cli::Command::Run => "info",
         // The demo narrates what the daemon finds; its own log lines would say it twice.
-        scimwatch::cli::Command::Demo => "warn,scimwatch::daemon=off",
+        scimwatch::cli::Command::Demo { .. } => "warn,scimwatch::daemon=off",
         _ => "warn",
     };
     scimwatch::telemetry::init(level);

@@ -582,6 +582,7 @@ mod tests {
             people_left_out: None,
             plan: None,
             reason: None,
+            evidence: None,
         }
     }
 

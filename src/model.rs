@@ -351,6 +351,48 @@ pub struct NestedGroup {
 /// IdPs whose groups do not nest (Okta).
 pub type NestedGroups = BTreeMap<String, Vec<NestedGroup>>;
 
+/// Entra ID: what the provisioning log says about one user's latest push (findings.md
+/// `evidence`): `status` is `success`, `failure`, `skipped` or `warning`; `error_code` and
+/// `reason` come from `provisioningStatusInfo.errorInformation`; `time` is the record's
+/// `activityDateTime`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Evidence {
+    pub status: String,
+    pub error_code: Option<String>,
+    pub reason: Option<String>,
+    #[serde(with = "evidence_time")]
+    pub time: DateTime<Utc>,
+}
+
+mod evidence_time {
+    use chrono::{DateTime, Utc};
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
+        DateTime::<Utc>::deserialize(d)
+    }
+}
+
+/// Entra ID: the state of one enterprise app's provisioning job
+/// (`/servicePrincipals/{id}/synchronization/jobs`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProvisioningJob {
+    pub id: String,
+    /// `NotConfigured`, `NotRun`, `Active`, `Paused` or `Quarantine`.
+    pub status: String,
+    /// `status.quarantine.reason` while in quarantine.
+    pub quarantine_reason: Option<String>,
+}
+
+impl ProvisioningJob {
+    pub fn quarantined(&self) -> bool {
+        self.status.eq_ignore_ascii_case("quarantine")
+    }
+}
+
 /// What reading the mapped groups gives: each reference's outcome, and (Entra ID) the
 /// groups nested inside the found ones.
 #[derive(Clone, Debug, Default)]

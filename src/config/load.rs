@@ -626,6 +626,10 @@ fn read_workspaces(
             .unwrap_or_else(|| vec!["scim".into(), "sso".into()]);
         let automation_actors = t.opt_str_list("automation_actors", out).unwrap_or_default();
         let self_actor = t.opt_str("self_actor", out);
+        let entra_app_id = t
+            .opt_str("entra_app_id", out)
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty());
         t.finish(out);
         if let (Some(name), Some(api_url), Some(token)) = (name, api_url, token) {
             list.push(WorkspaceConfig {
@@ -635,6 +639,7 @@ fn read_workspaces(
                 scim_actors,
                 automation_actors,
                 self_actor,
+                entra_app_id,
             });
         }
     }

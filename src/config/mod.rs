@@ -142,6 +142,10 @@ pub struct WorkspaceConfig {
     pub scim_actors: Vec<String>,
     pub automation_actors: Vec<String>,
     pub self_actor: Option<String>,
+    /// Entra ID: the application (client) id of the Segment enterprise app that provisions
+    /// this workspace; when set, its provisioning job is checked for quarantine and its
+    /// provisioning logs scope the evidence on findings.
+    pub entra_app_id: Option<String>,
 }
 
 #[derive(Clone, Debug)]

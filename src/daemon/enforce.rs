@@ -256,6 +256,7 @@ fn blocked(plan: &WorkspacePlan, reason: &str, now: DateTime<Utc>) -> Finding {
         people_left_out: None,
         plan: Some(enforce::render_json(std::slice::from_ref(plan))),
         reason: Some(reason.to_string()),
+        evidence: None,
         message: format!("scimwatch did not apply the plan for workspace {ws}: {reason}."),
         remedy: "Review it with `scimwatch plan`, then run `scimwatch apply` (a person may apply any size), or raise enforce.max_changes; for the last Owner, grant Workspace Owner to someone else first.".into(),
         extra: None,

@@ -2,7 +2,8 @@
 //!
 //! Shape (STYLE.md, omicron's background tasks): one reconciler loop runs one activation
 //! at a time; triggers (the periodic tick, pending deadlines, the Okta hook, the System
-//! Log and audit-trail pollers) only wake it through the [`Activator`], and every
+//! Log and audit-trail pollers; on Entra ID the `groups/delta` poller and `/hooks/graph`)
+//! only wake it through the [`Activator`], and every
 //! activation re-reads what it needs. Each activation is recorded (store, metrics,
 //! `/status`) with a typed result.
 //!
@@ -37,16 +38,16 @@ use crate::alert::outbox::{Horizons, Outbox};
 use crate::alert::plan::{self, Outcome};
 use crate::config::{Config, WorkspaceConfig};
 use crate::http::{RequestStats, RetryConfig};
-use crate::idp::okta::Okta;
+use crate::idp::Idp;
 use crate::mapping::MappingSet;
 use crate::metrics::Metrics;
 use crate::model::WorkspaceSnapshot;
 use crate::output::{Report, WorkspaceSummary};
 use crate::reconcile::consistency::{self, Evaluated};
 use crate::reconcile::history::{self, IdpMembership};
-use crate::reconcile::{evaluate_workspace, pass, sort, Finding, Kind, Settings};
+use crate::reconcile::{evaluate_nested_workspace, pass, sort, Finding, Kind, Settings};
 use crate::segment::SegmentClient;
-use crate::server::{OktaHook, Readiness, ServerState};
+use crate::server::{GraphHook, OktaHook, Readiness, ServerState};
 use crate::store::{Activation, Store};
 use crate::triggers::{pollers, Activator, Reason};
 
@@ -54,10 +55,14 @@ use crate::triggers::{pollers, Activator, Reason};
 pub const GRACE: Duration = Duration::from_secs(10);
 
 mod enforce;
+mod entra;
 mod targeted;
 
 const IDP_MEMBERSHIP: &str = "idp.membership";
 const IDP_OBSERVED: &str = "idp.observed_events";
+/// Entra ID: the group ids the delta poller watches (mapped and nested), from the last
+/// full pass.
+const GRAPH_SCOPE: &str = "graph.delta_scope";
 /// When the last successful pass (full or targeted) ran.
 const LAST_PASS: &str = "reconciler.last_pass";
 
@@ -67,7 +72,8 @@ pub struct Daemon {
     pub mappings: MappingSet,
     pub settings: Settings,
     pub store: Store,
-    pub okta: Okta,
+    /// The IdP the config names (Okta or Entra ID).
+    pub idp: Idp,
     pub clients: Vec<(WorkspaceConfig, SegmentClient)>,
     pub activator: Activator,
     pub metrics: Arc<Metrics>,
@@ -84,6 +90,12 @@ pub struct Daemon {
     summaries: Mutex<Vec<WorkspaceSummary>>,
     /// `/status`'s `enforce`: the last pass's plan (`enforce.mode` plan or apply).
     enforce_status: Mutex<Option<serde_json::Value>>,
+    /// Entra ID: the group ids the delta poller watches, published after each full pass.
+    graph_scope: tokio::sync::watch::Sender<Vec<String>>,
+    /// Entra ID: lifecycle events from `/hooks/graph` for the subscription manager (taken
+    /// when it starts).
+    lifecycle:
+        Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<crate::triggers::graph::Lifecycle>>>,
 }
 
 /// The shortest wait before re-checking a past deadline after a failed pass.
@@ -99,7 +111,7 @@ impl Daemon {
         let settings = crate::cli::settings(&config)?;
         let store = Store::open(&config.store.path).await?;
         let stats = RequestStats::new();
-        let okta = Okta::new(&config.idp, retry.clone(), stats.clone())?;
+        let idp = Idp::new(&config.idp, retry.clone(), stats.clone())?;
         let clients = config
             .workspaces
             .iter()
@@ -132,6 +144,17 @@ impl Daemon {
                 metrics.clone(),
             )
         });
+        let azure = matches!(idp, Idp::Azure(_));
+        let manage = azure
+            && config.triggers.graph_notification_url.is_some()
+            && config.triggers.graph_client_state.is_some();
+        let (lifecycle_tx, lifecycle_rx) = tokio::sync::mpsc::unbounded_channel();
+        let scope: Vec<String> = store
+            .snapshot_get(GRAPH_SCOPE)
+            .await?
+            .and_then(|v| serde_json::from_value(v).ok())
+            .unwrap_or_default();
+        let (graph_scope, _) = tokio::sync::watch::channel(scope);
         let server = Arc::new(ServerState {
             metrics: metrics.clone(),
             requests: stats.clone(),
@@ -154,6 +177,15 @@ impl Daemon {
                     secret,
                     header: config.triggers.okta_hook_header.clone(),
                 }),
+            graph_hook: config
+                .triggers
+                .graph_client_state
+                .clone()
+                .filter(|_| azure)
+                .map(|client_state| GraphHook {
+                    client_state,
+                    lifecycle: manage.then(|| lifecycle_tx.clone()),
+                }),
             auth_token: config.server.auth_token.clone(),
             seen_events: Mutex::new(Default::default()),
         });
@@ -163,7 +195,7 @@ impl Daemon {
             mappings,
             settings,
             store,
-            okta,
+            idp,
             clients,
             activator,
             metrics,
@@ -173,6 +205,8 @@ impl Daemon {
             last_failed: std::sync::atomic::AtomicBool::new(false),
             summaries: Mutex::new(Vec::new()),
             enforce_status: Mutex::new(None),
+            graph_scope,
+            lifecycle: Mutex::new(manage.then_some(lifecycle_rx)),
         })
     }
 
@@ -243,14 +277,41 @@ impl Daemon {
                 }
             }
         });
-        if !cfg.triggers.system_log_poll.is_zero() {
+        if let (Idp::Okta(okta), false) = (&self.idp, cfg.triggers.system_log_poll.is_zero()) {
             tracker.spawn(pollers::system_log(
-                self.okta.clone(),
+                okta.clone(),
                 self.store.clone(),
                 self.activator.clone(),
                 cfg.triggers.system_log_poll,
                 shutdown.clone(),
             ));
+        }
+        if let Idp::Azure(azure) = &self.idp {
+            if !cfg.triggers.graph_delta_poll.is_zero() {
+                tracker.spawn(crate::triggers::graph::delta(
+                    azure.clone(),
+                    self.store.clone(),
+                    self.activator.clone(),
+                    self.graph_scope.subscribe(),
+                    cfg.triggers.graph_delta_poll,
+                    shutdown.clone(),
+                ));
+            }
+            let lifecycle = self.lifecycle.lock().ok().and_then(|mut l| l.take());
+            if let (Some(url), Some(state), Some(rx)) = (
+                &cfg.triggers.graph_notification_url,
+                &cfg.triggers.graph_client_state,
+                lifecycle,
+            ) {
+                tracker.spawn(crate::triggers::graph::subscriptions(
+                    azure.clone(),
+                    self.store.clone(),
+                    url.clone(),
+                    state.clone(),
+                    rx,
+                    shutdown.clone(),
+                ));
+            }
         }
         if !cfg.triggers.audit_poll.is_zero() {
             for (ws, client) in &self.clients {
@@ -490,21 +551,14 @@ impl Daemon {
     ) -> anyhow::Result<serde_json::Value> {
         let selected: Vec<(&WorkspaceConfig, &SegmentClient)> =
             self.clients.iter().map(|(w, c)| (w, c)).collect();
-        let reading = match pass::read_all(
-            &self.okta,
-            &selected,
-            &self.mappings,
-            &self.settings,
-            now,
-        )
-        .await
-        {
-            Ok(r) => r,
-            Err(e) => {
-                sources.idp_error = Some(crate::cli::chain(&e));
-                return Err(e.into());
-            }
-        };
+        let reading =
+            match pass::read_all(&self.idp, &selected, &self.mappings, &self.settings, now).await {
+                Ok(r) => r,
+                Err(e) => {
+                    sources.idp_error = Some(crate::cli::chain(&e));
+                    return Err(e.into());
+                }
+            };
 
         // What the IdP side changed since the last pass, as observed by us.
         let membership = IdpMembership::from_read(&reading.idp.groups);
@@ -516,6 +570,8 @@ impl Daemon {
         let observed = self
             .observed_events(prev_membership.as_ref(), &membership, now)
             .await?;
+        let nested = reading.nested;
+        let jobs = self.provisioning_jobs().await;
         let mut idp = reading.idp;
         idp.events = history::merge_events(&idp.events, &observed);
 
@@ -528,9 +584,15 @@ impl Daemon {
         // Read workspaces and their evaluations, for the checks that span workspaces.
         let mut read: Vec<(String, WorkspaceSnapshot, crate::reconcile::Evaluation)> = Vec::new();
         for ((ws, _), (_, snap)) in self.clients.iter().zip(reading.workspaces) {
-            let snap = match snap {
-                Ok(s) => s,
-                Err(e) => {
+            let unavailable = jobs.get(&ws.name).and_then(|j| j.unavailable.clone());
+            let snap = match (snap, unavailable) {
+                (Ok(_), Some(why)) => {
+                    sources.failed.insert(ws.name.clone(), why.clone());
+                    failed.push(json!({"workspace": ws.name, "error": why}));
+                    continue;
+                }
+                (Ok(s), None) => s,
+                (Err(e), _) => {
                     tracing::error!(workspace = %ws.name, error = %crate::cli::chain(&e), "Workspace read failed; its findings stay as they were.");
                     sources
                         .failed
@@ -540,7 +602,8 @@ impl Daemon {
                 }
             };
             let mapping = self.mappings.workspaces.get(&ws.name).unwrap_or(&empty);
-            let evaluation = evaluate_workspace(ws, mapping, &snap, &idp, &self.settings, now);
+            let evaluation =
+                evaluate_nested_workspace(ws, mapping, &snap, &idp, &nested, &self.settings, now);
             findings.extend(evaluation.findings.iter().cloned());
             summaries.push(WorkspaceSummary {
                 name: ws.name.clone(),
@@ -641,6 +704,7 @@ impl Daemon {
         let ids: Vec<String> = findings.iter().map(|f| f.id.clone()).collect();
         let first_seen = self.store.findings_first_seen(&ids).await?;
         history::apply_first_seen(&mut findings, &first_seen, now);
+        self.attach_evidence(&mut findings, &idp, &jobs).await?;
         sort(&mut findings);
         let transitions = self
             .store
@@ -654,6 +718,20 @@ impl Daemon {
         self.store
             .snapshot_put(IDP_OBSERVED, &serde_json::to_value(&observed)?)
             .await?;
+        if matches!(self.idp, Idp::Azure(_)) {
+            let scope = crate::triggers::graph::scope_of(
+                membership
+                    .groups
+                    .keys()
+                    .chain(nested.values().flatten().map(|n| &n.id)),
+            );
+            if *self.graph_scope.borrow() != scope {
+                self.store
+                    .snapshot_put(GRAPH_SCOPE, &serde_json::to_value(&scope)?)
+                    .await?;
+                self.graph_scope.send_replace(scope);
+            }
+        }
         if failed.is_empty() {
             self.store
                 .snapshot_put(LAST_PASS, &serde_json::to_value(now)?)

@@ -15,6 +15,8 @@
 //! - A touched mapped group that reads empty after a non-empty snapshot fails the pass
 //!   (Okta's silent `200 []`).
 //! - With nothing kept yet (no earlier full pass) it declines, and a full pass runs.
+//! - Okta only: it reads the System Log. Under Entra ID it always declines, so every
+//!   event-woken activation (delta poller, `/hooks/graph`, audit trail) is a full pass.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -22,7 +24,7 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 
 use super::{Daemon, Kept, IDP_MEMBERSHIP, IDP_OBSERVED, LAST_PASS};
-use crate::idp::IdentityProvider;
+use crate::idp::{IdentityProvider, Idp};
 use crate::model::{
     Email, GroupRead, GroupRef, IdpGroup, IdpSnapshot, IdpUser, SegmentGroup, SegmentUser,
 };
@@ -39,6 +41,12 @@ impl Daemon {
         &self,
         now: DateTime<Utc>,
     ) -> anyhow::Result<Option<serde_json::Value>> {
+        // Targeted passes read the Okta System Log; under Entra ID every event-woken
+        // activation is a full pass (directory audits lag and are paced to 4 per 10 s, and
+        // a targeted read would miss the nested groups).
+        let Idp::Okta(okta) = &self.idp else {
+            return Ok(None);
+        };
         let Some(last) = self.store.snapshot_get(LAST_PASS).await? else {
             return Ok(None);
         };
@@ -63,8 +71,7 @@ impl Daemon {
         let since = last - SLACK;
 
         // What changed, as the logs tell it.
-        let events = self
-            .okta
+        let events = okta
             .events_since(now - self.settings.event_lookback)
             .await?;
         let fresh_events: Vec<_> = events.iter().filter(|e| e.published >= since).collect();
@@ -103,7 +110,7 @@ impl Daemon {
         let reread = if refs.is_empty() {
             Vec::new()
         } else {
-            self.okta.read_groups(&refs).await?
+            okta.read_groups(&refs).await?
         };
         for (r, g) in &reread {
             if let GroupRead::Found(g) = g {
@@ -258,7 +265,7 @@ impl Daemon {
         let fresh = if wanted.is_empty() {
             Default::default()
         } else {
-            self.okta.lookup_users(&wanted).await?
+            okta.lookup_users(&wanted).await?
         };
         for (_, g) in groups.iter_mut() {
             if let GroupRead::Found(g) = g {

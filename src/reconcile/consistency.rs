@@ -155,6 +155,7 @@ fn finding(
         people_left_out: None,
         plan: None,
         reason: None,
+        evidence: None,
         message: format!(
             "{user} holds different roles in {} (policy consistent = [{}]): {}. No mapping justification or exception explains it.",
             here.join(" and "),

@@ -231,6 +231,10 @@ pub struct Finding {
     /// `enforce_blocked`: why it was not applied.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// Entra ID: what the provisioning log says about the user of a SCIM-carried finding
+    /// that turned to drift (added by the daemon, never by the pure core).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<crate::model::Evidence>,
 }
 
 impl Finding {

@@ -194,6 +194,7 @@ pub(crate) mod tests_support {
             people_left_out: None,
             plan: None,
             reason: None,
+            evidence: None,
         }
     }
 }

@@ -267,6 +267,7 @@ impl Fx {
                 scim_actors: vec!["scim".into(), "sso".into()],
                 automation_actors: vec!["public-api-token/Terra01".into()],
                 self_actor: Some("public-api-token/Self01".into()),
+                entra_app_id: None,
             },
             mapping,
             snap,

@@ -1,7 +1,7 @@
 //! The daemon's HTTP surface: `fn router(state) -> axum::Router`.
 //!
 //! Routes on `server.listen`: `/livez`, `/readyz`, `/metrics`, `/status`, `/findings`, and
-//! the hooks (`/hooks/okta`) unless `server.hooks_listen` is set, in which case the hooks
+//! the hooks (`/hooks/okta`, `/hooks/graph`) unless `server.hooks_listen` is set, in which case the hooks
 //! are served only there ([`hooks_router`]), so the public webhook endpoint exposes
 //! nothing else. `/status` and `/findings` name people and their access: when
 //! `server.auth_token` is set they require it as a bearer token (compared in constant
@@ -18,6 +18,7 @@
 //! presented credentials never reach a log line or a response.
 
 mod auth;
+mod graph;
 mod hooks;
 
 use std::sync::{Arc, Mutex, RwLock};
@@ -42,6 +43,15 @@ pub struct OktaHook {
     pub header: String,
 }
 
+/// The Graph change-notification receiver's settings.
+#[derive(Clone, Debug)]
+pub struct GraphHook {
+    /// The `clientState` every notification item must carry.
+    pub client_state: Secret,
+    /// The subscription manager, when scimwatch manages subscriptions.
+    pub lifecycle: Option<tokio::sync::mpsc::UnboundedSender<crate::triggers::graph::Lifecycle>>,
+}
+
 /// What `/readyz` needs.
 #[derive(Clone, Debug)]
 pub struct Readiness {
@@ -62,6 +72,8 @@ pub struct ServerState {
     pub findings: RwLock<Option<String>>,
     pub ready: RwLock<Readiness>,
     pub okta_hook: Option<OktaHook>,
+    /// `/hooks/graph` (Entra ID), on when `triggers.graph_client_state_env` is set.
+    pub graph_hook: Option<GraphHook>,
     pub auth_token: Option<Secret>,
     /// Event uuids already seen by the hook receiver (bounded).
     pub seen_events: Mutex<std::collections::VecDeque<String>>,
@@ -90,6 +102,7 @@ pub fn hooks_router(state: Arc<ServerState>) -> axum::Router {
             "/hooks/okta",
             get(hooks::okta_verify).post(hooks::okta_deliver),
         )
+        .route("/hooks/graph", axum::routing::post(graph::deliver))
         .with_state(state)
 }
 

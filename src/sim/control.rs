@@ -384,6 +384,46 @@ fn azure(app: &App, method: &Method, p: &[&str], body: &Value) -> Response {
             }
         }
         (Method::POST, ["tokens", "revoke"]) => ok(json!({"revoked": dir.revoke_tokens()})),
+        (Method::POST, ["provisioning"]) => {
+            let Some(on) = body.get("quarantine").and_then(Value::as_bool) else {
+                return bad(
+                    StatusCode::BAD_REQUEST,
+                    "quarantine (true or false) is required",
+                );
+            };
+            let reason =
+                s("reason").unwrap_or_else(|| "EncounteredQuarantineException".to_string());
+            let only = s("workspace");
+            let mut changed = Vec::new();
+            for (ws, a) in dir.sync.apps.iter_mut() {
+                if only.as_deref().is_some_and(|o| o != ws) {
+                    continue;
+                }
+                a.quarantine = on.then(|| (reason.clone(), Utc::now()));
+                changed.push(ws.clone());
+            }
+            if changed.is_empty() {
+                return bad(
+                    StatusCode::NOT_FOUND,
+                    "unknown workspace (no Entra app provisions it)",
+                );
+            }
+            ok(json!({"workspaces": changed, "quarantine": on}))
+        }
+        (Method::POST, ["delta", "reset"]) => {
+            dir.sync.delta_epoch += 1;
+            ok(json!({"epoch": dir.sync.delta_epoch}))
+        }
+        (Method::POST, ["subscriptions", id, "lifecycle"]) => {
+            let Some(event) = s("event") else {
+                return bad(StatusCode::BAD_REQUEST, "event is required");
+            };
+            let tenant = dir.tenant_id.clone();
+            match dir.sync.lifecycle(id, &event, &tenant) {
+                Ok(()) => ok(json!({"queued": event})),
+                Err(why) => fail(why),
+            }
+        }
         (Method::POST, ["groups", name, "member-groups"]) => {
             let Some(child) = s("name") else {
                 return bad(

@@ -124,7 +124,15 @@ pub async fn handle(app: &App, req: Req) -> Response {
         }
     }
     let route = route_name(&req.path);
-    let mut resp = if let Some(rest) = req.path.strip_prefix("/login/") {
+    let sub_path: Option<Vec<String>> = req
+        .path
+        .strip_prefix("/v1.0/")
+        .filter(|r| r.starts_with("subscriptions"))
+        .map(|r| r.trim_matches('/').split('/').map(str::to_string).collect());
+    let mut resp = if let Some(parts) = sub_path {
+        let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
+        super::graph_sync::subscriptions(app, &req, &parts).await
+    } else if let Some(rest) = req.path.strip_prefix("/login/") {
         token(app, &req, rest)
     } else if let Some(rest) = req.path.strip_prefix("/v1.0") {
         api(app, &req, rest)
@@ -169,7 +177,14 @@ fn route_name(path: &str) -> String {
         .enumerate()
         .map(|(i, p)| {
             let prev = if i > 0 { parts[i - 1] } else { "" };
-            if (prev == "groups" || prev == "users") && !p.is_empty() {
+            if p.starts_with("servicePrincipals(") {
+                "servicePrincipals(appId)"
+            } else if matches!(
+                prev,
+                "groups" | "users" | "servicePrincipals" | "subscriptions"
+            ) && !p.is_empty()
+                && *p != "delta"
+            {
                 "{id}"
             } else {
                 p
@@ -350,6 +365,17 @@ fn needs(path: &[&str]) -> &'static [&'static str] {
         ],
         Some("users") => &["User.Read.All", "Directory.Read.All"],
         Some("auditLogs") => &["AuditLog.Read.All"],
+        Some(p) if p.starts_with("servicePrincipals") => {
+            if path.contains(&"synchronization") {
+                &[
+                    "Synchronization.Read.All",
+                    "Application.Read.All",
+                    "Directory.Read.All",
+                ]
+            } else {
+                &["Application.Read.All", "Directory.Read.All"]
+            }
+        }
         _ => &[],
     }
 }
@@ -485,6 +511,16 @@ fn api(app: &App, req: &Req, rest: &str) -> Response {
 
     let origin = format!("{}/graph/v1.0", req.origin);
     let mut resp = match path.as_slice() {
+        ["groups", "delta"] => super::graph_sync::delta(app, req, d, &origin),
+        [sp] if super::graph_sync::app_id_of(sp).is_some() => {
+            let app_id = super::graph_sync::app_id_of(sp).unwrap_or_default();
+            super::graph_sync::service_principal(d, &app_id, &origin)
+        }
+        ["servicePrincipals", id, "synchronization", "jobs"] => super::graph_sync::jobs(d, id, &origin),
+        ["auditLogs", "provisioning"] => match super::graph_sync::provisioning_logs(d, q.filter.as_deref()) {
+            Ok(items) => page(app, req, &q, &origin, "auditLogs/provisioning", items, false, d.empty_first_pages),
+            Err(r) => r,
+        },
         ["groups"] => match groups_filter(d, q.filter.as_deref()) {
             Ok(items) => {
                 let items: Vec<Value> = items.iter().map(|g| group_json(g)).collect();
@@ -683,7 +719,7 @@ fn select(v: Value, fields: Option<&[String]>, keep_type: bool) -> Value {
 }
 
 /// `'it''s'` → `it's`: the value of a single-quoted OData string at the start of `s`.
-fn quoted(s: &str) -> Option<String> {
+pub(super) fn quoted(s: &str) -> Option<String> {
     let s = s.trim().strip_prefix('\'')?;
     let mut out = String::new();
     let mut chars = s.chars().peekable();

@@ -22,7 +22,13 @@ use super::seed::{line_of, AzureSeed};
 use super::state::seed_epoch;
 use super::SimError;
 
-pub const DEFAULT_ROLES: &[&str] = &["GroupMember.Read.All", "User.Read.All", "AuditLog.Read.All"];
+pub const DEFAULT_ROLES: &[&str] = &[
+    "GroupMember.Read.All",
+    "User.Read.All",
+    "AuditLog.Read.All",
+    "Application.Read.All",
+    "Synchronization.Read.All",
+];
 const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(3599);
 
 #[derive(Clone, Debug)]
@@ -109,6 +115,8 @@ pub struct Directory {
     pub requests: BTreeMap<String, u64>,
     /// Provisioning changes waiting for the next cycle.
     pub cycle_queue: VecDeque<Change>,
+    /// Delta, provisioning, subscriptions (`graph_sync.rs`).
+    pub sync: super::graph_sync::Sync,
 }
 
 /// A GUID-shaped id derived from `seed` (stable across runs).
@@ -200,6 +208,7 @@ impl Directory {
             audit_window: Window::default(),
             requests: BTreeMap::new(),
             cycle_queue: VecDeque::new(),
+            sync: super::graph_sync::Sync::new(az),
         };
         for u in &az.user {
             d.insert_user(AzUser {
@@ -414,8 +423,15 @@ impl Directory {
     pub fn delete_user(&mut self, upn: &str) -> Result<Vec<Change>, &'static str> {
         let u = self.user_by_key(upn).cloned().ok_or("unknown user")?;
         let changes = self.deprovision_changes(&u);
+        let mut left = Vec::new();
         for g in self.groups.values_mut() {
-            g.members.remove(&u.id);
+            if g.members.remove(&u.id) {
+                left.push(g.id.clone());
+            }
+        }
+        for gid in left {
+            self.sync
+                .group_changed(&gid, Some((&u.id, "user", false)), &self.tenant_id);
         }
         self.users.remove(&u.id);
         self.by_upn.remove(&u.upn.to_lowercase());
@@ -466,6 +482,8 @@ impl Directory {
             return Ok((false, vec![]));
         }
         let g = g.clone();
+        self.sync
+            .group_changed(&g.id, Some((&u.id, "user", add)), &self.tenant_id);
         let activity = if add {
             "Add member to group"
         } else {
@@ -497,6 +515,8 @@ impl Directory {
             return Ok(false);
         }
         let g = g.clone();
+        self.sync
+            .group_changed(&g.id, Some((&cid, "group", true)), &self.tenant_id);
         let child_name = self
             .groups
             .get(&cid)
@@ -594,8 +614,10 @@ impl Directory {
             .collect();
         let audits: Vec<&Value> = self.audits.iter().map(|(_, v)| v).collect();
         let queue: Vec<Value> = self.cycle_queue.iter().map(Change::to_json).collect();
-        json!({"tenant_id": self.tenant_id, "client_id": self.client_id, "users": users, "groups": groups,
-               "directory_audits": audits, "requests": self.requests, "cycle_queue": queue})
+        let mut out = json!({"tenant_id": self.tenant_id, "client_id": self.client_id, "users": users, "groups": groups,
+               "directory_audits": audits, "requests": self.requests, "cycle_queue": queue});
+        self.sync.dump_into(&mut out);
+        out
     }
 }
 

@@ -34,6 +34,7 @@ mod cursor;
 mod filter;
 mod graph;
 mod graph_state;
+mod graph_sync;
 mod hooks;
 mod http;
 mod oauth;
@@ -191,6 +192,11 @@ impl SimHandle {
                 "self_actor = {}\n",
                 toml_str(&format!("public-api-token/{}", ws.token_id))
             ));
+            if let (IdpKind::AzureAd, Some(az)) = (kind, &st.azure) {
+                if let Some(a) = az.sync.apps.get(&ws.name) {
+                    out.push_str(&format!("entra_app_id = {}\n", toml_str(&a.app_id)));
+                }
+            }
         }
         out.push_str("\n[mappings]\n");
         out.push_str(&format!(

@@ -349,30 +349,55 @@ impl Push {
 }
 
 /// One Entra-style provisioning cycle: pushes every change queued under `[azure]` since
-/// the last cycle, in order. `paused` keeps them queued; `failing` drops them. Returns
-/// how many were applied.
+/// the last cycle, in order, and writes one provisioning-log record per change. `paused`
+/// keeps them queued; `failing` drops them and logs each as a failure (Segment's 409);
+/// the changes of a workspace whose job is in quarantine stay queued and log nothing.
+/// Returns how many were applied.
 pub fn run_cycle(app: &App) -> usize {
     let mode = app.push.lock().mode;
     let mut st = app.state();
     let Some(dir) = st.azure.as_mut() else {
         return 0;
     };
-    let changes: Vec<Change> = match mode {
-        Mode::Paused => return 0,
-        Mode::Failing => {
-            let n = dir.cycle_queue.len();
-            dir.cycle_queue.clear();
-            if n > 0 {
-                tracing::info!(changes = n, "Push engine failing: cycle's changes dropped.");
-            }
-            return 0;
+    if mode == Mode::Paused || dir.cycle_queue.is_empty() {
+        return 0;
+    }
+    let cycle = dir.sync.next_cycle();
+    let (held, due): (Vec<Change>, Vec<Change>) = dir
+        .cycle_queue
+        .drain(..)
+        .partition(|c| dir.sync.quarantined(&c.workspace));
+    dir.cycle_queue.extend(held);
+    for c in &due {
+        let email = match &c.op {
+            Op::Add { email, .. } | Op::Remove { email, .. } | Op::Deprovision { email } => email,
+        };
+        let (id, name) = match dir.user_by_key(email) {
+            Some(u) => (u.id.clone(), u.display_name.clone()),
+            None => (
+                super::graph_state::guid_from(&format!("azure-user:{}", email.to_lowercase())),
+                email.clone(),
+            ),
+        };
+        let failure = (mode == Mode::Failing).then_some((
+            "SystemForCrossDomainIdentityManagementBadResponse",
+            "The SCIM endpoint answered 409 Conflict: {\"detail\":\"User already exists in the workspace with another identity\",\"status\":\"409\"}",
+        ));
+        dir.sync.log_push(&cycle, c, (&id, &name), failure);
+    }
+    if mode == Mode::Failing {
+        if !due.is_empty() {
+            tracing::info!(
+                changes = due.len(),
+                "Push engine failing: cycle's changes dropped."
+            );
         }
-        Mode::Normal => dir.cycle_queue.drain(..).collect(),
-    };
-    for c in &changes {
+        return 0;
+    }
+    for c in &due {
         apply(&mut st, c);
     }
-    changes.len()
+    due.len()
 }
 
 /// The engine's loop: applies due changes (and runs due cycles) until cancelled.
@@ -382,6 +407,7 @@ pub async fn run(app: Arc<App>, cancel: CancellationToken) {
             _ = cancel.cancelled() => return,
             _ = tokio::time::sleep(Duration::from_millis(20)) => {}
         }
+        super::graph_sync::deliver_due(&app);
         if app.push.cycle_due() {
             let n = run_cycle(&app);
             if n > 0 {

@@ -256,12 +256,11 @@ pub struct AzureSeed {
     pub resource_units_per_10s: Option<u32>,
     #[serde(default, with = "humantime_opt")]
     pub token_lifetime: Option<Duration>,
-    /// Accepted for the delta stage; not used yet.
-    #[allow(dead_code)] // parsed so that seeds written for later stages load today
+    /// How long a `groups/delta` token stays usable (default 7 days); older ones get 410.
     #[serde(default, with = "humantime_opt")]
     pub delta_token_lifetime: Option<Duration>,
-    /// Accepted for the change-notification stage; not used yet.
-    #[allow(dead_code)] // parsed so that seeds written for later stages load today
+    /// Subscriptions expire at most this long after creation or renewal (Graph: 41,760
+    /// minutes); shorter so tests can see renewals.
     #[serde(default, with = "humantime_opt")]
     pub subscription_max_lifetime: Option<Duration>,
     /// The application permissions consented to the app (the token's `roles`); default

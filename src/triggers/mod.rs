@@ -6,6 +6,7 @@
 //! Reasons coalesce: ten hooks arriving during a pass cause one more pass, not ten.
 //! The activation re-reads everything it needs; nothing a trigger carries is trusted.
 
+pub mod graph;
 pub mod pollers;
 
 use std::collections::BTreeSet;
@@ -24,6 +25,11 @@ pub enum Reason {
     SystemLog,
     /// The Segment audit-trail poller saw a change in this workspace.
     Audit(String),
+    /// Entra ID: a `groups/delta` round saw a change, or a delta token had to be
+    /// reset (changes may have been missed).
+    GraphDelta,
+    /// Entra ID: a change notification on `/hooks/graph`, or a `missed` lifecycle event.
+    GraphHook,
 }
 
 impl Reason {
@@ -36,6 +42,8 @@ impl Reason {
             Reason::OktaHook => "okta_hook",
             Reason::SystemLog => "system_log",
             Reason::Audit(_) => "audit",
+            Reason::GraphDelta => "graph_delta",
+            Reason::GraphHook => "graph_hook",
         }
     }
 }

@@ -164,6 +164,7 @@ fn finding() -> Finding {
         people_left_out: None,
         plan: None,
         reason: None,
+        evidence: None,
     }
 }
 

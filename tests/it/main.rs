@@ -4,6 +4,7 @@
 mod alerts;
 mod alerts_e2e;
 mod azure;
+mod azure_daemon;
 mod config;
 mod daemon;
 mod e2e;

@@ -146,6 +146,7 @@ impl Server {
             scim_actors: vec![],
             automation_actors: vec![],
             self_actor: None,
+            entra_app_id: None,
         };
         (
             SegmentClient::new(&ws, RetryConfig::fast(), stats.clone()),
@@ -614,6 +615,7 @@ async fn unauthorized_names_workspace_request_and_cause() {
         scim_actors: vec![],
         automation_actors: vec![],
         self_actor: None,
+        entra_app_id: None,
     };
     let client = SegmentClient::new(&ws, RetryConfig::fast(), RequestStats::new());
     let e = client.read_workspace(needs(), since()).await.unwrap_err();
@@ -898,6 +900,7 @@ async fn no_answer_is_a_transient_transport_error() {
         scim_actors: vec![],
         automation_actors: vec![],
         self_actor: None,
+        entra_app_id: None,
     };
     let client = SegmentClient::new(&ws, RetryConfig::fast(), RequestStats::new());
     let e = client

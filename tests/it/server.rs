@@ -33,6 +33,7 @@ fn state(hook: bool, token: bool) -> Arc<ServerState> {
             last_full_success: None,
             interval: Duration::from_secs(600),
         }),
+        graph_hook: None,
         okta_hook: hook.then(|| OktaHook {
             secret: Secret::new(HOOK_SECRET),
             header: HOOK_HEADER.to_string(),

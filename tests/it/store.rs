@@ -42,6 +42,7 @@ fn finding(workspace: &str, user: &str, state: State, deadline: Option<DateTime<
         people_left_out: None,
         plan: None,
         reason: None,
+        evidence: None,
     }
 }
 

@@ -21,7 +21,9 @@
 //! - Secrets never reach URLs, errors, logs or `Debug`.
 
 mod auth;
+mod delta;
 mod policy;
+mod provisioning;
 mod wire;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -40,6 +42,7 @@ use crate::model::{
     MappedGroups, NestedGroup, UserLookup,
 };
 
+pub use delta::{DeltaRound, Subscription, MAX_DELTA_IDS};
 pub use policy::GraphPolicy;
 
 const SERVICE: &str = "graph";
@@ -70,6 +73,8 @@ struct Inner {
     audit_http: Http,
     auth: auth::Auth,
     user_attribute: UserAttribute,
+    /// Service principal object ids by app id (they never change for an app).
+    service_principals: std::sync::Mutex<HashMap<String, String>>,
 }
 
 impl std::fmt::Debug for Azure {
@@ -125,6 +130,7 @@ impl Azure {
                 audit_http,
                 auth,
                 user_attribute: cfg.user_attribute,
+                service_principals: std::sync::Mutex::new(HashMap::new()),
             }),
         })
     }

@@ -124,3 +124,79 @@ pub struct ModifiedProperty {
     pub old_value: Option<String>,
     pub new_value: Option<String>,
 }
+
+/// `GET /servicePrincipals(appId='…')`.
+#[derive(Debug, Deserialize)]
+pub struct ServicePrincipal {
+    pub id: String,
+}
+
+/// A `synchronizationJob`: only what tells a quarantine.
+#[derive(Debug, Deserialize)]
+pub struct SyncJob {
+    pub id: String,
+    pub status: Option<SyncJobStatus>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct SyncJobStatus {
+    pub code: Option<String>,
+    pub quarantine: Option<SyncQuarantine>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct SyncQuarantine {
+    pub reason: Option<String>,
+}
+
+/// A `provisioningObjectSummary` (§7): only what makes `evidence`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProvisioningRecord {
+    pub activity_date_time: DateTime<Utc>,
+    pub provisioning_status_info: Option<ProvisioningStatusInfo>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProvisioningStatusInfo {
+    pub status: Option<String>,
+    pub error_information: Option<ErrorInformation>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ErrorInformation {
+    pub error_code: Option<String>,
+    pub reason: Option<String>,
+}
+
+/// A `groups/delta` page: changed groups, then a nextLink or the deltaLink.
+#[derive(Debug, Deserialize)]
+pub struct DeltaPage {
+    #[serde(default = "Vec::new")]
+    pub value: Vec<DeltaGroup>,
+    #[serde(rename = "@odata.nextLink")]
+    pub next_link: Option<String>,
+    #[serde(rename = "@odata.deltaLink")]
+    pub delta_link: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct DeltaGroup {
+    pub id: String,
+    /// Added members, and removed ones (which carry `@removed`).
+    #[serde(rename = "members@delta", default)]
+    pub members_delta: Vec<serde_json::Value>,
+    /// The group itself was deleted (`changed`: soft, `deleted`: for good).
+    #[serde(rename = "@removed")]
+    pub removed: Option<serde_json::Value>,
+}
+
+/// `POST`/`PATCH /subscriptions` answers.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SubscriptionBody {
+    pub id: String,
+    pub expiration_date_time: DateTime<Utc>,
+}

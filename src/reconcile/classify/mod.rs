@@ -188,6 +188,7 @@ fn base(
         people_left_out: None,
         plan: None,
         reason: None,
+        evidence: None,
     }
 }
 

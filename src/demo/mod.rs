@@ -21,19 +21,21 @@ use chrono::Utc;
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
+pub mod azure;
+
 use crate::daemon::Daemon;
 use crate::http::RetryConfig;
 use crate::reconcile::{Finding, Kind, State};
 
-pub const SEED: &str = include_str!("../deploy/demo-seed.toml");
+pub const SEED: &str = include_str!("../../deploy/demo-seed.toml");
 pub const MAPPINGS: &[(&str, &str)] = &[
     (
         "mappings/production.toml",
-        include_str!("../mappings/production.toml"),
+        include_str!("../../mappings/production.toml"),
     ),
     (
         "mappings/staging.toml",
-        include_str!("../mappings/staging.toml"),
+        include_str!("../../mappings/staging.toml"),
     ),
 ];
 
@@ -99,7 +101,7 @@ async fn scenario(sim_url: &str, config_text: &str) -> anyhow::Result<()> {
     let daemon = Arc::new(Daemon::build(config, mappings, RetryConfig::fast()).await?);
     let clients: Vec<_> = daemon.clients.iter().map(|(_, c)| c.clone()).collect();
     let problems =
-        crate::cli::validate_loaded(&daemon.config, &daemon.mappings, &daemon.okta, &clients)
+        crate::cli::validate_loaded(&daemon.config, &daemon.mappings, &daemon.idp, &clients)
             .await?;
     if !problems.is_empty() {
         bail!(
@@ -487,6 +489,7 @@ impl Demo {
                 None => "new",
                 Some(o) if o.state != f.state && f.state == State::Drift => "now drift",
                 Some(o) if o.state != f.state || o.severity != f.severity => "changed",
+                Some(o) if o.evidence.is_none() && f.evidence.is_some() => "evidence",
                 Some(_) => continue,
             };
             lines.push(format!(
@@ -507,6 +510,17 @@ impl Demo {
                     a.actor_email.as_deref().unwrap_or(&a.actor),
                     opt(f.reverted_by_scim)
                 ));
+            }
+            if let Some(e) = &f.evidence {
+                let text = format!(
+                    "Entra's provisioning log: {} {} — {}",
+                    e.status,
+                    e.error_code.as_deref().unwrap_or(""),
+                    e.reason.as_deref().unwrap_or("no reason given")
+                );
+                for line in wrap(&text, 86) {
+                    lines.push(format!("               {line}"));
+                }
             }
         }
         for o in &self.last {
