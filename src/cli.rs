@@ -1,10 +1,11 @@
-//! The command line: `check`, `validate`, `explain`, `run`, `changes`, `alerts test`,
-//! `sim`, `demo`.
+//! The command line: `check`, `validate`, `explain`, `run`, `changes`
+//! (`changes verify`), `alerts test`, `sim`, `demo`.
 //!
 //! Exit codes (product.md): `check` 0 clean, 1 drift needing action, 2 the pass could not
 //! complete (one line on stderr naming what failed, nothing on stdout); `validate` 0 or 2;
 //! `explain` 0 explained, 1 nobody by that email anywhere scimwatch looks (a line on
-//! stderr, nothing on stdout), 2 a read failed (as `check`).
+//! stderr, nothing on stdout), 2 a read failed (as `check`); `changes verify` 0 intact,
+//! 1 broken, 2 cannot check.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -42,8 +43,12 @@ pub enum Command {
     /// The daemon: continuous reconcile, woken by IdP and Segment changes, with state in
     /// the store and an HTTP surface (/livez /readyz /metrics /status /findings /hooks).
     Run,
-    /// Print the change log kept by `run`: every observed change of a user's access.
+    /// Print the change log kept by `run`: every observed change of a user's access
+    /// (`changes verify` walks its hash chain).
+    #[command(args_conflicts_with_subcommands = true)]
     Changes {
+        #[command(subcommand)]
+        command: Option<ChangesCommand>,
         /// How far back: a duration ("30d", "12h") or an RFC 3339 time.
         #[arg(long, default_value = "30d")]
         since: String,
@@ -87,6 +92,13 @@ pub enum Command {
         #[command(subcommand)]
         command: AlertsCommand,
     },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ChangesCommand {
+    /// Walk the change log's HMAC chain and report the first broken link; exit 0 intact,
+    /// 1 broken, 2 cannot check (no chain key, another key, nothing chained, no store).
+    Verify,
 }
 
 #[derive(Subcommand, Debug)]
@@ -149,18 +161,24 @@ pub async fn main(cli: Cli) -> i32 {
         Command::Alerts {
             command: AlertsCommand::Test { sink },
         } => alerts_test(cli.config.as_deref(), sink.as_deref()).await,
-        Command::Changes { since, output } => {
-            match changes(cli.config.as_deref(), &since, output).await {
-                Ok(text) => {
-                    print!("{text}");
-                    0
-                }
-                Err(e) => {
-                    eprintln!("scimwatch changes: {}", chain(e.as_ref()));
-                    2
-                }
+        Command::Changes {
+            command: Some(ChangesCommand::Verify),
+            ..
+        } => changes_verify(cli.config.as_deref()).await,
+        Command::Changes {
+            command: None,
+            since,
+            output,
+        } => match changes(cli.config.as_deref(), &since, output).await {
+            Ok(text) => {
+                print!("{text}");
+                0
             }
-        }
+            Err(e) => {
+                eprintln!("scimwatch changes: {}", chain(e.as_ref()));
+                2
+            }
+        },
     }
 }
 
@@ -184,6 +202,68 @@ async fn changes(
         ChangesOutput::Csv => crate::store::changes_csv(&records),
         ChangesOutput::Json => crate::store::changes_json(&records),
     })
+}
+
+/// `scimwatch changes verify`: one line on stdout for intact or broken; "cannot check"
+/// on stderr.
+async fn changes_verify(config: Option<&Path>) -> i32 {
+    let cannot = |why: String| {
+        eprintln!("scimwatch changes verify: cannot check: {why}");
+        2
+    };
+    let config = match crate::config::load(config) {
+        Ok(c) => c,
+        Err(e) => return cannot(chain(&e)),
+    };
+    let Some(secret) = &config.store.chain_key else {
+        return cannot(
+            "no chain key is configured; set [store] chain_key_env (or chain_key_file) to the key the daemon chains the log with".into(),
+        );
+    };
+    let key = crate::store::ChainKey::new(secret);
+    let store = match crate::store::Store::open_existing(&config.store.path).await {
+        Ok(s) => s,
+        Err(e) => return cannot(chain(&e)),
+    };
+    let started = std::time::Instant::now();
+    let verdict = match store.changes_verify(&key).await {
+        Ok(v) => v,
+        Err(e) => return cannot(chain(&e)),
+    };
+    let took = started.elapsed();
+    match verdict {
+        crate::store::Verdict::Intact(s) => {
+            let head = match &s.head {
+                Some((id, mac)) => format!("; head: record {id}, MAC {mac}"),
+                None => String::new(),
+            };
+            let pruned = match s.pruned_from {
+                Some((record, start)) => {
+                    format!("; pruned by record {record}, the log starts at record {start}")
+                }
+                None => String::new(),
+            };
+            println!(
+                "intact: {} records, {} chained, {} unchained ones committed to by an anchor{pruned}{head} (key id {}, {} ms)",
+                s.rows,
+                s.chained,
+                s.anchored,
+                key.id(),
+                took.as_millis()
+            );
+            0
+        }
+        crate::store::Verdict::Broken { id, at, what } => {
+            let at = if at.is_empty() {
+                String::new()
+            } else {
+                format!(" ({at})")
+            };
+            println!("BROKEN at record {id}{at}: {what}");
+            1
+        }
+        crate::store::Verdict::CannotCheck(why) => cannot(why),
+    }
 }
 
 /// An error and its causes on one line.

@@ -361,15 +361,19 @@ async fn explain_through_the_binary() {
         attribution: Some("human".into()),
         idp_event: None,
         latency_ms: None,
+        ..Default::default()
     };
     store
-        .changes_append(&[
-            rec(
-                "omar.khan@acme.test",
-                "direct: Workspace Owner on the whole workspace",
-            ),
-            rec("nina.berg@acme.test", "nothing"),
-        ])
+        .changes_append(
+            &[
+                rec(
+                    "omar.khan@acme.test",
+                    "direct: Workspace Owner on the whole workspace",
+                ),
+                rec("nina.berg@acme.test", "nothing"),
+            ],
+            None,
+        )
         .await
         .unwrap();
     drop(store);

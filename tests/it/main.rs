@@ -3,6 +3,7 @@
 
 mod alerts;
 mod alerts_e2e;
+mod chain;
 mod config;
 mod daemon;
 mod e2e;
