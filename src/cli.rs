@@ -1,11 +1,11 @@
-//! The command line: `check`, `validate`, `explain`, `run`, `changes`
+//! The command line: `check`, `validate`, `explain`, `report`, `run`, `changes`
 //! (`changes verify`), `alerts test`, `sim`, `demo`.
 //!
 //! Exit codes (product.md): `check` 0 clean, 1 drift needing action, 2 the pass could not
 //! complete (one line on stderr naming what failed, nothing on stdout); `validate` 0 or 2;
 //! `explain` 0 explained, 1 nobody by that email anywhere scimwatch looks (a line on
 //! stderr, nothing on stdout), 2 a read failed (as `check`); `changes verify` 0 intact,
-//! 1 broken, 2 cannot check.
+//! 1 broken, 2 cannot check; `report` 0 written, 2 a read failed (nothing written).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -74,6 +74,23 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Output::Text)]
         output: Output,
     },
+    /// The access review: per workspace, every member with their effective grants and
+    /// sources, Owners and their justification, over-privileged and personal accounts,
+    /// open findings, exceptions, propagation latency. Exit 0 written, 2 a read failed.
+    Report {
+        #[arg(long, value_enum)]
+        format: ReportFormat,
+        /// The file to write (replaced when it exists).
+        #[arg(long)]
+        out: PathBuf,
+        /// Only this workspace (its `name` in the config).
+        #[arg(long)]
+        workspace: Option<String>,
+        /// The change-log window for the latency figures: a duration ("90d") or an RFC
+        /// 3339 time.
+        #[arg(long, default_value = "90d")]
+        since: String,
+    },
     /// The simulator (sim.md).
     Sim {
         #[arg(long)]
@@ -119,6 +136,13 @@ pub enum ChangesOutput {
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ReportFormat {
+    Html,
+    Md,
+    Csv,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Output {
     Text,
     Json,
@@ -131,6 +155,29 @@ pub async fn main(cli: Cli) -> i32 {
             check(cli.config.as_deref(), output, workspace.as_deref()).await
         }
         Command::Validate => validate(cli.config.as_deref()).await,
+        Command::Report {
+            format,
+            out,
+            workspace,
+            since,
+        } => match report(
+            cli.config.as_deref(),
+            format,
+            &out,
+            workspace.as_deref(),
+            &since,
+        )
+        .await
+        {
+            Ok(summary) => {
+                eprintln!("{summary}");
+                0
+            }
+            Err(e) => {
+                eprintln!("scimwatch report: {}", chain(e.as_ref()));
+                2
+            }
+        },
         Command::Explain { email, output } => explain(cli.config.as_deref(), &email, output).await,
         Command::Sim {
             seed,
@@ -202,6 +249,62 @@ async fn changes(
         ChangesOutput::Csv => crate::store::changes_csv(&records),
         ChangesOutput::Json => crate::store::changes_json(&records),
     })
+}
+
+/// `scimwatch report`: reads everything like `check` (all or nothing), builds the review
+/// and writes it to `out` (through a temporary file beside it, so a failed run never
+/// leaves half a report). Returns the line printed on stderr.
+async fn report(
+    config: Option<&Path>,
+    format: ReportFormat,
+    out: &Path,
+    only: Option<&str>,
+    since: &str,
+) -> anyhow::Result<String> {
+    let now = Utc::now();
+    let since_t = crate::store::parse_since(since, now)
+        .map_err(|e| anyhow::anyhow!("--since {since:?}: {e}"))?;
+    let Loaded { config, mappings } = load(config)?;
+    let stats = RequestStats::new();
+    let idp = okta(&config, stats.clone())?;
+    let clients = segment_clients(&config, only, &stats)?;
+    let selected: Vec<_> = config
+        .workspaces
+        .iter()
+        .filter(|w| only.is_none_or(|n| n == w.name))
+        .zip(clients.iter())
+        .collect();
+    let review = crate::report::gather(
+        &config,
+        &selected,
+        &mappings,
+        &idp,
+        &settings(&config)?,
+        since_t,
+        now,
+    )
+    .await?;
+    let text = match format {
+        ReportFormat::Html => crate::report::html::html(&review),
+        ReportFormat::Md => crate::report::render::markdown(&review),
+        ReportFormat::Csv => crate::report::render::csv(&review),
+    };
+    let name = out
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "report".into());
+    let tmp = out.with_file_name(format!(".{name}.tmp"));
+    std::fs::write(&tmp, &text)
+        .with_context(|| format!("writing the report to {}", tmp.display()))?;
+    std::fs::rename(&tmp, out)
+        .with_context(|| format!("moving the report into place at {}", out.display()))?;
+    let findings: usize = review.workspaces.iter().map(|w| w.findings.len()).sum();
+    Ok(format!(
+        "Wrote {} ({} bytes): {} workspaces, {findings} open findings.",
+        out.display(),
+        text.len(),
+        review.workspaces.len()
+    ))
 }
 
 /// `scimwatch changes verify`: one line on stdout for intact or broken; "cannot check"

@@ -95,6 +95,7 @@ pub mod metrics;
 pub mod model;
 pub mod output;
 pub mod reconcile;
+pub mod report;
 pub mod segment;
 pub mod server;
 pub mod sim;

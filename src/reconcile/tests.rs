@@ -1383,3 +1383,4 @@ fn clean_report_text() {
 }
 
 mod governance;
+mod report;

@@ -51,6 +51,7 @@ mod snapshots;
 
 pub use alerts::{AlertWrite, BrokenSink, OutboxDepth, OutboxRow};
 pub use chain::{ChainKey, Summary as ChainSummary, Verdict};
+pub(crate) use changes::csv_field;
 pub use changes::{changes_csv, changes_json, parse_since, PruneOutcome, CHANGES_CSV_HEADER};
 
 /// How long a statement waits for another connection's write lock.
