@@ -10,12 +10,14 @@
 //!
 //! ```text
 //! main.rs            thin: parse the CLI, start telemetry, hand over to cli.rs
-//! cli.rs             the commands: check, validate, explain, run, changes, alerts test, sim, demo
+//! cli.rs             the commands: check, validate, explain, report, run, changes (verify),
+//!                    alerts test, sim, demo
 //! telemetry.rs       tracing setup (logs on stderr; stdout is for results)
 //! daemon/            `run`: mod.rs (wiring, the reconcile loop: one activation at a time,
 //!                    deadlines, full passes with per-workspace failure scoping, graceful
 //!                    shutdown), targeted.rs (event-woken passes that re-read only what
-//!                    the events touched)
+//!                    the events touched), chain.rs (after a full pass: retention, the
+//!                    change log's head)
 //! metrics.rs         Prometheus text, by hand; never a person in a label
 //! model.rs           our vocabulary: Email, Grant, IdP and Segment snapshots. No vendor JSON.
 //! http.rs            the one place that retries (backon) and paces (governor + headers)
@@ -41,13 +43,17 @@
 //!                    function over the per-workspace evaluations
 //!   pass.rs          read everything (IO), refuse partial data, then evaluate
 //!   history.rs       what the daemon remembers → inputs for the core (pure): observed IdP
-//!                    changes, first-seen times, the change log between two snapshots
+//!                    changes, first-seen times, the change log between two snapshots and
+//!                    the tickets/justifications behind each change
+//!   tests/report.rs  the access review's numbers and its Markdown/CSV snapshots
 //!   tests.rs         the table tests of the pure core, snapshots of what people read
 //!   tests/governance.rs  exceptions at every expiry boundary, hygiene, consistency,
 //!                    the explain value and its snapshots
 //! triggers/          Activator (reasons coalesce), pollers.rs (System Log, audit trail)
 //! store/             SQLite via sqlx (WAL, migrations/ embedded): findings.rs, changes.rs
-//!                    (append-only), checkpoints.rs, snapshots.rs, activations.rs
+//!                    (append-only; chained appends, head, prune, verify), chain.rs (the
+//!                    HMAC chain: canonical bytes, anchors, the verify walk; pure, table
+//!                    tests in chain/tests.rs), checkpoints.rs, snapshots.rs, activations.rs
 //! server/            router(state): /livez /readyz /metrics /status /findings, hooks.rs
 //!                    (Okta Event Hook receiver), auth.rs (constant-time bearer/secret)
 //! output.rs          the text table and the JSON of findings.md
@@ -60,6 +66,10 @@
 //!                    Webhooks signature, rotation); `alerts test` sends through them
 //! explain.rs         `explain <email>`: one person's access from a fresh read (pure value,
 //!                    text and JSON renderings) plus the change log when the store exists
+//! report/            `report`: the access review from one read and the change log (pure
+//!                    value in mod.rs; render.rs Markdown and CSV; html.rs one printable
+//!                    self-contained HTML file with SVG charts); tests in
+//!                    reconcile/tests/report.rs and tests/it/governance.rs (Chromium → PDF)
 //! demo.rs            the narrated scenario: the daemon in-process on the embedded simulator
 //! ```
 //!
@@ -69,16 +79,21 @@
 //!   fails as a whole; `check` then exits 2 and prints nothing on stdout. An IdP read where
 //!   every mapped group is unresolved or empty is a failure, not "everyone left".
 //! - **The decision core is pure.** `mapping::resolve`, `reconcile::diff`,
-//!   `reconcile::classify`, `reconcile::access`, `reconcile::consistency` and
-//!   `explain::build` do no IO and never read the clock: `now` is a parameter.
+//!   `reconcile::classify`, `reconcile::access`, `reconcile::consistency`,
+//!   `explain::build`, `report::build` and the chain walk (`store::chain`) do no IO and
+//!   never read the clock: `now` is a parameter.
 //! - **Vendor JSON stays at the edges.** Only `idp/*` and `segment/wire.rs` (and the
 //!   simulator) know wire shapes.
 //! - **Retries live in `http.rs` only.** Nothing above it loops on errors.
 //! - **Secrets never print.** They live in `config::Secret`, whose `Debug`/`Display` is `***`;
 //!   none reaches the store.
 //! - **Triggers wake, they never feed.** Every activation re-reads the IdP and Segment.
-//! - **The change log is append-only**: no code path updates or deletes it, and the database
-//!   refuses to.
+//! - **The change log is append-only**: no code path updates it, the only delete is
+//!   retention's prune (rows below a boundary written inside the prune transaction, which
+//!   also appends a chained `prune` record), and the database refuses every other update
+//!   or delete. With a chain key every record is HMAC-chained inside one `BEGIN IMMEDIATE`
+//!   transaction that reads the previous link; the key never reaches the database, a log
+//!   line or an error.
 //! - **Finding ids are stable**: SHA-256 over workspace, kind and subject, so the same
 //!   problem keeps its id across passes and restarts.
 

@@ -847,3 +847,77 @@ async fn print_to_text(html: &Path, dir: &Path) -> Option<String> {
     }
     Some(String::from_utf8_lossy(&text.stdout).into_owned())
 }
+
+/// The daemon with a chain key: each full pass chains its changes (with the mapping's or
+/// exception's ticket) and records the head; `changes verify` through the binary passes,
+/// and the CSV carries the ticket.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_chains_the_change_log_and_records_the_head_every_full_pass() {
+    let w = world().await;
+    let key_file = w.dir.path().join("chain.key");
+    std::fs::write(&key_file, "a daemon chain key, 32 bytes long\n").unwrap();
+    let mut text = std::fs::read_to_string(&w.config_path).unwrap();
+    text.push_str(&format!(
+        "chain_key_file = {:?}\n",
+        key_file.display().to_string()
+    ));
+    std::fs::write(&w.config_path, text).unwrap();
+
+    let config = scimwatch::config::load(Some(&w.config_path)).expect("config loads");
+    let known: Vec<String> = config.workspaces.iter().map(|w| w.name.clone()).collect();
+    let mappings =
+        scimwatch::mapping::load_dir(&config.mappings.dir, &config.base_dir, &known, Utc::now())
+            .expect("mappings load");
+    let d = scimwatch::daemon::Daemon::build(config, mappings, RetryConfig::fast())
+        .await
+        .expect("daemon builds");
+    d.activate([scimwatch::triggers::Reason::Periodic].into())
+        .await;
+    // nina's exception (CHG-7) allows Source Admin: the change carries its ticket.
+    w.grant_direct("nina.berg@acme.test", "Source Admin").await;
+    d.activate([scimwatch::triggers::Reason::Periodic].into())
+        .await;
+
+    let key = scimwatch::store::ChainKey::new(&scimwatch::config::Secret::new(
+        "a daemon chain key, 32 bytes long",
+    ));
+    match d.store.changes_verify(&key).await.unwrap() {
+        scimwatch::store::Verdict::Intact(s) => {
+            // The genesis anchor, a head per pass, nina's change.
+            assert_eq!((s.rows, s.chained), (4, 4), "{s:?}");
+        }
+        v => panic!("{v:?}"),
+    }
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_scimwatch"))
+        .arg("--config")
+        .arg(&w.config_path)
+        .args(["changes", "verify"])
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.starts_with("intact: 4 records, 4 chained"),
+        "{stdout}"
+    );
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_scimwatch"))
+        .arg("--config")
+        .arg(&w.config_path)
+        .args(["changes", "--since", "1h"])
+        .output()
+        .await
+        .unwrap();
+    let csv = String::from_utf8_lossy(&out.stdout);
+    let line = csv
+        .lines()
+        .find(|l| l.contains("nina.berg@acme.test"))
+        .unwrap_or_else(|| panic!("{csv}"));
+    assert!(line.contains(",CHG-7,Launch week,"), "{line}");
+    w.sim.stop().await;
+}
