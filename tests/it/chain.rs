@@ -510,3 +510,56 @@ async fn changes_verify_exit_codes_through_the_binary() {
         "{out}"
     );
 }
+
+// ---- the key in the config -------------------------------------------------------------
+
+fn load_store(store: &str, env: &[(&str, &str)]) -> Result<scimwatch::config::Config, String> {
+    let text = format!(
+        "[idp]\nkind = \"okta\"\nurl = \"https://acme.okta.com\"\ntoken = \"t\"\n\n[[workspace]]\nname = \"production\"\ntoken = \"s\"\n\n[store]\n{store}"
+    );
+    let env = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    scimwatch::config::load_str(
+        &text,
+        std::path::Path::new("/etc/scimwatch/scimwatch.toml"),
+        &env,
+    )
+    .map_err(|e| match e {
+        scimwatch::config::ConfigError::Invalid(p) => p.to_string(),
+        e => e.to_string(),
+    })
+}
+
+#[test]
+fn the_chain_key_is_read_strictly_and_never_shown() {
+    let secret = "a-chain-key-that-is-long-enough";
+    let c = load_store("chain_key_env = \"K\"\nretain = \"1y\"\n", &[("K", secret)]).unwrap();
+    let key = c.store.chain_key.as_ref().unwrap();
+    assert_eq!(key.expose(), secret);
+    assert_eq!(c.store.retain.as_secs(), 31_557_600);
+    assert!(!format!("{:?}", c.store).contains(secret));
+    assert!(!format!("{:?}", ChainKey::new(key)).contains(secret));
+    assert_eq!(
+        load_store("", &[]).unwrap().store.retain.as_secs(),
+        7 * 31_557_600,
+        "retain defaults to 7y"
+    );
+
+    type Env<'a> = &'a [(&'a str, &'a str)];
+    let cases: [(&str, Env<'_>, &str); 5] = [
+        ("chain_key_env = \"K\"\n", &[], "scimwatch.toml:11: store.chain_key_env: names the environment variable `K`, which is not set"),
+        ("chain_key_env = \"K\"\n", &[("K", "short")], "store.chain_key_env: the secret is shorter than 16 bytes"),
+        ("chain_key_env = \"K\"\nchain_key_file = \"/nonexistent\"\n", &[("K", secret)], "are both set for one secret"),
+        ("chain_key_file = \"/nonexistent/key\"\n", &[], "store.chain_key_file: cannot read `/nonexistent/key`"),
+        ("chain_key = \"inline\"\n", &[], "store.chain_key: unknown key"),
+    ];
+    for (store, env, want) in cases {
+        let err = load_store(store, env).unwrap_err();
+        assert!(err.contains(want), "{store}: {err}");
+        assert!(!err.contains(secret) && !err.contains("short\""), "{err}");
+    }
+    let err = load_store("retain = \"seven years\"\n", &[]).unwrap_err();
+    assert!(err.contains("store.retain"), "{err}");
+}
