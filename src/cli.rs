@@ -1,10 +1,11 @@
-//! The command line: `check`, `validate`, `explain`, `run`, `changes`, `alerts test`,
-//! `sim`, `demo`.
+//! The command line: `check`, `validate`, `explain`, `report`, `run`, `changes`
+//! (`changes verify`), `alerts test`, `sim`, `demo`.
 //!
 //! Exit codes (product.md): `check` 0 clean, 1 drift needing action, 2 the pass could not
 //! complete (one line on stderr naming what failed, nothing on stdout); `validate` 0 or 2;
 //! `explain` 0 explained, 1 nobody by that email anywhere scimwatch looks (a line on
-//! stderr, nothing on stdout), 2 a read failed (as `check`).
+//! stderr, nothing on stdout), 2 a read failed (as `check`); `changes verify` 0 intact,
+//! 1 broken, 2 cannot check; `report` 0 written, 2 a read failed (nothing written).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -40,8 +41,12 @@ pub enum Command {
     /// The daemon: continuous reconcile, woken by IdP and Segment changes, with state in
     /// the store and an HTTP surface (/livez /readyz /metrics /status /findings /hooks).
     Run,
-    /// Print the change log kept by `run`: every observed change of a user's access.
+    /// Print the change log kept by `run`: every observed change of a user's access
+    /// (`changes verify` walks its hash chain).
+    #[command(args_conflicts_with_subcommands = true)]
     Changes {
+        #[command(subcommand)]
+        command: Option<ChangesCommand>,
         /// How far back: a duration ("30d", "12h") or an RFC 3339 time.
         #[arg(long, default_value = "30d")]
         since: String,
@@ -88,6 +93,23 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Output::Text)]
         output: Output,
     },
+    /// The access review: per workspace, every member with their effective grants and
+    /// sources, Owners and their justification, over-privileged and personal accounts,
+    /// open findings, exceptions, propagation latency. Exit 0 written, 2 a read failed.
+    Report {
+        #[arg(long, value_enum)]
+        format: ReportFormat,
+        /// The file to write (replaced when it exists).
+        #[arg(long)]
+        out: PathBuf,
+        /// Only this workspace (its `name` in the config).
+        #[arg(long)]
+        workspace: Option<String>,
+        /// The change-log window for the latency figures: a duration ("90d") or an RFC
+        /// 3339 time.
+        #[arg(long, default_value = "90d")]
+        since: String,
+    },
     /// The simulator (sim.md).
     Sim {
         #[arg(long)]
@@ -116,6 +138,13 @@ pub enum Command {
 }
 
 #[derive(Subcommand, Debug)]
+pub enum ChangesCommand {
+    /// Walk the change log's HMAC chain and report the first broken link; exit 0 intact,
+    /// 1 broken, 2 cannot check (no chain key, another key, nothing chained, no store).
+    Verify,
+}
+
+#[derive(Subcommand, Debug)]
 pub enum AlertsCommand {
     /// Send a clearly-labelled test alert (and its resolve) through each configured sink;
     /// exit 0 when every sink accepted both, 1 otherwise, 2 when the config does not load.
@@ -140,6 +169,13 @@ pub enum ChangesOutput {
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ReportFormat {
+    Html,
+    Md,
+    Csv,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Output {
     Text,
     Json,
@@ -158,6 +194,29 @@ pub async fn main(cli: Cli) -> i32 {
         Command::Apply { workspace, yes } => {
             apply(cli.config.as_deref(), workspace.as_deref(), yes).await
         }
+        Command::Report {
+            format,
+            out,
+            workspace,
+            since,
+        } => match report(
+            cli.config.as_deref(),
+            format,
+            &out,
+            workspace.as_deref(),
+            &since,
+        )
+        .await
+        {
+            Ok(summary) => {
+                eprintln!("{summary}");
+                0
+            }
+            Err(e) => {
+                eprintln!("scimwatch report: {}", chain(e.as_ref()));
+                2
+            }
+        },
         Command::Explain { email, output } => explain(cli.config.as_deref(), &email, output).await,
         Command::Sim {
             seed,
@@ -203,18 +262,24 @@ pub async fn main(cli: Cli) -> i32 {
         Command::Alerts {
             command: AlertsCommand::Test { sink },
         } => alerts_test(cli.config.as_deref(), sink.as_deref()).await,
-        Command::Changes { since, output } => {
-            match changes(cli.config.as_deref(), &since, output).await {
-                Ok(text) => {
-                    print!("{text}");
-                    0
-                }
-                Err(e) => {
-                    eprintln!("scimwatch changes: {}", chain(e.as_ref()));
-                    2
-                }
+        Command::Changes {
+            command: Some(ChangesCommand::Verify),
+            ..
+        } => changes_verify(cli.config.as_deref()).await,
+        Command::Changes {
+            command: None,
+            since,
+            output,
+        } => match changes(cli.config.as_deref(), &since, output).await {
+            Ok(text) => {
+                print!("{text}");
+                0
             }
-        }
+            Err(e) => {
+                eprintln!("scimwatch changes: {}", chain(e.as_ref()));
+                2
+            }
+        },
     }
 }
 
@@ -238,6 +303,124 @@ async fn changes(
         ChangesOutput::Csv => crate::store::changes_csv(&records),
         ChangesOutput::Json => crate::store::changes_json(&records),
     })
+}
+
+/// `scimwatch report`: reads everything like `check` (all or nothing), builds the review
+/// and writes it to `out` (through a temporary file beside it, so a failed run never
+/// leaves half a report). Returns the line printed on stderr.
+async fn report(
+    config: Option<&Path>,
+    format: ReportFormat,
+    out: &Path,
+    only: Option<&str>,
+    since: &str,
+) -> anyhow::Result<String> {
+    let now = Utc::now();
+    let since_t = crate::store::parse_since(since, now)
+        .map_err(|e| anyhow::anyhow!("--since {since:?}: {e}"))?;
+    let Loaded { config, mappings } = load(config)?;
+    let stats = RequestStats::new();
+    let idp = idp(&config, stats.clone())?;
+    let clients = segment_clients(&config, only, &stats)?;
+    let selected: Vec<_> = config
+        .workspaces
+        .iter()
+        .filter(|w| only.is_none_or(|n| n == w.name))
+        .zip(clients.iter())
+        .collect();
+    let review = crate::report::gather(
+        &config,
+        &selected,
+        &mappings,
+        &idp,
+        &settings(&config)?,
+        since_t,
+        now,
+    )
+    .await?;
+    let text = match format {
+        ReportFormat::Html => crate::report::html::html(&review),
+        ReportFormat::Md => crate::report::render::markdown(&review),
+        ReportFormat::Csv => crate::report::render::csv(&review),
+    };
+    let name = out
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "report".into());
+    let tmp = out.with_file_name(format!(".{name}.tmp"));
+    std::fs::write(&tmp, &text)
+        .with_context(|| format!("writing the report to {}", tmp.display()))?;
+    std::fs::rename(&tmp, out)
+        .with_context(|| format!("moving the report into place at {}", out.display()))?;
+    let findings: usize = review.workspaces.iter().map(|w| w.findings.len()).sum();
+    Ok(format!(
+        "Wrote {} ({} bytes): {} workspaces, {findings} open findings.",
+        out.display(),
+        text.len(),
+        review.workspaces.len()
+    ))
+}
+
+/// `scimwatch changes verify`: one line on stdout for intact or broken; "cannot check"
+/// on stderr.
+async fn changes_verify(config: Option<&Path>) -> i32 {
+    let cannot = |why: String| {
+        eprintln!("scimwatch changes verify: cannot check: {why}");
+        2
+    };
+    let config = match crate::config::load(config) {
+        Ok(c) => c,
+        Err(e) => return cannot(chain(&e)),
+    };
+    let Some(secret) = &config.store.chain_key else {
+        return cannot(
+            "no chain key is configured; set [store] chain_key_env (or chain_key_file) to the key the daemon chains the log with".into(),
+        );
+    };
+    let key = crate::store::ChainKey::new(secret);
+    let store = match crate::store::Store::open_existing(&config.store.path).await {
+        Ok(s) => s,
+        Err(e) => return cannot(chain(&e)),
+    };
+    let started = std::time::Instant::now();
+    let verdict = match store.changes_verify(&key).await {
+        Ok(v) => v,
+        Err(e) => return cannot(chain(&e)),
+    };
+    let took = started.elapsed();
+    match verdict {
+        crate::store::Verdict::Intact(s) => {
+            let head = match &s.head {
+                Some((id, mac)) => format!("; head: record {id}, MAC {mac}"),
+                None => String::new(),
+            };
+            let pruned = match s.pruned_from {
+                Some((record, start)) => {
+                    format!("; pruned by record {record}, the log starts at record {start}")
+                }
+                None => String::new(),
+            };
+            println!(
+                "intact: {} records, {} chained, {} unchained ones committed to by an anchor{pruned}{head} (key id {}, {} ms)",
+                s.rows,
+                s.chained,
+                s.anchored,
+                key.id(),
+                took.as_millis()
+            );
+            0
+        }
+        crate::store::Verdict::Broken { id, at, what } => {
+            let at = if at.is_empty() {
+                String::new()
+            } else {
+                format!(" ({at})")
+            };
+            println!("BROKEN at record {id}{at}: {what}");
+            1
+        }
+        crate::store::Verdict::CannotCheck(why) => cannot(why),
+    }
 }
 
 /// An error and its causes on one line.

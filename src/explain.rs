@@ -435,7 +435,7 @@ fn workspace(
 }
 
 /// Where a held grant comes from, in words.
-fn source(
+pub(crate) fn source(
     h: &access::Holding,
     desired: &crate::mapping::resolve::Desired,
     email: &Email,
@@ -489,7 +489,7 @@ fn source(
     }
 }
 
-fn days_left(d: Duration) -> i64 {
+pub(crate) fn days_left(d: Duration) -> i64 {
     // Whole days, rounding towards minus infinity: -1 on the first day after expiry.
     d.num_seconds().div_euclid(86_400)
 }

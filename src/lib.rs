@@ -10,7 +10,8 @@
 //!
 //! ```text
 //! main.rs            thin: parse the CLI, start telemetry, hand over to cli.rs
-//! cli.rs             the commands: check, validate, explain, plan, apply, run, changes,
+//! cli.rs             the commands: check, validate, explain, report, plan, apply, run,
+//!                    changes (verify),
 //!                    alerts test, sim, demo
 //! telemetry.rs       tracing setup (logs on stderr; stdout is for results)
 //! daemon/            `run`: mod.rs (wiring, the reconcile loop: one activation at a time,
@@ -18,7 +19,8 @@
 //!                    shutdown), targeted.rs (event-woken passes that re-read only what
 //!                    the events touched; Okta only, Entra runs full passes), entra.rs
 //!                    (provisioning-job quarantine as an unavailable source, provisioning-log
-//!                    evidence on stalled findings)
+//!                    evidence on stalled findings), chain.rs (after a full pass: retention,
+//!                    the change log's head), enforce.rs ([enforce] plan/apply)
 //! metrics.rs         Prometheus text, by hand; never a person in a label
 //! model.rs           our vocabulary: Email, Grant, IdP and Segment snapshots. No vendor JSON.
 //! http.rs            the one place that retries (backon) and paces (governor + headers)
@@ -51,14 +53,18 @@
 //!   pass.rs          read everything (IO), refuse partial data, then evaluate (with the
 //!                    nested groups Entra reports)
 //!   history.rs       what the daemon remembers → inputs for the core (pure): observed IdP
-//!                    changes, first-seen times, the change log between two snapshots
+//!                    changes, first-seen times, the change log between two snapshots and
+//!                    the tickets/justifications behind each change
+//!   tests/report.rs  the access review's numbers and its Markdown/CSV snapshots
 //!   tests.rs         the table tests of the pure core, snapshots of what people read
 //!   tests/governance.rs  exceptions at every expiry boundary, hygiene, consistency,
 //!                    the explain value and its snapshots
 //! triggers/          Activator (reasons coalesce), pollers.rs (System Log, audit trail),
 //!                    graph.rs (Entra: groups/delta poller, subscription manager)
 //! store/             SQLite via sqlx (WAL, migrations/ embedded): findings.rs, changes.rs
-//!                    (append-only), checkpoints.rs, snapshots.rs, activations.rs,
+//!                    (append-only; chained appends, head, prune, verify), chain.rs (the
+//!                    HMAC chain: canonical bytes, anchors, the verify walk; pure, table
+//!                    tests in chain/tests.rs), checkpoints.rs, snapshots.rs, activations.rs,
 //!                    alerts.rs (open alerts, source failure counters, outbox, broken sinks)
 //! server/            router(state): /livez /readyz /metrics /status /findings, hooks.rs
 //!                    (Okta Event Hook receiver), graph.rs (Graph change notifications),
@@ -83,6 +89,10 @@
 //!                    feeds it and the executor (one replace call per group or user)
 //! explain.rs         `explain <email>`: one person's access from a fresh read (pure value,
 //!                    text and JSON renderings) plus the change log when the store exists
+//! report/            `report`: the access review from one read and the change log (pure
+//!                    value in mod.rs; render.rs Markdown and CSV; html.rs one printable
+//!                    self-contained HTML file with SVG charts); tests in
+//!                    reconcile/tests/report.rs and tests/it/governance.rs (Chromium → PDF)
 //! demo/              the narrated scenario: the daemon in-process on the embedded simulator;
 //!                    mod.rs (Okta), azure.rs (`demo --idp azure_ad`: Entra ID, delta, evidence)
 //! ```
@@ -94,8 +104,8 @@
 //!   every mapped group is unresolved or empty is a failure, not "everyone left".
 //! - **The decision core is pure.** `mapping::resolve`, `reconcile::diff`,
 //!   `reconcile::classify`, `reconcile::access`, `reconcile::consistency`,
-//!   `explain::build`, `alert::plan` and `enforce::plan_workspace` do no IO and never read
-//!   the clock: `now` is a parameter.
+//!   `explain::build`, `report::build`, the chain walk (`store::chain`), `alert::plan`
+//!   and `enforce::plan_workspace` do no IO and never read the clock: `now` is a parameter.
 //! - **Vendor JSON stays at the edges.** Only `idp/*` and `segment/wire.rs` (and the
 //!   simulator) know wire shapes.
 //! - **Retries live in `http.rs` only.** Nothing above it loops on errors — except the
@@ -108,8 +118,12 @@
 //! - **Secrets never print.** They live in `config::Secret`, whose `Debug`/`Display` is `***`;
 //!   none reaches the store.
 //! - **Triggers wake, they never feed.** Every activation re-reads the IdP and Segment.
-//! - **The change log is append-only**: no code path updates or deletes it, and the database
-//!   refuses to.
+//! - **The change log is append-only**: no code path updates it, the only delete is
+//!   retention's prune (rows below a boundary written inside the prune transaction, which
+//!   also appends a chained `prune` record), and the database refuses every other update
+//!   or delete. With a chain key every record is HMAC-chained inside one `BEGIN IMMEDIATE`
+//!   transaction that reads the previous link; the key never reaches the database, a log
+//!   line or an error.
 //! - **Finding ids are stable**: SHA-256 over workspace, kind and subject, so the same
 //!   problem keeps its id across passes and restarts.
 
@@ -127,6 +141,7 @@ pub mod metrics;
 pub mod model;
 pub mod output;
 pub mod reconcile;
+pub mod report;
 pub mod segment;
 pub mod server;
 pub mod sim;

@@ -152,6 +152,8 @@ impl Daemon {
                 attribution: Some("self".into()),
                 idp_event: None,
                 latency_ms: None,
+                ticket: c.ticket.clone(),
+                justification: c.justification.clone(),
             });
             // Keep the snapshot in step, so the next comparison does not log it again.
             patch(snap, c);

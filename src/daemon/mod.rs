@@ -54,6 +54,7 @@ use crate::triggers::{pollers, Activator, Reason};
 /// How long shutdown waits for running tasks.
 pub const GRACE: Duration = Duration::from_secs(10);
 
+mod chain;
 mod enforce;
 mod entra;
 mod targeted;
@@ -712,6 +713,7 @@ impl Daemon {
             .await?;
         sources.recorded = true;
         self.after_pass(&transitions, &changes).await?;
+        self.chain_upkeep(now).await;
         self.store
             .snapshot_put(IDP_MEMBERSHIP, &serde_json::to_value(&membership)?)
             .await?;
@@ -795,7 +797,11 @@ impl Daemon {
             }
             tracing::info!(workspace = %c.workspace, user = %c.user, before = %c.before, after = %c.after, "Access changed.");
         }
-        self.store.changes_append(changes).await?;
+        let mut changes = changes.to_vec();
+        history::annotate(&mut changes, &self.mappings);
+        self.store
+            .changes_append(&changes, self.chain_key().as_ref())
+            .await?;
         for f in &transitions.opened {
             log_finding("New finding.", f);
         }

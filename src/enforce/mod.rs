@@ -49,6 +49,10 @@ pub struct Change {
     pub permissions: Vec<GrantView>,
     /// Why this change is held back (the last Owner guard); held changes are never written.
     pub held: Option<String>,
+    /// The ticket of the mapping or exception that asks for it.
+    pub ticket: Option<String>,
+    /// The mapping's `justification`, or the exception's reason.
+    pub justification: Option<String>,
 }
 
 impl Change {
@@ -198,6 +202,8 @@ pub fn plan_workspace(
                 .collect(),
             permissions: permissions.iter().map(GrantView::from).collect(),
             held: None,
+            ticket: d.ticket.clone(),
+            justification: d.justification.clone(),
         });
     }
 
@@ -262,6 +268,20 @@ pub fn plan_workspace(
                     .collect(),
                 permissions: permissions.iter().map(GrantView::from).collect(),
                 held: None,
+                ticket: Some(
+                    expired
+                        .iter()
+                        .map(|e| e.rule.ticket.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                ),
+                justification: Some(
+                    expired
+                        .iter()
+                        .map(|e| format!("expired exception: {}", e.rule.reason))
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                ),
             });
         }
     }

@@ -330,9 +330,92 @@ pub fn access_changes(
                 )
             }),
             latency_ms: idp_event.map(|e| (now - e.published).num_milliseconds().max(0)),
+            // Filled from the mappings by `annotate`.
+            ticket: None,
+            justification: None,
         });
     }
     out
+}
+
+/// Fills `ticket` and `justification` of change-log records from the mappings in force:
+/// a mapped group whose membership the change added or removed gives its `ticket` and
+/// `justification`; an exception of the person, active at the change, that allows a
+/// changed membership or (when the direct grants changed) grants, gives its `ticket` and
+/// `reason`. Several are joined with `; `. Pure.
+pub fn annotate(records: &mut [ChangeRecord], mappings: &crate::mapping::MappingSet) {
+    for r in records.iter_mut() {
+        let Some(m) = mappings.workspaces.get(&r.workspace) else {
+            continue;
+        };
+        let (bg, bd) = split_rendered(&r.before);
+        let (ag, ad) = split_rendered(&r.after);
+        let changed = |mirror: &str| listed(bg, mirror) != listed(ag, mirror);
+        let mut tickets: Vec<String> = Vec::new();
+        let mut why: Vec<String> = Vec::new();
+        let mut push = |t: Option<&String>, j: Option<&String>| {
+            if let Some(t) = t {
+                if !tickets.contains(t) {
+                    tickets.push(t.clone());
+                }
+            }
+            if let Some(j) = j {
+                if !why.contains(j) {
+                    why.push(j.clone());
+                }
+            }
+        };
+        let mirror_of = |g: &crate::mapping::GroupRule| -> Option<String> {
+            g.segment_group.clone().or_else(|| match &g.idp_group {
+                GroupRef::Name(n) => Some(n.clone()),
+                GroupRef::Id(_) => None,
+            })
+        };
+        for g in &m.groups {
+            if mirror_of(g).is_some_and(|mirror| changed(&mirror)) {
+                push(g.ticket.as_ref(), g.justification.as_ref());
+            }
+        }
+        let user = Email::new(&r.user);
+        for e in m
+            .exceptions
+            .iter()
+            .filter(|e| e.user == user && e.is_active(r.at))
+        {
+            let groups_changed = e.groups.iter().any(|idp| {
+                let mirror = m
+                    .groups
+                    .iter()
+                    .find(|g| g.idp_group.text() == idp)
+                    .and_then(mirror_of)
+                    .unwrap_or_else(|| idp.clone());
+                changed(&mirror)
+            });
+            if groups_changed || (!e.grants.is_empty() && bd != ad) {
+                push(Some(&e.ticket), Some(&e.reason));
+            }
+        }
+        r.ticket = (!tickets.is_empty()).then(|| tickets.join("; "));
+        r.justification = (!why.is_empty()).then(|| why.join("; "));
+    }
+}
+
+/// The group list and the direct grants of a [`render`]ed access: ("A, B", "none").
+fn split_rendered(text: &str) -> (&str, &str) {
+    let Some(rest) = text.strip_prefix("groups: ") else {
+        return ("", "");
+    };
+    rest.rsplit_once("; direct: ").unwrap_or((rest, ""))
+}
+
+/// Whether `name` is an element of a `, `-joined list. A group name that itself holds
+/// ", " is matched as a whole, but also matches its parts (the rendered text cannot tell
+/// them apart); ticket annotation tolerates that rare ambiguity.
+fn listed(list: &str, name: &str) -> bool {
+    list == name
+        || list.starts_with(&format!("{name}, "))
+        || list.ends_with(&format!(", {name}"))
+        || list.contains(&format!(", {name}, "))
 }
 
 #[cfg(test)]
@@ -489,5 +572,121 @@ mod tests {
         g.deadline = Some(t(20));
         apply_first_seen(std::slice::from_mut(&mut g), &first, t(10));
         assert_eq!(g.since, t(10));
+    }
+}
+
+#[cfg(test)]
+mod annotate_tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    const MAPPING: &str = r#"workspace = "production"
+
+[[group]]
+idp_group = "Segment Prod Owners"
+justification = "Platform team owns production"
+ticket = "SEC-1"
+  [[group.grant]]
+  role = "Workspace Owner"
+
+[[group]]
+idp_group = "Segment Marketing"
+segment_group = "Marketing, EU"
+  [[group.grant]]
+  role = "Source Read-only"
+
+[[exception]]
+user = "jane@acme.test"
+grants = [{ role = "Source Admin" }]
+expires = "2026-11-20T00:00:00Z"
+ticket = "CHG-7"
+approved_by = "ciso@acme.test"
+reason = "Launch week"
+"#;
+
+    fn rec(user: &str, before: &str, after: &str, day: u32) -> ChangeRecord {
+        ChangeRecord {
+            at: Utc.with_ymd_and_hms(2026, 11, day, 12, 0, 0).unwrap(),
+            workspace: "production".into(),
+            user: user.into(),
+            before: before.into(),
+            after: after.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn tickets_and_justifications_come_from_the_mapping_or_exception_behind_a_change() {
+        let now = Utc.with_ymd_and_hms(2026, 11, 1, 0, 0, 0).unwrap();
+        let files = vec![("mappings/p.toml".to_string(), MAPPING.to_string())];
+        let set = crate::mapping::parse_files(&files, &["production".to_string()], now).unwrap();
+        let mut records = vec![
+            // Joined the owners' mirror: its ticket and justification.
+            rec(
+                "ana@acme.test",
+                "groups: none; direct: none",
+                "groups: Segment Prod Owners; direct: none",
+                2,
+            ),
+            // A mirror whose name holds ", ": matched as a whole list element.
+            rec(
+                "bo@acme.test",
+                "groups: Marketing, EU; direct: none",
+                "groups: none; direct: none",
+                2,
+            ),
+            // A direct grant while jane's exception is active: the exception.
+            rec(
+                "jane@acme.test",
+                "groups: none; direct: none",
+                "groups: none; direct: Source Admin on the whole workspace",
+                2,
+            ),
+            // The same after it expired: nothing supplies a ticket.
+            rec(
+                "jane@acme.test",
+                "groups: none; direct: none",
+                "groups: none; direct: Source Admin on the whole workspace",
+                30,
+            ),
+            // Left the workspace entirely.
+            rec(
+                "ana@acme.test",
+                "groups: Segment Prod Owners, Other; direct: none",
+                "not a member",
+                3,
+            ),
+            // Another workspace's record: untouched.
+            ChangeRecord {
+                workspace: "staging".into(),
+                ..rec(
+                    "ana@acme.test",
+                    "not a member",
+                    "groups: Segment Prod Owners; direct: none",
+                    2,
+                )
+            },
+        ];
+        annotate(&mut records, &set);
+        let got: Vec<(Option<&str>, Option<&str>)> = records
+            .iter()
+            .map(|r| (r.ticket.as_deref(), r.justification.as_deref()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (Some("SEC-1"), Some("Platform team owns production")),
+                (None, None),
+                (Some("CHG-7"), Some("Launch week")),
+                (None, None),
+                (Some("SEC-1"), Some("Platform team owns production")),
+                (None, None),
+            ]
+        );
+        assert!(listed("Marketing, EU", "Marketing, EU"));
+        // The rendered list cannot tell "Marketing, EU" from "Marketing" and "EU": a
+        // mapping with mirrors named both ways could pick up the other's ticket.
+        assert!(listed("Marketing, EU", "Marketing"));
+        assert!(listed("A, Marketing, EU, B", "Marketing, EU"));
     }
 }

@@ -1689,3 +1689,4 @@ fn enforce_leaves_out_a_group_whose_mapping_does_not_resolve() {
 }
 
 mod governance;
+mod report;

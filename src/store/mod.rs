@@ -16,8 +16,10 @@
 //!   checkpoints, snapshots and the change log: every write is committed before the call
 //!   returns (WAL, `synchronous = NORMAL`: a power loss may drop the last commits, a
 //!   process crash drops none).
-//! - The change log is append-only: no code path updates or deletes it, and the schema's
-//!   triggers refuse it.
+//! - The change log is append-only: no code path updates it, the one delete is retention's
+//!   prune (rows below a boundary written inside the prune transaction, see
+//!   `migrations/0003_chain.sql`), and the schema's triggers refuse every other update or
+//!   delete. With a chain key its rows are HMAC-chained (`chain.rs`).
 //! - A reader (`scimwatch changes`) may open the same file while the daemon writes (WAL).
 //!
 //! Times are stored as RFC 3339 text in UTC with nine fractional digits and a `Z` (fixed
@@ -41,13 +43,16 @@ use crate::reconcile::Finding;
 
 mod activations;
 mod alerts;
+pub mod chain;
 mod changes;
 mod checkpoints;
 mod findings;
 mod snapshots;
 
 pub use alerts::{AlertWrite, BrokenSink, OutboxDepth, OutboxRow};
-pub use changes::{changes_csv, changes_json, parse_since, CHANGES_CSV_HEADER};
+pub use chain::{ChainKey, Summary as ChainSummary, Verdict};
+pub(crate) use changes::csv_field;
+pub use changes::{changes_csv, changes_json, parse_since, PruneOutcome, CHANGES_CSV_HEADER};
 
 /// How long a statement waits for another connection's write lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -99,7 +104,7 @@ pub struct Transitions {
 }
 
 /// One change of a user's effective access or membership observed in Segment.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct ChangeRecord {
     /// Assigned by the store (ascending); 0 for a record not yet appended.
     pub id: i64,
@@ -116,6 +121,10 @@ pub struct ChangeRecord {
     pub idp_event: Option<String>,
     /// IdP change → seen in Segment, when an IdP event explains it.
     pub latency_ms: Option<i64>,
+    /// The tickets of the mappings and exceptions behind the change, `; `-separated.
+    pub ticket: Option<String>,
+    /// Their justifications (an exception's reason), `; `-separated.
+    pub justification: Option<String>,
 }
 
 /// One activation of the reconciler.

@@ -58,6 +58,7 @@ fn change(at: DateTime<Utc>, user: &str, before: &str) -> ChangeRecord {
         attribution: Some("scim".to_string()),
         idp_event: Some("group.user_membership.add 1a2b 2026-11-01T12:00:00Z".to_string()),
         latency_ms: Some(4200),
+        ..Default::default()
     }
 }
 
@@ -121,7 +122,7 @@ async fn reopen_keeps_findings_checkpoints_snapshots_and_the_change_log() {
             .await
             .unwrap();
         store
-            .changes_append(&[change(t(5), "a@x.test", "nothing")])
+            .changes_append(&[change(t(5), "a@x.test", "nothing")], None)
             .await
             .unwrap();
         // Dropped without a clean shutdown of anything but the pool.
@@ -325,18 +326,24 @@ async fn next_deadline_is_the_earliest_among_open_pending_findings() {
 async fn the_change_log_appends_in_order_and_reads_since() {
     let store = Store::open_memory().await.unwrap();
     store
-        .changes_append(&[
-            change(t(10), "a@x.test", "a1"),
-            change(t(20), "b@x.test", "b1"),
-        ])
+        .changes_append(
+            &[
+                change(t(10), "a@x.test", "a1"),
+                change(t(20), "b@x.test", "b1"),
+            ],
+            None,
+        )
         .await
         .unwrap();
     // Appended later but observed earlier: still oldest first.
     store
-        .changes_append(&[
-            change(t(5), "c@x.test", "c1"),
-            change(t(20), "d@x.test", "d1"),
-        ])
+        .changes_append(
+            &[
+                change(t(5), "c@x.test", "c1"),
+                change(t(20), "d@x.test", "d1"),
+            ],
+            None,
+        )
         .await
         .unwrap();
     let all = store.changes_since(t(0)).await.unwrap();
@@ -358,17 +365,24 @@ fn changes_csv_quotes_commas_quotes_and_newlines() {
     bare.idp_event = None;
     bare.latency_ms = None;
     bare.after = "line one\nline two".to_string();
+    bare.id = 8;
+    bare.ticket = Some("SEC-1; CHG-7".to_string());
+    bare.justification = Some("Launch, week".to_string());
     let csv = changes_csv(&[r, bare]);
-    let expected = "time,workspace,user,before,after,actor,attribution,idp_event,latency_ms\n\
+    // The nine columns from before the chain, unchanged and in place; ticket,
+    // justification and id appended.
+    let expected = "time,workspace,user,before,after,actor,attribution,idp_event,latency_ms,ticket,justification,id\n\
         2026-11-01T12:00:00Z,production,a@x.test,\"Admin, \"\"Workspace Owner\"\"\",\
         Segment Marketing: Source Read-only on source web-prod,okta-scim,scim,\
-        group.user_membership.add 1a2b 2026-11-01T12:00:00Z,4200\n\
-        2026-11-01T12:01:00Z,production,b@x.test,nothing,\"line one\nline two\",,,,\n";
+        group.user_membership.add 1a2b 2026-11-01T12:00:00Z,4200,,,7\n\
+        2026-11-01T12:01:00Z,production,b@x.test,nothing,\"line one\nline two\",,,,,SEC-1; CHG-7,\"Launch, week\",8\n";
     assert_eq!(csv, expected);
     assert_eq!(
         changes_csv(&[]),
-        "time,workspace,user,before,after,actor,attribution,idp_event,latency_ms\n"
+        "time,workspace,user,before,after,actor,attribution,idp_event,latency_ms,ticket,justification,id\n"
     );
+    assert!(scimwatch::store::CHANGES_CSV_HEADER
+        .starts_with("time,workspace,user,before,after,actor,attribution,idp_event,latency_ms,"));
 }
 
 #[test]
@@ -418,7 +432,7 @@ async fn two_stores_on_one_file_see_each_others_writes() {
     // The reader holds a read open while the writer commits (WAL lets both proceed).
     assert!(cli.changes_since(t(0)).await.unwrap().is_empty());
     daemon
-        .changes_append(&[change(t(1), "a@x.test", "x")])
+        .changes_append(&[change(t(1), "a@x.test", "x")], None)
         .await
         .unwrap();
     let seen = cli.changes_since(t(0)).await.unwrap();
@@ -434,14 +448,14 @@ async fn two_stores_on_one_file_see_each_others_writes() {
     let (d, c) = (daemon.clone(), cli.clone());
     let w1 = tokio::spawn(async move {
         for i in 0..20 {
-            d.changes_append(&[change(t(10 + i), "d@x.test", "d")])
+            d.changes_append(&[change(t(10 + i), "d@x.test", "d")], None)
                 .await
                 .unwrap();
         }
     });
     let w2 = tokio::spawn(async move {
         for i in 0..20 {
-            c.changes_append(&[change(t(10 + i), "c@x.test", "c")])
+            c.changes_append(&[change(t(10 + i), "c@x.test", "c")], None)
                 .await
                 .unwrap();
         }
@@ -523,7 +537,7 @@ async fn a_store_abandoned_mid_window_keeps_the_deadline_ids_and_log() {
         .await
         .unwrap();
     crashed
-        .changes_append(&[change(t(5), "a@x.test", "nothing")])
+        .changes_append(&[change(t(5), "a@x.test", "nothing")], None)
         .await
         .unwrap();
     std::mem::forget(crashed);
@@ -546,7 +560,7 @@ async fn the_database_refuses_edits_to_the_change_log() {
     let path = dir.path().join("state.db");
     let store = Store::open(&path).await.unwrap();
     store
-        .changes_append(&[change(t(5), "a@x.test", "nothing")])
+        .changes_append(&[change(t(5), "a@x.test", "nothing")], None)
         .await
         .unwrap();
     let url = format!("sqlite://{}", path.display());

@@ -603,6 +603,7 @@ fn bob_changes() -> crate::explain::ChangeLog {
             attribution: Some("human".into()),
             idp_event: None,
             latency_ms: None,
+            ..Default::default()
         };
     crate::explain::ChangeLog::from_records(
         "/var/lib/scimwatch/scimwatch.db",
