@@ -345,6 +345,10 @@ pub fn access_changes(
 /// `reason`. Several are joined with `; `. Pure.
 pub fn annotate(records: &mut [ChangeRecord], mappings: &crate::mapping::MappingSet) {
     for r in records.iter_mut() {
+        // Records that already say why (scimwatch's own writes name their rule) keep it.
+        if r.ticket.is_some() || r.justification.is_some() {
+            continue;
+        }
         let Some(m) = mappings.workspaces.get(&r.workspace) else {
             continue;
         };

@@ -641,6 +641,11 @@ async fn in_apply_mode_fixed_drift_below_critical_never_pages_and_a_critical_one
         .find(|c| c.user == "group Segment Analytics Engineers")
         .expect("the correction is in the change log");
     assert_eq!(c.actor.as_deref(), Some("scimwatch"));
+    assert_eq!(
+        c.ticket.as_deref(),
+        Some("SEC-1202"),
+        "the mapping's ticket: {c:?}"
+    );
     assert!(c.after.contains("mappings/production.toml:15"), "{c:?}");
     assert_eq!(
         changes
