@@ -73,49 +73,30 @@ impl World {
             .to_string()
     }
 
-    async fn group_id(&self, name: &str) -> String {
-        let v = self
-            .segment(reqwest::Method::GET, "/groups?pagination.count=100", None)
-            .await;
-        v["data"]["userGroups"]
+    /// The id of the item of `list` (at `path`) whose `field` is `value`.
+    async fn id_of(&self, path: &str, list: &str, field: &str, value: &str) -> String {
+        let v = self.segment(reqwest::Method::GET, path, None).await;
+        v["data"][list]
             .as_array()
-            .unwrap()
-            .iter()
-            .find(|g| g["name"] == name)
-            .unwrap()["id"]
-            .as_str()
-            .unwrap()
+            .and_then(|a| a.iter().find(|x| x[field] == value))
+            .and_then(|x| x["id"].as_str())
+            .unwrap_or_else(|| panic!("no {list} item with {field} = {value}"))
             .to_string()
+    }
+
+    async fn group_id(&self, name: &str) -> String {
+        self.id_of("/groups?pagination.count=100", "userGroups", "name", name)
+            .await
     }
 
     async fn user_id(&self, email: &str) -> String {
-        let v = self
-            .segment(reqwest::Method::GET, "/users?pagination.count=1000", None)
-            .await;
-        v["data"]["users"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|u| u["email"] == email)
-            .unwrap()["id"]
-            .as_str()
-            .unwrap()
-            .to_string()
+        self.id_of("/users?pagination.count=1000", "users", "email", email)
+            .await
     }
 
     async fn role_id(&self, name: &str) -> String {
-        let v = self
-            .segment(reqwest::Method::GET, "/roles?pagination.count=200", None)
-            .await;
-        v["data"]["roles"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|r| r["name"] == name)
-            .unwrap()["id"]
-            .as_str()
-            .unwrap()
-            .to_string()
+        self.id_of("/roles?pagination.count=200", "roles", "name", name)
+            .await
     }
 
     /// Adds `role` on the whole workspace to a group, by hand in the app.
