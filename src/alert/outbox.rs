@@ -113,11 +113,15 @@ impl Outbox {
         let broken = self.store.sinks_broken().await.unwrap_or_default();
         self.metrics
             .set_outbox(&self.sink_names(), &depth, &broken, now);
-        let (records, failures) = self.store.alerts_load().await.unwrap_or_default();
-        let mut open: BTreeMap<&str, usize> = BTreeMap::new();
-        for r in &records {
-            *open.entry(r.family.as_str()).or_default() += 1;
-        }
+        // After every delivery: counted by the database, no record decoded.
+        let open: BTreeMap<String, u64> = self
+            .store
+            .alerts_open_by_family()
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
+        let failures = self.store.alert_sources().await.unwrap_or_default();
         let sinks: Vec<Value> = self
             .sinks
             .iter()
@@ -285,8 +289,7 @@ impl Outbox {
         now: DateTime<Utc>,
     ) -> Result<(), crate::store::StoreError> {
         let key = sink_key(name);
-        let (records, _) = self.store.alerts_load().await?;
-        if records.iter().any(|r| r.key == key) {
+        if self.store.alert_get(&key).await?.is_some() {
             return Ok(());
         }
         let broken = self.store.sinks_broken().await?;
@@ -346,8 +349,7 @@ impl Outbox {
         now: DateTime<Utc>,
     ) -> Result<(), crate::store::StoreError> {
         let key = sink_key(name);
-        let (records, _) = self.store.alerts_load().await?;
-        let Some(r) = records.into_iter().find(|r| r.key == key) else {
+        let Some(r) = self.store.alert_get(&key).await? else {
             return Ok(());
         };
         let sends = if r.sinks.is_empty() {

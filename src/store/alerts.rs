@@ -82,15 +82,42 @@ impl Store {
         for r in rows {
             records.push(decode("an alert record", r.get::<&str, _>(0))?);
         }
+        Ok((records, self.alert_sources().await?))
+    }
+
+    /// One open alert record by key.
+    pub async fn alert_get(&self, key: &str) -> Result<Option<AlertRecord>, StoreError> {
+        let row = sqlx::query("SELECT body FROM alerts WHERE key = ?")
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(query_err("reading an alert"))?;
+        row.map(|r| decode("an alert record", r.get::<&str, _>(0)))
+            .transpose()
+    }
+
+    /// Open alerts per family, counted by the database (no record is decoded).
+    pub async fn alerts_open_by_family(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        let rows =
+            sqlx::query("SELECT family, COUNT(*) FROM alerts GROUP BY family ORDER BY family")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(query_err("counting alerts"))?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get(0), r.get::<i64, _>(1).max(0) as u64))
+            .collect())
+    }
+
+    /// The source failure counters.
+    pub async fn alert_sources(&self) -> Result<Vec<SourceFailure>, StoreError> {
         let rows = sqlx::query("SELECT body FROM alert_sources ORDER BY service, workspace")
             .fetch_all(&self.pool)
             .await
             .map_err(query_err("reading source failures"))?;
-        let mut failures = Vec::with_capacity(rows.len());
-        for r in rows {
-            failures.push(decode("a source failure", r.get::<&str, _>(0))?);
-        }
-        Ok((records, failures))
+        rows.iter()
+            .map(|r| decode("a source failure", r.get::<&str, _>(0)))
+            .collect()
     }
 
     /// Applies a plan: alert state, failure counters and outbox rows in one transaction.

@@ -1,8 +1,9 @@
 //! Durable state in embedded SQLite (sqlx; migrations embedded from `migrations/`; WAL).
 //!
 //! What lives here: findings with first-seen, last-seen and resolved-at; poller
-//! checkpoints; activation history; the last snapshots the daemon compares against; and
-//! the append-only change log. One file per kind of record, `noun_verb` method names.
+//! checkpoints; activation history; the last snapshots the daemon compares against; open
+//! alerts, source failure counters, the alert outbox and broken sinks; and the append-only
+//! change log. One file per kind of record, `noun_verb` method names.
 //!
 //! Contract:
 //! - `Store::open` creates the file if missing, sets WAL and a busy timeout, and runs the

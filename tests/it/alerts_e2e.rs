@@ -399,12 +399,7 @@ async fn pagerduty_500_then_202_delivers_once_and_a_400_is_dead_lettered_not_ret
         json!({"sink": "pagerduty", "mode": "error_400", "count": 1}),
     )
     .await;
-    set_direct(
-        &sim,
-        "paula.rossi@acme.test",
-        json!([{"roleId": OWNER_ROLE, "resources": [{"id": ws, "type": "WORKSPACE"}]}]),
-    )
-    .await;
+    grant_owner(&sim, "paula.rossi@acme.test").await;
     run.full_pass().await;
     run.drained(Duration::from_secs(15)).await;
     let s = sinks(&sim).await;
@@ -441,12 +436,7 @@ async fn pagerduty_500_then_202_delivers_once_and_a_400_is_dead_lettered_not_ret
     assert_eq!(s["slack"].as_array().unwrap().len(), 2);
 
     // The sink is fine again: the next alert is delivered.
-    set_direct(
-        &sim,
-        "quinn.adams@acme.test",
-        json!([{"roleId": OWNER_ROLE, "resources": [{"id": ws, "type": "WORKSPACE"}]}]),
-    )
-    .await;
+    grant_owner(&sim, "quinn.adams@acme.test").await;
     run.full_pass().await;
     run.drained(Duration::from_secs(15)).await;
     assert_eq!(pd_events(&sinks(&sim).await).len(), 2);
@@ -543,13 +533,7 @@ async fn okta_down_for_three_passes_pages_one_source_unavailable_and_no_drift_th
     )
     .await;
     // Meanwhile someone grants Owner by hand: no drift page while Okta is down.
-    let ws = workspace_id(&sim).await;
-    set_direct(
-        &sim,
-        "paula.rossi@acme.test",
-        json!([{"roleId": OWNER_ROLE, "resources": [{"id": ws, "type": "WORKSPACE"}]}]),
-    )
-    .await;
+    grant_owner(&sim, "paula.rossi@acme.test").await;
     for _ in 0..5 {
         run.full_pass().await;
     }
@@ -601,13 +585,7 @@ async fn a_revoked_sink_is_broken_raises_sink_failing_elsewhere_and_loses_nothin
     run.full_pass().await;
 
     sink_mode(&sim, json!({"sink": "slack", "mode": "revoked"})).await;
-    let ws = workspace_id(&sim).await;
-    set_direct(
-        &sim,
-        "paula.rossi@acme.test",
-        json!([{"roleId": OWNER_ROLE, "resources": [{"id": ws, "type": "WORKSPACE"}]}]),
-    )
-    .await;
+    grant_owner(&sim, "paula.rossi@acme.test").await;
     run.full_pass().await;
     let start = Instant::now();
     while run.d.store.sinks_broken().await.unwrap().is_empty() {
