@@ -458,6 +458,27 @@ pub fn get_with(
     client.request(Method::GET, url).header(auth.0, auth.1)
 }
 
+/// Everything but RFC 3986's unreserved characters (`A-Z a-z 0-9 - . _ ~`).
+const NOT_UNRESERVED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// Percent-encodes a query value or one path segment: everything but RFC 3986 unreserved
+/// characters (spaces become `%20`, never `+`; `/` becomes `%2F`).
+pub fn encode(s: &str) -> String {
+    percent_encoding::utf8_percent_encode(s, NOT_UNRESERVED).to_string()
+}
+
+/// [`NOT_UNRESERVED`] but `/`: a path of several segments.
+const PATH: &percent_encoding::AsciiSet = &NOT_UNRESERVED.remove(b'/');
+
+/// Percent-encodes a path of several segments: like [`encode`], but `/` stays.
+pub fn encode_path(s: &str) -> String {
+    percent_encoding::utf8_percent_encode(s, PATH).to_string()
+}
+
 /// Drops the query string's values that could carry secrets? None of our services put
 /// secrets in URLs; this only shortens very long URLs for messages.
 pub fn redact_url(url: &str) -> String {

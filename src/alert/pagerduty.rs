@@ -7,9 +7,9 @@ use std::sync::Arc;
 use serde_json::{json, Value};
 
 use super::{classify, no_answer, sink_http, Action, Alert, AlertSink, SendFuture};
-use crate::config::Secret;
 use crate::http::{Http, RequestStats, RetryConfig};
 use crate::reconcile::finding::format_time;
+use crate::secret::Secret;
 
 pub struct PagerDuty {
     name: String,

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use serde_json::{json, Value};
 
 use super::{classify, no_answer, one_line, sink_http, Action, Alert, AlertSink, SendFuture};
-use crate::config::Secret;
 use crate::http::{Http, RequestStats, RetryConfig};
+use crate::secret::Secret;
 
 /// Slack's answers that mean the hook is gone or refused for good.
 const BROKEN: [&str; 10] = [

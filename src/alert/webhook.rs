@@ -15,9 +15,9 @@ use serde_json::{json, Value};
 use sha2::Sha256;
 
 use super::{classify, no_answer, sink_http, Action, Alert, AlertSink, SendFuture};
-use crate::config::Secret;
 use crate::http::{Http, RequestStats, RetryConfig};
 use crate::reconcile::finding::format_time;
+use crate::secret::Secret;
 
 pub struct Webhook {
     name: String,

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 
 use crate::config::{IdpConfig, IdpCredential};
+use crate::error::ErrorClass;
 use crate::http::{RequestStats, RetryConfig};
 use crate::model::{Email, GroupRead, GroupRef, IdpEvent, IdpKind, MappedGroups, UserLookup};
 
@@ -40,17 +41,6 @@ pub enum IdpError {
     },
     #[error("{service}: {what}")]
     Auth { service: &'static str, what: String },
-}
-
-/// How a caller should treat an error (STYLE.md habit 4).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ErrorClass {
-    /// Worth trying again later (rate limit or server trouble that outlasted the retries).
-    Transient,
-    /// Credentials or permissions: a person must fix them.
-    Auth,
-    /// A request we should not have made, or an answer we could not read.
-    Bug,
 }
 
 /// Reads one IdP. Implemented by `okta::Okta` and `azure::Azure`; [`Idp`] picks one from

@@ -8,9 +8,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::{DateTime, Duration, TimeZone, Utc};
 
 use super::*;
-use crate::config::{Secret, UnmanagedUsers};
+use crate::config::UnmanagedUsers;
 use crate::mapping::{ExceptionRule, GrantRule, GrantScope, GroupRule, Origin, RoleRef};
 use crate::model::*;
+use crate::secret::Secret;
 
 const WS_ID: &str = "ws1";
 const SA: &str = "rSourceAdmin";

@@ -9,7 +9,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
 
-use crate::config::Secret;
+use crate::secret::Secret;
 
 /// Compares a presented value with the secret in constant time. Both sides are hashed
 /// first so the xor-fold always runs over 32 bytes, whatever either length is.

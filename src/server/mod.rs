@@ -30,9 +30,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use chrono::{DateTime, Utc};
 
-use crate::config::Secret;
 use crate::http::RequestStats;
 use crate::metrics::Metrics;
+use crate::secret::Secret;
 use crate::triggers::Activator;
 
 /// The Okta Event Hook receiver's settings.

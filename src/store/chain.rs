@@ -33,7 +33,7 @@
 
 use sha2::{Digest, Sha256};
 
-use crate::config::Secret;
+use crate::secret::Secret;
 
 type HmacSha256 = hmac::Hmac<Sha256>;
 

@@ -31,8 +31,8 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::{Activator, Reason};
-use crate::config::Secret;
 use crate::idp::azure::{Azure, DeltaRound, MAX_DELTA_IDS};
+use crate::secret::Secret;
 use crate::store::Store;
 
 /// The checkpoint of delta stream `n`.
@@ -107,14 +107,14 @@ async fn delta_stream(
     let kept = store
         .checkpoint_get(&name)
         .await
-        .map_err(|e| crate::cli::chain(&e))?
+        .map_err(|e| crate::error::chain(&e))?
         .and_then(|v| serde_json::from_str::<DeltaCheckpoint>(&v).ok())
         .filter(|c| c.ids == ids);
     let link = kept.as_ref().map(|c| c.delta_link.as_str());
     let round = azure
         .groups_delta(link, &ids)
         .await
-        .map_err(|e| crate::cli::chain(&e))?;
+        .map_err(|e| crate::error::chain(&e))?;
     let (changed, delta_link) = match round {
         DeltaRound::Done {
             groups,
@@ -139,7 +139,7 @@ async fn delta_stream(
             match azure
                 .groups_delta(None, &ids)
                 .await
-                .map_err(|e| crate::cli::chain(&e))?
+                .map_err(|e| crate::error::chain(&e))?
             {
                 DeltaRound::Done { delta_link, .. } => (true, delta_link),
                 DeltaRound::Reset { reason } => {
@@ -153,7 +153,7 @@ async fn delta_stream(
     store
         .checkpoint_set(&name, &text)
         .await
-        .map_err(|e| crate::cli::chain(&e))?;
+        .map_err(|e| crate::error::chain(&e))?;
     Ok(changed)
 }
 
@@ -194,7 +194,7 @@ pub async fn subscriptions(
     let mut current: Option<Kept> = match store.checkpoint_get(SUBSCRIPTION_CHECKPOINT).await {
         Ok(v) => v.and_then(|v| serde_json::from_str(&v).ok()),
         Err(e) => {
-            tracing::warn!(error = %crate::cli::chain(&e), "Cannot read the Graph subscription checkpoint.");
+            tracing::warn!(error = %crate::error::chain(&e), "Cannot read the Graph subscription checkpoint.");
             None
         }
     };
@@ -215,7 +215,7 @@ pub async fn subscriptions(
                     save(&store, current.as_ref()).await;
                 }
                 Err(e) => {
-                    tracing::warn!(error = %crate::cli::chain(&e), "Cannot create the Graph subscription; retrying in a minute (delta polling still runs).");
+                    tracing::warn!(error = %crate::error::chain(&e), "Cannot create the Graph subscription; retrying in a minute (delta polling still runs).");
                     current = None;
                     retry_at = Some(tokio::time::Instant::now() + RETRY);
                 }
@@ -258,7 +258,7 @@ pub async fn subscriptions(
                                 current = None;
                             }
                         }
-                        Err(e) => tracing::warn!(subscription = %subscription, error = %crate::cli::chain(&e), "Cannot reauthorize the Graph subscription; renewing it instead."),
+                        Err(e) => tracing::warn!(subscription = %subscription, error = %crate::error::chain(&e), "Cannot reauthorize the Graph subscription; renewing it instead."),
                     }
                     if let Some(c) = current.take() {
                         current = renew(&azure, &store, c, &mut retry_at).await;
@@ -294,7 +294,7 @@ async fn renew(
             None
         }
         Err(e) => {
-            tracing::warn!(subscription = %c.id, error = %crate::cli::chain(&e), "Cannot renew the Graph subscription; retrying in a minute.");
+            tracing::warn!(subscription = %c.id, error = %crate::error::chain(&e), "Cannot renew the Graph subscription; retrying in a minute.");
             *retry_at = Some(tokio::time::Instant::now() + RETRY);
             Some(c)
         }
@@ -307,7 +307,7 @@ async fn save(store: &Store, kept: Option<&Kept>) {
         return;
     };
     if let Err(e) = store.checkpoint_set(SUBSCRIPTION_CHECKPOINT, &text).await {
-        tracing::warn!(error = %crate::cli::chain(&e), "Cannot save the Graph subscription checkpoint.");
+        tracing::warn!(error = %crate::error::chain(&e), "Cannot save the Graph subscription checkpoint.");
     }
 }
 

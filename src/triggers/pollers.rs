@@ -86,7 +86,7 @@ pub async fn system_log(
         let checkpoint = match store.checkpoint_get(SYSTEM_LOG_CHECKPOINT).await {
             Ok(c) => c,
             Err(e) => {
-                tracing::warn!(error = %crate::cli::chain(&e), "Cannot read the System Log checkpoint.");
+                tracing::warn!(error = %crate::error::chain(&e), "Cannot read the System Log checkpoint.");
                 continue;
             }
         };
@@ -94,7 +94,7 @@ pub async fn system_log(
             Ok(poll) => {
                 if let Some(next) = &poll.next {
                     if let Err(e) = store.checkpoint_set(SYSTEM_LOG_CHECKPOINT, next).await {
-                        tracing::warn!(error = %crate::cli::chain(&e), "Cannot save the System Log checkpoint.");
+                        tracing::warn!(error = %crate::error::chain(&e), "Cannot save the System Log checkpoint.");
                     }
                 }
                 // The first poll only sets the checkpoint: the passes read the look-back.
@@ -104,7 +104,7 @@ pub async fn system_log(
                 }
             }
             Err(e) => {
-                tracing::warn!(error = %crate::cli::chain(&e), "System Log poll failed; the periodic pass is the backstop.")
+                tracing::warn!(error = %crate::error::chain(&e), "System Log poll failed; the periodic pass is the backstop.")
             }
         }
     }
@@ -130,7 +130,7 @@ pub async fn audit(
         let stored = match store.checkpoint_get(&name).await {
             Ok(c) => c.and_then(|c| serde_json::from_str::<AuditCheckpoint>(&c).ok()),
             Err(e) => {
-                tracing::warn!(workspace = %ws.name, error = %crate::cli::chain(&e), "Cannot read the audit checkpoint.");
+                tracing::warn!(workspace = %ws.name, error = %crate::error::chain(&e), "Cannot read the audit checkpoint.");
                 continue;
             }
         };
@@ -150,7 +150,7 @@ pub async fn audit(
                 if first || next != checkpoint {
                     if let Ok(text) = serde_json::to_string(&next) {
                         if let Err(e) = store.checkpoint_set(&name, &text).await {
-                            tracing::warn!(workspace = %ws.name, error = %crate::cli::chain(&e), "Cannot save the audit checkpoint.");
+                            tracing::warn!(workspace = %ws.name, error = %crate::error::chain(&e), "Cannot save the audit checkpoint.");
                         }
                     }
                 }
@@ -160,7 +160,7 @@ pub async fn audit(
                 }
             }
             Err(e) => {
-                tracing::warn!(workspace = %ws.name, error = %crate::cli::chain(&e), "Audit poll failed; the periodic pass is the backstop.")
+                tracing::warn!(workspace = %ws.name, error = %crate::error::chain(&e), "Audit poll failed; the periodic pass is the backstop.")
             }
         }
     }

@@ -6,13 +6,12 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use reqwest::Client;
-use scimwatch::config::{
-    AzureCredential, AzureSecret, IdpConfig, IdpCredential, Secret, UserAttribute,
-};
+use scimwatch::config::{AzureCredential, AzureSecret, IdpConfig, IdpCredential, UserAttribute};
 use scimwatch::http::{RequestStats, RetryConfig};
 use scimwatch::idp::azure::Azure;
 use scimwatch::idp::{IdentityProvider, IdpError};
 use scimwatch::model::{Email, GroupRead, GroupRef, IdpEventKind, IdpKind, IdpStatus, UserLookup};
+use scimwatch::secret::Secret;
 use scimwatch::sim::{self, SimHandle};
 use serde_json::{json, Value};
 

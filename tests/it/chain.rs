@@ -5,7 +5,7 @@
 //! through its narrow door and verify still passes; `changes verify` through the binary.
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use scimwatch::config::Secret;
+use scimwatch::secret::Secret;
 use scimwatch::store::{ChainKey, ChangeRecord, PruneOutcome, Store, Verdict};
 use sqlx::Connection;
 

@@ -15,11 +15,13 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use chrono::TimeZone;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
-use scimwatch::config::{IdpConfig, IdpCredential, OktaOAuth, Secret, UserAttribute};
+use scimwatch::config::{IdpConfig, IdpCredential, OktaOAuth, UserAttribute};
+use scimwatch::error::ErrorClass;
 use scimwatch::http::{RequestStats, RetryConfig};
 use scimwatch::idp::okta::Okta;
-use scimwatch::idp::{ErrorClass, IdentityProvider, IdpError};
+use scimwatch::idp::{IdentityProvider, IdpError};
 use scimwatch::model::{Email, GroupRead, GroupRef, IdpEventKind, IdpKind, IdpStatus, UserLookup};
+use scimwatch::secret::Secret;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 

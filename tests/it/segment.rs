@@ -12,12 +12,13 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, TimeZone, Utc};
 use serde_json::{json, Value};
 
-use scimwatch::config::{Secret, WorkspaceConfig};
+use scimwatch::config::WorkspaceConfig;
+use scimwatch::error::ErrorClass;
 use scimwatch::http::{RequestStats, RetryConfig};
-use scimwatch::idp::ErrorClass;
 use scimwatch::model::{
     CatalogNeeds, Email, Label, ResourceType, MINIMAL_ACCESS_ROLE_ID, WORKSPACE_OWNER_ROLE_ID,
 };
+use scimwatch::secret::Secret;
 use scimwatch::segment::{SegmentClient, SegmentError};
 
 const TOKEN: &str = "seg-token-s3cr3t";

@@ -19,9 +19,11 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use reqwest::header::{HeaderValue, ACCEPT, CONTENT_TYPE};
 
 use super::{encode, wire, SERVICE};
-use crate::config::{AzureCredential, AzureSecret, Secret};
+use crate::config::{AzureCredential, AzureSecret};
+use crate::error::ErrorClass;
 use crate::http::{redact_url, Http};
-use crate::idp::{ErrorClass, IdpError};
+use crate::idp::IdpError;
+use crate::secret::Secret;
 
 const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 /// Renew this long before expiry (reference: "about 5 min").

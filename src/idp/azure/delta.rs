@@ -20,9 +20,9 @@ use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE};
 use reqwest::{Method, StatusCode};
 
 use super::{api_error, auth, bad_link, encode, parse_body, wire, Azure, SERVICE};
-use crate::config::Secret;
 use crate::http::{redact_url, Answer};
 use crate::idp::IdpError;
+use crate::secret::Secret;
 
 /// Graph accepts at most this many ids in a delta query's `$filter`.
 pub const MAX_DELTA_IDS: usize = 50;

@@ -13,8 +13,9 @@
 use reqwest::StatusCode;
 
 use super::{api_error, encode, parse_body, wire, Azure, SERVICE};
+use crate::error::ErrorClass;
 use crate::http::redact_url;
-use crate::idp::{ErrorClass, IdpError};
+use crate::idp::IdpError;
 use crate::model::{Evidence, ProvisioningJob};
 
 /// How many provisioning records one evidence read looks at (the newest first).

@@ -24,9 +24,11 @@ use ring::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
 use sha2::{Digest, Sha256};
 
 use super::{encode, wire, SERVICE};
-use crate::config::{OktaOAuth, Secret};
+use crate::config::OktaOAuth;
+use crate::error::ErrorClass;
 use crate::http::{redact_url, Answer, Http};
-use crate::idp::{ErrorClass, IdpError};
+use crate::idp::IdpError;
+use crate::secret::Secret;
 
 const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 const DEFAULT_SCOPES: &str = "okta.groups.read okta.users.read okta.logs.read";

@@ -31,8 +31,9 @@ use reqwest::StatusCode;
 use serde::de::DeserializeOwned;
 
 use crate::config::{IdpConfig, IdpCredential, UserAttribute};
-use crate::http::{redact_url, Answer, Http, RequestStats, RetryConfig};
-use crate::idp::{ErrorClass, IdentityProvider, IdpError};
+use crate::error::ErrorClass;
+use crate::http::{encode, redact_url, Answer, Http, RequestStats, RetryConfig};
+use crate::idp::{IdentityProvider, IdpError};
 use crate::model::{
     Email, GroupRead, GroupRef, IdpEvent, IdpEventKind, IdpGroup, IdpKind, IdpStatus, IdpUser,
     UserLookup,
@@ -577,11 +578,7 @@ fn api_error(method: &str, url: &str, answer: &Answer) -> IdpError {
             format!("{status} {reason}").trim_end().to_string()
         }
     };
-    let class = match status {
-        401 | 403 => ErrorClass::Auth,
-        429 | 500..=599 => ErrorClass::Transient,
-        _ => ErrorClass::Bug,
-    };
+    let class = ErrorClass::from_status(status);
     IdpError::Api {
         service: SERVICE,
         request: format!("{method} {}", redact_url(url)),
@@ -603,20 +600,6 @@ fn log_request_id(answer: &Answer, message: &str) {
         url = %answer.url,
         "{message}"
     );
-}
-
-/// Percent-encodes everything but RFC 3986 unreserved characters (query values and path
-/// segments alike; spaces become `%20`, never `+`).
-fn encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 /// Escapes a value for a double-quoted SCIM filter string.

@@ -2,7 +2,7 @@
 //! over unchained rows, prunes.
 
 use super::*;
-use crate::config::Secret;
+use crate::secret::Secret;
 
 fn key() -> ChainKey {
     ChainKey::new(&Secret::new("0123456789abcdef-test-key"))
