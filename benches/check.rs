@@ -18,7 +18,6 @@ use std::time::Instant;
 use chrono::Utc;
 use scimwatch::http::{RequestStats, RetryConfig};
 use scimwatch::idp::okta::Okta;
-use scimwatch::reconcile::pass;
 use scimwatch::segment::SegmentClient;
 
 fn env_usize(name: &str, default: usize) -> usize {
@@ -175,9 +174,10 @@ fn main() -> anyhow::Result<()> {
                 .map(|w| SegmentClient::new(w, RetryConfig::default(), stats.clone()))
                 .collect();
             let selected: Vec<_> = config.workspaces.iter().zip(clients.iter()).collect();
-            let settings = scimwatch::cli::settings(&config)?;
+            let settings = scimwatch::reconcile::Settings::from_config(&config)?;
             let start = Instant::now();
-            let report = pass::run(&okta, &selected, &mappings, &settings, Utc::now()).await?;
+            let report =
+                scimwatch::app::check(&okta, &selected, &mappings, &settings, Utc::now()).await?;
             let wall = start.elapsed();
             anyhow::Ok((report, stats, wall))
         });

@@ -1,6 +1,10 @@
 //! The command line: `check`, `validate`, `explain`, `report`, `run`, `changes`
 //! (`changes verify`), `alerts test`, `sim`, `demo`.
 //!
+//! Why one file (~700 lines): it is the whole surface a person types and reads (the
+//! arguments, what is printed, the exit codes), and nothing else; the work behind each
+//! command is in `app.rs` and the modules it builds. Nothing imports this module.
+//!
 //! Exit codes (product.md): `check` 0 clean, 1 drift needing action, 2 the pass could not
 //! complete (one line on stderr naming what failed, nothing on stdout); `validate` 0 or 2;
 //! `explain` 0 explained, 1 nobody by that email anywhere scimwatch looks (a line on
@@ -8,19 +12,16 @@
 //! 1 broken, 2 cannot check; `report` 0 written, 2 a read failed (nothing written).
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use anyhow::Context as _;
 use chrono::Utc;
 use clap::{Parser, Subcommand, ValueEnum};
 
+use crate::app::{self, Loaded, Session};
 use crate::config::Config;
-use crate::http::{RequestStats, RetryConfig};
-use crate::idp::{IdentityProvider, Idp};
-use crate::mapping::{resolve, MappingSet};
+use crate::error::chain;
+use crate::http::RequestStats;
 use crate::output;
-use crate::reconcile::{pass, Settings};
-use crate::segment::SegmentClient;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -284,7 +285,7 @@ pub async fn main(cli: Cli) -> i32 {
 }
 
 async fn run(config: Option<&Path>) -> anyhow::Result<()> {
-    let Loaded { config, mappings } = load(config)?;
+    let Loaded { config, mappings } = app::load(config)?;
     crate::daemon::main(config, mappings).await
 }
 
@@ -318,22 +319,13 @@ async fn report(
     let now = Utc::now();
     let since_t = crate::store::parse_since(since, now)
         .map_err(|e| anyhow::anyhow!("--since {since:?}: {e}"))?;
-    let Loaded { config, mappings } = load(config)?;
-    let stats = RequestStats::new();
-    let idp = idp(&config, stats.clone())?;
-    let clients = segment_clients(&config, only, &stats)?;
-    let selected: Vec<_> = config
-        .workspaces
-        .iter()
-        .filter(|w| only.is_none_or(|n| n == w.name))
-        .zip(clients.iter())
-        .collect();
+    let session = Session::open(config, only)?;
     let review = crate::report::gather(
-        &config,
-        &selected,
-        &mappings,
-        &idp,
-        &settings(&config)?,
+        &session.config,
+        &session.selected(),
+        &session.mappings,
+        &session.idp,
+        &session.settings,
         since_t,
         now,
     )
@@ -423,76 +415,6 @@ async fn changes_verify(config: Option<&Path>) -> i32 {
     }
 }
 
-/// An error and its causes on one line.
-pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts = vec![e.to_string()];
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        let text = s.to_string();
-        if !parts.iter().any(|p| p.contains(&text)) {
-            parts.push(text);
-        }
-        cur = s.source();
-    }
-    parts.join(": ")
-}
-
-/// Config, mappings and clients, ready for a pass.
-pub struct Loaded {
-    pub config: Config,
-    pub mappings: MappingSet,
-}
-
-pub fn load(config: Option<&Path>) -> anyhow::Result<Loaded> {
-    let config = crate::config::load(config)?;
-    for w in &config.warnings {
-        tracing::warn!(warning = %w, "Config warning.");
-    }
-    let known: Vec<String> = config.workspaces.iter().map(|w| w.name.clone()).collect();
-    let mappings =
-        crate::mapping::load_dir(&config.mappings.dir, &config.base_dir, &known, Utc::now())?;
-    Ok(Loaded { config, mappings })
-}
-
-pub fn settings(config: &Config) -> anyhow::Result<Settings> {
-    Ok(Settings {
-        idp: config.idp.kind,
-        propagation_window: chrono::Duration::from_std(config.idp.propagation_window)
-            .context("idp.propagation_window is too large")?,
-        event_lookback: chrono::Duration::from_std(config.idp.event_lookback)
-            .context("idp.event_lookback is too large")?,
-        policy: config.policy.clone(),
-    })
-}
-
-/// The IdP client `[idp] kind` names (Okta or Entra ID). The daemon still builds its
-/// Okta client itself (`run` with Entra ID comes with a later stage).
-pub fn idp(config: &Config, stats: Arc<RequestStats>) -> anyhow::Result<Idp> {
-    Ok(Idp::new(&config.idp, RetryConfig::default(), stats)?)
-}
-
-pub fn segment_clients(
-    config: &Config,
-    only: Option<&str>,
-    stats: &Arc<RequestStats>,
-) -> anyhow::Result<Vec<SegmentClient>> {
-    if let Some(name) = only {
-        if config.workspace(name).is_none() {
-            let known: Vec<&str> = config.workspaces.iter().map(|w| w.name.as_str()).collect();
-            anyhow::bail!(
-                "--workspace {name:?}: no such workspace in the config (known: {})",
-                known.join(", ")
-            );
-        }
-    }
-    Ok(config
-        .workspaces
-        .iter()
-        .filter(|w| only.is_none_or(|n| n == w.name))
-        .map(|w| SegmentClient::new(w, RetryConfig::default(), stats.clone()))
-        .collect())
-}
-
 async fn check(config: Option<&Path>, out: Output, only: Option<&str>) -> i32 {
     match check_inner(config, only).await {
         Ok(report) => {
@@ -510,59 +432,34 @@ async fn check(config: Option<&Path>, out: Output, only: Option<&str>) -> i32 {
 }
 
 async fn check_inner(config: Option<&Path>, only: Option<&str>) -> anyhow::Result<output::Report> {
-    let Loaded { config, mappings } = load(config)?;
-    let stats = RequestStats::new();
-    let idp = idp(&config, stats.clone())?;
-    let clients = segment_clients(&config, only, &stats)?;
-    let selected: Vec<_> = config
-        .workspaces
-        .iter()
-        .filter(|w| only.is_none_or(|n| n == w.name))
-        .zip(clients.iter())
-        .collect();
-    let report = pass::run(&idp, &selected, &mappings, &settings(&config)?, Utc::now()).await?;
-    tracing::info!(requests = ?stats.by_service(), "Pass complete.");
+    let session = Session::open(config, only)?;
+    let report = session.check(Utc::now()).await?;
+    tracing::info!(requests = ?session.stats.by_service(), "Pass complete.");
     Ok(report)
 }
 
 /// Everything `plan` and `apply` need, read once.
 struct Planned {
-    config: Config,
-    clients: Vec<SegmentClient>,
+    session: Session,
     plans: Vec<crate::enforce::WorkspacePlan>,
 }
 
 async fn planned(config: Option<&Path>, only: Option<&str>) -> anyhow::Result<Planned> {
-    let Loaded { config, mappings } = load(config)?;
-    let stats = RequestStats::new();
-    let idp = idp(&config, stats.clone())?;
-    let clients = segment_clients(&config, only, &stats)?;
-    let plans = {
-        let selected: Vec<_> = config
-            .workspaces
-            .iter()
-            .filter(|w| only.is_none_or(|n| n == w.name))
-            .zip(clients.iter())
-            .collect();
-        let opts = crate::enforce::Options {
-            max_changes: config.enforce.max_changes,
-            revert_expired: config.enforce.revert_expired,
-        };
-        crate::enforce::apply::plan_all(
-            &idp,
-            &selected,
-            &mappings,
-            &settings(&config)?,
-            opts,
-            Utc::now(),
-        )
-        .await?
+    let session = Session::open(config, only)?;
+    let opts = crate::enforce::Options {
+        max_changes: session.config.enforce.max_changes,
+        revert_expired: session.config.enforce.revert_expired,
     };
-    Ok(Planned {
-        config,
-        clients,
-        plans,
-    })
+    let plans = crate::enforce::apply::plan_all(
+        &session.idp,
+        &session.selected(),
+        &session.mappings,
+        &session.settings,
+        opts,
+        Utc::now(),
+    )
+    .await?;
+    Ok(Planned { session, plans })
 }
 
 async fn plan(config: Option<&Path>, only: Option<&str>, out: Output) -> i32 {
@@ -621,11 +518,9 @@ async fn apply(config: Option<&Path>, only: Option<&str>, yes: bool) -> i32 {
     let mut applied = Vec::new();
     for plan in &p.plans {
         let Some(client) = p
-            .config
+            .session
             .workspaces
             .iter()
-            .filter(|w| only.is_none_or(|n| n == w.name))
-            .zip(p.clients.iter())
             .find(|(w, _)| w.name == plan.workspace)
             .map(|(_, c)| c)
         else {
@@ -700,18 +595,14 @@ async fn explain_inner(
     config: Option<&Path>,
     email: &crate::model::Email,
 ) -> anyhow::Result<crate::explain::Explanation> {
-    let Loaded { config, mappings } = load(config)?;
-    let stats = RequestStats::new();
-    let idp = idp(&config, stats.clone())?;
-    let clients = segment_clients(&config, None, &stats)?;
-    let settings = settings(&config)?;
+    let session = Session::open(config, None)?;
     Ok(crate::explain::gather(
         email,
-        &config,
-        &mappings,
-        &idp,
-        &clients,
-        &settings,
+        &session.config,
+        &session.mappings,
+        &session.idp,
+        &session.clients(),
+        &session.settings,
         Utc::now(),
     )
     .await?)
@@ -719,9 +610,12 @@ async fn explain_inner(
 
 async fn validate(config: Option<&Path>) -> i32 {
     match validate_inner(config).await {
-        Ok(problems) if problems.is_empty() => 0,
-        Ok(problems) => {
-            for p in problems {
+        Ok((v, idp)) if v.problems.is_empty() => {
+            println!("{}", v.summary(idp));
+            0
+        }
+        Ok((v, _)) => {
+            for p in v.problems {
                 eprintln!("{p}");
             }
             2
@@ -733,65 +627,21 @@ async fn validate(config: Option<&Path>) -> i32 {
     }
 }
 
-/// Loads everything, resolves every name against the live catalogs and the IdP, prints a
-/// summary on stdout and returns the problems (one line each).
-pub async fn validate_inner(config: Option<&Path>) -> anyhow::Result<Vec<String>> {
-    let Loaded { config, mappings } = load(config)?;
-    let stats = RequestStats::new();
-    let idp = idp(&config, stats.clone())?;
-    let clients = segment_clients(&config, None, &stats)?;
-    for w in unrouted_critical(&config) {
+/// Loads everything and resolves every name against the live catalogs and the IdP; the
+/// warnings go to stderr at once.
+async fn validate_inner(config: Option<&Path>) -> anyhow::Result<(app::Validated, &'static str)> {
+    let session = Session::open(config, None)?;
+    for w in app::unrouted_critical(&session.config) {
         eprintln!("warning: {w}");
     }
-    validate_loaded(&config, &mappings, &idp, &clients).await
-}
-
-/// `validate` once config and mappings are loaded (the demo and tests call this).
-pub async fn validate_loaded<P: IdentityProvider>(
-    config: &Config,
-    mappings: &MappingSet,
-    idp: &P,
-    clients: &[SegmentClient],
-) -> anyhow::Result<Vec<String>> {
-    let empty = Default::default();
-    let refs = pass::group_refs(mappings.workspaces.values());
-    let groups = idp.read_groups(&refs).await?;
-    let mut problems = Vec::new();
-    let mut resolved_groups = 0;
-    let mut resolved_grants = 0;
-    for (ws, client) in config.workspaces.iter().zip(clients) {
-        let mapping = mappings.workspaces.get(&ws.name).unwrap_or(&empty);
-        let (info, catalog) = client.read_catalog(pass::catalog_needs(mapping)).await?;
-        let desired = resolve::resolve(
-            &ws.name,
-            &info.id,
-            mapping,
-            &catalog,
-            &groups,
-            &config.policy,
-        );
-        for u in &desired.unresolved {
-            problems.push(format!(
-                "{}: {} {:?} does not resolve in {}: {}",
-                u.origin, u.what, u.name, ws.name, u.reason
-            ));
-        }
-        resolved_groups += desired.groups.iter().filter(|g| g.idp.is_some()).count();
-        resolved_grants += desired
-            .groups
-            .iter()
-            .filter_map(|g| g.grants.as_ref())
-            .map(Vec::len)
-            .sum::<usize>();
-    }
-    if problems.is_empty() {
-        println!(
-            "OK: {} workspaces, {resolved_groups} mapped groups and {resolved_grants} grants resolve against {} and Segment.",
-            config.workspaces.len(),
-            config.idp.kind.display()
-        );
-    }
-    Ok(problems)
+    let v = app::validate_loaded(
+        &session.config,
+        &session.mappings,
+        &session.idp,
+        &session.clients(),
+    )
+    .await?;
+    Ok((v, session.config.idp.kind.display()))
 }
 
 /// `scimwatch alerts test`: loads only the config, then per sink a test trigger and its
@@ -885,78 +735,5 @@ async fn clear_broken(config: &Config, sink: &str) {
             }
         }
         _ => {}
-    }
-}
-
-/// The finding kinds that can be critical.
-const CAN_BE_CRITICAL: [crate::reconcile::Kind; 6] = [
-    crate::reconcile::Kind::MembershipUnexpected,
-    crate::reconcile::Kind::DeactivatedUserPresent,
-    crate::reconcile::Kind::GroupPermissionsDrift,
-    crate::reconcile::Kind::DirectGrant,
-    crate::reconcile::Kind::UnmappedGroup,
-    crate::reconcile::Kind::ExceptionExpired,
-];
-
-/// One line per workspace whose critical findings of some kind would reach no alert sink
-/// (`validate` prints them as warnings). Pure.
-pub fn unrouted_critical(config: &Config) -> Vec<String> {
-    let mut out = Vec::new();
-    for ws in &config.workspaces {
-        let kinds: Vec<&str> = CAN_BE_CRITICAL
-            .iter()
-            .map(|k| k.as_str())
-            .filter(|k| config.alerts.route("critical", k, &ws.name).is_empty())
-            .collect();
-        if !kinds.is_empty() {
-            out.push(format!(
-                "critical findings in workspace {:?} reach no alert sink ({}); add an [[alerts.route]] that matches them",
-                ws.name,
-                kinds.join(", ")
-            ));
-        }
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn config(alerts: &str) -> Config {
-        let text = format!(
-            "[idp]\nkind = \"okta\"\nurl = \"https://acme.okta.com\"\ntoken = \"t\"\n\n[[workspace]]\nname = \"production\"\ntoken = \"s\"\n\n[[workspace]]\nname = \"staging\"\ntoken = \"s\"\n{alerts}"
-        );
-        crate::config::load_str(
-            &text,
-            Path::new("/etc/scimwatch/scimwatch.toml"),
-            &Default::default(),
-        )
-        .unwrap()
-    }
-
-    #[test]
-    fn validate_warns_when_critical_findings_reach_no_sink() {
-        let none = config("");
-        assert_eq!(unrouted_critical(&none).len(), 2);
-        let sink =
-            "[[alerts.sink]]\nname = \"oncall\"\nkind = \"pagerduty\"\nrouting_key = \"k\"\n";
-        let all = config(&format!("{sink}[[alerts.route]]\nsinks = [\"oncall\"]\n"));
-        assert!(unrouted_critical(&all).is_empty());
-        let prod_only = config(&format!(
-            "{sink}[[alerts.route]]\nsinks = [\"oncall\"]\nworkspaces = [\"production\"]\nkinds = [\"direct_grant\"]\n"
-        ));
-        let w = unrouted_critical(&prod_only);
-        assert_eq!(w.len(), 2, "{w:?}");
-        assert!(
-            w[0].contains("\"production\"")
-                && !w[0].contains("direct_grant")
-                && w[0].contains("membership_unexpected"),
-            "{w:?}"
-        );
-        assert!(
-            w[1].contains("\"staging\"") && w[1].contains("direct_grant"),
-            "{w:?}"
-        );
     }
 }

@@ -1,8 +1,11 @@
 //! `scimwatch explain <email>`: everything scimwatch knows about one person's access, per
 //! workspace, with where each piece comes from.
 //!
+//! Why one file (~700 lines): the value, its gathering and its two renderings change
+//! together whenever a fact is added; the snapshots keep them honest.
+//!
 //! Contract:
-//! - [`build`] is pure: from one successful read (the same `pass::read_all` as `check`,
+//! - [`build`] is pure: from one successful read (the same `read::read_all` as `check`,
 //!   refusing partial data), the mappings, the change log records and `now`, it returns an
 //!   [`Explanation`] value. [`text`] renders it for people, [`json`] for tools; both are
 //!   snapshot-tested.
@@ -27,7 +30,7 @@ use crate::model::{Email, IdpKind, IdpSnapshot, UserLookup, WorkspaceSnapshot};
 use crate::reconcile::access::{self, Via};
 use crate::reconcile::consistency::{self, Evaluated};
 use crate::reconcile::finding::{format_time, GrantView};
-use crate::reconcile::pass::{self, PassError};
+use crate::reconcile::read::{self, PassError};
 use crate::reconcile::{evaluate_workspace, sort, Evaluation, Finding, Settings};
 use crate::segment::SegmentClient;
 use crate::store::{ChangeRecord, Store, StoreError};
@@ -663,7 +666,7 @@ pub async fn gather<P: IdentityProvider>(
 ) -> Result<Explanation, ExplainError> {
     let selected: Vec<(&WorkspaceConfig, &SegmentClient)> =
         config.workspaces.iter().zip(clients.iter()).collect();
-    let reading = pass::read_all(idp, &selected, mappings, settings, now).await?;
+    let reading = read::read_all(idp, &selected, mappings, settings, now).await?;
     let mut snapshots = Vec::new();
     for (_, snap) in reading.workspaces {
         snapshots.push(snap.map_err(PassError::from)?);

@@ -10,27 +10,41 @@
 //!
 //! ```text
 //! main.rs            thin: parse the CLI, start telemetry, hand over to cli.rs
-//! cli.rs             the commands: check, validate, explain, report, plan, apply, run,
-//!                    changes (verify),
-//!                    alerts test, sim, demo
+//! cli.rs             arguments, exit codes and what is printed: check, validate, explain,
+//!                    report, plan, apply, run, changes (verify), alerts test, sim, demo.
+//!                    Nothing imports it.
+//! app.rs             the composition root: load config and mappings, build the IdP and
+//!                    Segment clients (`Session`), `check` (the all-or-nothing read, then
+//!                    `reconcile::evaluate_pass`), `validate_loaded`, `unrouted_critical`
+//! error.rs           the ground floor: `chain` (an error and its causes on one line) and
+//!                    `ErrorClass` with the one status → class function every client uses
+//! secret.rs          `Secret`: Debug/Display `***`, `expose()` only where it goes on the wire
 //! telemetry.rs       tracing setup (logs on stderr; stdout is for results)
-//! daemon/            `run`: mod.rs (wiring, the reconcile loop: one activation at a time,
-//!                    deadlines, full passes with per-workspace failure scoping, graceful
-//!                    shutdown), targeted.rs (event-woken passes that re-read only what
-//!                    the events touched; Okta only, Entra runs full passes), entra.rs
-//!                    (provisioning-job quarantine as an unavailable source, provisioning-log
-//!                    evidence on stalled findings), chain.rs (after a full pass: retention,
-//!                    the change log's head), enforce.rs ([enforce] plan/apply)
+//! daemon/            `run`, wiring only: build the components and the task, serve HTTP,
+//!                    start the triggers and alert workers, the activator loop (one
+//!                    activation at a time, deadlines, the retry floor), signals, shutdown
+//! task/              the reconcile task: `Reconciler::activate(reasons) -> ActivationStatus`
+//!                    (read → evaluate → record → plan alerts → upkeep). mod.rs (the
+//!                    activation, alert planning, publishing /findings and /status),
+//!                    status.rs (the typed status: Scope, counts, source failures),
+//!                    full.rs (full passes with per-workspace failure scoping), targeted.rs
+//!                    (event-woken passes that re-read only what the events touched; Okta
+//!                    only, Entra runs full passes), entra.rs (provisioning-job quarantine as
+//!                    an unavailable source, provisioning-log evidence on stalled findings),
+//!                    enforce.rs ([enforce] plan/apply), upkeep.rs (after a full pass:
+//!                    retention, the change log's head). Never imports `daemon/`.
 //! metrics.rs         Prometheus text, by hand; never a person in a label
 //! model.rs           our vocabulary: Email, Grant, IdP and Segment snapshots. No vendor JSON.
-//! http.rs            the one place that retries (backon) and paces (governor + headers)
+//! http.rs            the one place that retries (backon) and paces (governor + headers);
+//!                    percent-encoding of query values and paths (`encode`, `encode_path`)
 //! config/            scimwatch.toml: typed, strict, positions in every error
 //!   strict.rs        span-keeping TOML reader: unknown keys, did-you-mean, all problems at once
 //!   load.rs          scimwatch.toml → Config; secrets by reference; env overrides
 //! mapping/           mappings/*.toml
 //!   parse.rs         files → rules with file:line origins, cross-file checks
 //!   resolve.rs       rules + catalog + IdP read → desired state (pure); grant atoms, coverage
-//! idp/               trait IdentityProvider, IdpError, Idp (Okta or Entra, from the config)
+//! idp/               trait IdentityProvider, IdpError, Idp (Okta or Entra, from the config);
+//!                    knows nothing of segment/ (and the reverse)
 //!   okta/            mod.rs (reads, paging), auth.rs (SSWS, private_key_jwt, DPoP),
 //!                    policy.rs (X-Rate-Limit-*), wire.rs (DTOs)
 //!   azure/           Microsoft Graph: mod.rs (groups, direct members, nested groups,
@@ -38,8 +52,9 @@
 //!                    certificate assertion), policy.rs (Retry-After, RU percentage), wire.rs,
 //!                    delta.rs (groups/delta rounds, resets, subscriptions), provisioning.rs
 //!                    (job status, provisioning-log evidence)
-//! segment/           client.rs (reads, envelopes, cursors, typed errors), policy.rs
-//!                    (X-RateLimit-*, msBeforeNext), wire.rs (DTOs)
+//! segment/           client.rs (reads, envelopes, cursors, typed errors, the permission
+//!                    writes), policy.rs (X-RateLimit-*, msBeforeNext), wire.rs (DTOs, the
+//!                    request bodies too)
 //! reconcile/         one pass
 //!   finding.rs       Finding, kinds, severities, stable ids
 //!   diff.rs          desired vs actual → mismatches, precedence between kinds; Entra's
@@ -50,8 +65,11 @@
 //!   access.rs        who holds what in a workspace and where each grant comes from (pure)
 //!   consistency.rs   workspace_inconsistent: the one check across workspaces, a pure
 //!                    function over the per-workspace evaluations
-//!   pass.rs          read everything (IO), refuse partial data, then evaluate (with the
-//!                    nested groups Entra reports)
+//!   mod.rs           `evaluate` (one workspace) and `evaluate_pass` (every workspace a
+//!                    pass read, then the consistency check): the one evaluation `check`
+//!                    and the daemon share; `Settings::from_config`
+//!   read.rs          read everything (IO), all or nothing, refuse partial data (with the
+//!                    nested groups Entra reports); every command and full pass reads here
 //!   history.rs       what the daemon remembers → inputs for the core (pure): observed IdP
 //!                    changes, first-seen times, the change log between two snapshots and
 //!                    the tickets/justifications behind each change
@@ -64,8 +82,8 @@
 //! store/             SQLite via sqlx (WAL, migrations/ embedded): findings.rs, changes.rs
 //!                    (append-only; chained appends, head, prune, verify), chain.rs (the
 //!                    HMAC chain: canonical bytes, anchors, the verify walk; pure, table
-//!                    tests in chain/tests.rs), checkpoints.rs, snapshots.rs, activations.rs,
-//!                    alerts.rs (open alerts, source failure counters, outbox, broken sinks)
+//!                    tests in chain/tests.rs), checkpoints.rs, snapshots.rs, activations.rs.
+//!                    Knows nothing of alerts: their tables' queries live in alert/store.rs
 //! server/            router(state): /livez /readyz /metrics /status /findings, hooks.rs
 //!                    (Okta Event Hook receiver), graph.rs (Graph change notifications),
 //!                    auth.rs (constant-time bearer/secret)
@@ -82,7 +100,9 @@
 //!                    Webhooks signature, rotation); plan.rs (pure: when to trigger,
 //!                    resolve, digest, inhibit, source_unavailable); outbox.rs (one worker
 //!                    per sink drains the store's outbox: backoff, dead letters, broken
-//!                    sinks, sink_failing); `alerts test` sends through the sinks directly
+//!                    sinks, sink_failing); store.rs (the alert tables' queries, as `impl
+//!                    Store` methods: open alerts, source failure counters, outbox, broken
+//!                    sinks); `alerts test` sends through the sinks directly
 //! enforce/           plan and apply (issue 7): mod.rs the pure planner (mirror-group
 //!                    permissions from the mappings, expired exceptions' direct grants, the
 //!                    last-Owner guard, the limit) and its text/JSON; apply.rs the read that
@@ -106,8 +126,12 @@
 //!   `reconcile::classify`, `reconcile::access`, `reconcile::consistency`,
 //!   `explain::build`, `report::build`, the chain walk (`store::chain`), `alert::plan`
 //!   and `enforce::plan_workspace` do no IO and never read the clock: `now` is a parameter.
-//! - **Vendor JSON stays at the edges.** Only `idp/*` and `segment/wire.rs` (and the
-//!   simulator) know wire shapes.
+//! - **Vendor JSON stays at the edges.** Only `idp/*`, `segment/wire.rs` and the hook
+//!   receivers' wire types in `server/` (and the simulator) know wire shapes; request
+//!   bodies are built through wire types too.
+//! - **Layers point one way.** Nothing imports `cli.rs`; `task/` never imports `daemon/`;
+//!   `store/` never imports `alert/`; `segment/` and `idp/` never import each other (their
+//!   shared words are in `error.rs`).
 //! - **Retries live in `http.rs` only.** Nothing above it loops on errors — except the
 //!   alert outbox, whose retries must outlive a restart: its rows are re-sent on their own
 //!   schedule (`alert/outbox.rs`), and the daemon's sinks make one attempt per call.
@@ -115,7 +139,7 @@
 //!   with the open alerts in the store after each pass, so a crash between recording
 //!   findings and planning alerts is repaired by the next pass, and a restart re-sends
 //!   nothing already delivered.
-//! - **Secrets never print.** They live in `config::Secret`, whose `Debug`/`Display` is `***`;
+//! - **Secrets never print.** They live in `secret::Secret`, whose `Debug`/`Display` is `***`;
 //!   none reaches the store.
 //! - **Triggers wake, they never feed.** Every activation re-reads the IdP and Segment.
 //! - **The change log is append-only**: no code path updates it, the only delete is
@@ -128,11 +152,13 @@
 //!   problem keeps its id across passes and restarts.
 
 pub mod alert;
+pub mod app;
 pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod demo;
 pub mod enforce;
+pub mod error;
 pub mod explain;
 pub mod http;
 pub mod idp;
@@ -142,9 +168,11 @@ pub mod model;
 pub mod output;
 pub mod reconcile;
 pub mod report;
+pub mod secret;
 pub mod segment;
 pub mod server;
 pub mod sim;
 pub mod store;
+pub mod task;
 pub mod telemetry;
 pub mod triggers;

@@ -217,8 +217,8 @@ impl Metrics {
     pub fn set_outbox(
         &self,
         sinks: &[String],
-        depth: &[crate::store::OutboxDepth],
-        broken: &[crate::store::BrokenSink],
+        depth: &[crate::alert::store::OutboxDepth],
+        broken: &[crate::alert::store::BrokenSink],
         now: DateTime<Utc>,
     ) {
         self.with(|m| {

@@ -4,6 +4,9 @@
 //! wire shapes into these types at the edge; the decision core (`mapping::resolve`,
 //! `reconcile::{diff, classify}`) only ever sees these.
 //!
+//! Why one file (~600 lines): it is the vocabulary every layer imports; one place to read
+//! it beats a folder of small files that all import each other.
+//!
 //! Invariants:
 //! - An [`Email`] is always lower-cased and trimmed: comparisons are case-insensitive by
 //!   construction, never by remembering to call `to_lowercase`.

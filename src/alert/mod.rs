@@ -22,6 +22,7 @@ pub mod outbox;
 pub mod pagerduty;
 pub mod plan;
 pub mod slack;
+pub mod store;
 pub mod webhook;
 
 use std::future::Future;
@@ -386,7 +387,7 @@ pub(crate) fn classify(
 /// No answer at all: transient. `show_url` is false where the URL is the secret.
 pub(crate) fn no_answer(sink: &str, e: &HttpError, show_url: bool) -> SinkError {
     let detail = if show_url {
-        crate::cli::chain(e)
+        crate::error::chain(e)
     } else {
         match e {
             HttpError::Transport {

@@ -28,10 +28,11 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::plan::{sink_key, AlertRecord, Send};
+use super::store::{AlertWrite, OutboxRow};
 use super::{one_line, Action, Alert, AlertSink, Family, SinkError, MAX_SUMMARY};
 use crate::metrics::Metrics;
 use crate::reconcile::finding::Severity;
-use crate::store::{AlertWrite, OutboxRow, Store};
+use crate::store::Store;
 
 /// How often a broken sink looks whether `alerts test` cleared it.
 const BROKEN_POLL: Duration = Duration::from_secs(2);
@@ -173,7 +174,7 @@ impl Outbox {
                 }
                 Ok(_) => {}
                 Err(e) => {
-                    tracing::error!(sink = %name, error = %crate::cli::chain(&e), "Cannot read the outbox; retrying.");
+                    tracing::error!(sink = %name, error = %crate::error::chain(&e), "Cannot read the outbox; retrying.");
                     tokio::select! {
                         _ = cancel.cancelled() => return,
                         _ = tokio::time::sleep(STORE_RETRY) => {}
@@ -184,7 +185,7 @@ impl Outbox {
             let row = match self.store.outbox_next(&name).await {
                 Ok(r) => r,
                 Err(e) => {
-                    tracing::error!(sink = %name, error = %crate::cli::chain(&e), "Cannot read the outbox; retrying.");
+                    tracing::error!(sink = %name, error = %crate::error::chain(&e), "Cannot read the outbox; retrying.");
                     tokio::select! {
                         _ = cancel.cancelled() => return,
                         _ = tokio::time::sleep(STORE_RETRY) => {}
@@ -218,7 +219,7 @@ impl Outbox {
                 rand::thread_rng().gen_range(0.8..1.2),
             );
             if let Err(e) = self.record(&sink, &row, &result, &next, now).await {
-                tracing::error!(sink = %name, error = %crate::cli::chain(&e), "Cannot record a delivery; it will be retried.");
+                tracing::error!(sink = %name, error = %crate::error::chain(&e), "Cannot record a delivery; it will be retried.");
                 tokio::select! {
                     _ = cancel.cancelled() => return,
                     _ = tokio::time::sleep(STORE_RETRY) => {}

@@ -3,6 +3,9 @@
 //! returns the new state and the alerts to put in the outbox. No IO; `now` and the pass
 //! id come in with the [`Outcome`].
 //!
+//! Why one file (~900 lines, half of it table tests): the rules below apply in one order
+//! over one state; split, the order would no longer be visible in one read.
+//!
 //! Rules (issue 4, in the order [`plan`] applies them):
 //! - **Inhibition**: a workspace whose read failed in this pass, or whose source is down
 //!   (a failure counter above zero from earlier full passes), sends no triggers and no

@@ -100,15 +100,16 @@ async fn scenario(sim_url: &str, config_text: &str) -> anyhow::Result<()> {
 
     let daemon = Arc::new(Daemon::build(config, mappings, RetryConfig::fast()).await?);
     let clients: Vec<_> = daemon.clients.iter().map(|(_, c)| c.clone()).collect();
-    let problems =
-        crate::cli::validate_loaded(&daemon.config, &daemon.mappings, &daemon.idp, &clients)
+    let validated =
+        crate::app::validate_loaded(&daemon.config, &daemon.mappings, &daemon.idp, &clients)
             .await?;
-    if !problems.is_empty() {
+    if !validated.problems.is_empty() {
         bail!(
             "the demo's mappings do not validate: {}",
-            problems.join("; ")
+            validated.problems.join("; ")
         );
     }
+    println!("{}", validated.summary(daemon.config.idp.kind.display()));
     let bound = daemon.bind().await?;
     let hooks = bound.hooks_addr().context("the daemon's address")?;
     let shutdown = CancellationToken::new();
@@ -562,7 +563,7 @@ impl Demo {
     }
 
     async fn sim_post(&self, path: &str, body: Value) -> anyhow::Result<()> {
-        let url = format!("{}{}", self.sim_url, encode_path(path));
+        let url = format!("{}{}", self.sim_url, crate::http::encode_path(path));
         let r = self.http.post(&url).json(&body).send().await?;
         if !r.status().is_success() {
             bail!(
@@ -575,7 +576,7 @@ impl Demo {
     }
 
     async fn sim_delete(&self, path: &str) -> anyhow::Result<()> {
-        let url = format!("{}{}", self.sim_url, encode_path(path));
+        let url = format!("{}{}", self.sim_url, crate::http::encode_path(path));
         let r = self.http.delete(&url).send().await?;
         if !r.status().is_success() {
             bail!(
@@ -729,10 +730,6 @@ fn opt(b: Option<bool>) -> &'static str {
         Some(false) => "no",
         None => "n/a",
     }
-}
-
-fn encode_path(p: &str) -> String {
-    p.replace(' ', "%20")
 }
 
 fn wrap(text: &str, width: usize) -> Vec<String> {

@@ -15,7 +15,7 @@ use super::{plan_workspace, Options, WorkspacePlan};
 use crate::config::WorkspaceConfig;
 use crate::idp::IdentityProvider;
 use crate::mapping::{MappingSet, WorkspaceMapping};
-use crate::reconcile::{evaluate_nested_workspace, pass, Settings};
+use crate::reconcile::{evaluate_nested_workspace, read, Settings};
 use crate::segment::SegmentClient;
 
 /// Plans every selected workspace from one successful read. Fails when anything could not
@@ -28,7 +28,7 @@ pub async fn plan_all<P: IdentityProvider>(
     opts: Options,
     now: DateTime<Utc>,
 ) -> anyhow::Result<Vec<WorkspacePlan>> {
-    let reading = pass::read_all(idp, workspaces, mappings, settings, now).await?;
+    let reading = read::read_all(idp, workspaces, mappings, settings, now).await?;
     let empty = WorkspaceMapping::default();
     let mut plans = Vec::new();
     for ((ws, _), (_, snap)) in workspaces.iter().zip(reading.workspaces) {
@@ -111,7 +111,7 @@ pub async fn apply_workspace(client: &SegmentClient, plan: &WorkspacePlan) -> Ap
                 });
             }
             Err(e) => {
-                let msg = crate::cli::chain(&e);
+                let msg = crate::error::chain(&e);
                 tracing::error!(workspace = %plan.workspace, target = c.target, name = %c.name, error = %msg, "Write failed; the rest of this workspace's plan is not attempted.");
                 out.push(Written {
                     target: c.target,

@@ -1,5 +1,8 @@
 //! Desired vs actual → mismatches, for one workspace. Pure.
 //!
+//! Why one file (~600 lines): the precedence rules between kinds are one decision and
+//! must be read together; splitting them by kind would hide the order they apply in.
+//!
 //! A [`Mismatch`] is a fact ("this person is in that group and should not be"), not yet a
 //! finding: `classify` adds the history (IdP events, audit trail, the clock). Precedence
 //! between kinds is decided here, so that one fact yields one mismatch:

@@ -1,5 +1,8 @@
 //! What the daemon remembers between passes, turned into inputs for the pure core. Pure.
 //!
+//! Why one file (~700 lines): every function here turns one kept snapshot into core
+//! input, and they share the same few private helpers and table tests.
+//!
 //! - [`IdpMembership`] is the IdP side of the last successful pass (who was in which
 //!   mapped group, with what status). Comparing it with the next read gives
 //!   [`observe_idp_changes`]: IdP changes the daemon saw itself, stamped with the time it

@@ -1,9 +1,10 @@
-//! One reconcile pass: read (IO, `pass.rs`), then resolve → diff → classify (pure).
+//! One reconcile pass: read (IO, `read.rs`), then resolve → diff → classify (pure).
 //!
 //! [`evaluate`] is the whole pure core for one workspace: given what was read and `now`,
 //! it returns the findings, sorted. Everything the table tests exercise goes through it.
 //! [`consistency::check`] is the one check across workspaces: a pure function over the
-//! per-workspace [`Evaluation`]s, which `pass::run` calls once every workspace is read.
+//! per-workspace [`Evaluation`]s. [`evaluate_pass`] runs both over every workspace a pass
+//! read: `check` and the daemon's full passes share it (no second copy of the loop).
 
 pub mod access;
 pub mod classify;
@@ -11,7 +12,7 @@ pub mod consistency;
 pub mod diff;
 pub mod finding;
 pub mod history;
-pub mod pass;
+pub mod read;
 
 use std::collections::BTreeMap;
 
@@ -30,6 +31,28 @@ pub struct Settings {
     pub propagation_window: Duration,
     pub event_lookback: Duration,
     pub policy: PolicyConfig,
+}
+
+impl Settings {
+    /// The core's settings from the config (durations as the core counts them).
+    pub fn from_config(config: &crate::config::Config) -> Result<Settings, SettingsError> {
+        let duration = |key: &'static str, d: std::time::Duration| {
+            Duration::from_std(d).map_err(|_| SettingsError { key })
+        };
+        Ok(Settings {
+            idp: config.idp.kind,
+            propagation_window: duration("idp.propagation_window", config.idp.propagation_window)?,
+            event_lookback: duration("idp.event_lookback", config.idp.event_lookback)?,
+            policy: config.policy.clone(),
+        })
+    }
+}
+
+/// A config duration too large for the core's date arithmetic.
+#[derive(Debug, thiserror::Error)]
+#[error("{key} is too large")]
+pub struct SettingsError {
+    pub key: &'static str,
 }
 
 /// One workspace, evaluated: the desired state it was judged against and its findings.
@@ -148,6 +171,67 @@ pub fn evaluate_nested_workspace(
     Evaluation {
         desired,
         findings: out,
+    }
+}
+
+/// Every workspace one pass read, evaluated, and the checks across them.
+#[derive(Clone, Debug)]
+pub struct PassEvaluation {
+    /// In the order given: (workspace name, its evaluation).
+    pub workspaces: Vec<(String, Evaluation)>,
+    /// `workspace_inconsistent`, over the workspaces given (a consistency set with a
+    /// workspace that is not among them is not checked).
+    pub consistency: Vec<Finding>,
+}
+
+impl PassEvaluation {
+    /// Every finding: each workspace's, then the cross-workspace ones (unsorted).
+    pub fn into_findings(self) -> Vec<Finding> {
+        let mut out: Vec<Finding> = self
+            .workspaces
+            .into_iter()
+            .flat_map(|(_, e)| e.findings)
+            .collect();
+        out.extend(self.consistency);
+        out
+    }
+}
+
+/// The pure core over one pass: each read workspace (its config, mapping and snapshot)
+/// through [`evaluate_nested_workspace`], then [`consistency::check`] across them.
+pub fn evaluate_pass(
+    read: &[(&WorkspaceConfig, &WorkspaceMapping, &WorkspaceSnapshot)],
+    idp: &IdpSnapshot,
+    nested: &NestedGroups,
+    settings: &Settings,
+    now: DateTime<Utc>,
+) -> PassEvaluation {
+    let workspaces: Vec<(String, Evaluation)> = read
+        .iter()
+        .map(|(ws, mapping, snap)| {
+            (
+                ws.name.clone(),
+                evaluate_nested_workspace(ws, mapping, snap, idp, nested, settings, now),
+            )
+        })
+        .collect();
+    let evaluated: BTreeMap<&str, consistency::Evaluated<'_>> = read
+        .iter()
+        .zip(&workspaces)
+        .map(|((ws, _, snapshot), (_, evaluation))| {
+            (
+                ws.name.as_str(),
+                consistency::Evaluated {
+                    snapshot,
+                    evaluation,
+                },
+            )
+        })
+        .collect();
+    let consistency = consistency::check(&settings.policy.consistent, &evaluated, now);
+    PassEvaluation {
+        workspaces,
+        consistency,
     }
 }
 

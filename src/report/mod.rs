@@ -1,7 +1,7 @@
 //! `scimwatch report`: the quarterly access review, from one successful pass.
 //!
 //! Contract:
-//! - [`build`] is pure: from one read (the same `pass::read_all` as `check`, refusing
+//! - [`build`] is pure: from one read (the same `read::read_all` as `check`, refusing
 //!   partial data), the mappings, the change-log records and `now`, it returns an
 //!   [`AccessReview`] value. Per workspace: every member with each effective grant and
 //!   where it comes from, the Workspace Owners with their justification or exception,
@@ -32,7 +32,7 @@ use crate::model::{Email, IdpKind, IdpSnapshot};
 use crate::reconcile::access::{self, Via};
 use crate::reconcile::consistency::{self, Evaluated};
 use crate::reconcile::finding::format_time;
-use crate::reconcile::pass::{self, PassError};
+use crate::reconcile::read::{self, PassError};
 use crate::reconcile::{evaluate_workspace, sort, Evaluation, Finding, Kind, Settings};
 use crate::segment::SegmentClient;
 use crate::store::{ChangeRecord, Store, StoreError};
@@ -430,7 +430,7 @@ pub async fn gather<P: IdentityProvider>(
     since: DateTime<Utc>,
     now: DateTime<Utc>,
 ) -> Result<AccessReview, ReportError> {
-    let reading = pass::read_all(idp, selected, mappings, settings, now).await?;
+    let reading = read::read_all(idp, selected, mappings, settings, now).await?;
     let mut snapshots = Vec::new();
     for (_, snap) in reading.workspaces {
         snapshots.push(snap.map_err(PassError::from)?);

@@ -52,13 +52,14 @@ use tokio::task::JoinSet;
 
 use super::policy::SegmentPolicy;
 use super::wire;
-use crate::config::{Secret, WorkspaceConfig};
+use crate::config::WorkspaceConfig;
+use crate::error::ErrorClass;
 use crate::http::{Answer, Http, HttpError, RequestStats, RetryConfig};
-use crate::idp::ErrorClass;
 use crate::model::{
     AuditEvent, Catalog, CatalogItem, CatalogNeeds, Email, Grant, Label, Resource, ResourceType,
     Role, SegmentGroup, SegmentUser, WorkspaceSnapshot,
 };
+use crate::secret::Secret;
 
 /// Items per page: the documented maximum since March 2024 (the server may return fewer).
 const PAGE_SIZE: &str = "1000";
@@ -156,14 +157,16 @@ impl SegmentError {
     /// How a caller should treat this error.
     pub fn class(&self) -> ErrorClass {
         match self {
-            SegmentError::Unauthorized { .. } | SegmentError::PlanLimit { .. } => ErrorClass::Auth,
-            // A 404 on an id we were just given means the workspace changed under us.
-            SegmentError::NotFound { .. }
-            | SegmentError::RateLimited { .. }
-            | SegmentError::Server { .. }
-            | SegmentError::Transport { .. } => ErrorClass::Transient,
+            SegmentError::Unauthorized { status, .. }
+            | SegmentError::Server { status, .. }
+            | SegmentError::Api { status, .. } => ErrorClass::from_status(*status),
+            SegmentError::RateLimited { .. } => ErrorClass::from_status(429),
+            // Segment's own readings of a status: a plan without User Groups needs a
+            // person, and a 404 on an id we were just given means the workspace changed
+            // under us (worth another read), not a wrong request.
+            SegmentError::PlanLimit { .. } => ErrorClass::Auth,
+            SegmentError::NotFound { .. } | SegmentError::Transport { .. } => ErrorClass::Transient,
             SegmentError::Validation { .. }
-            | SegmentError::Api { .. }
             | SegmentError::Decode { .. }
             | SegmentError::RepeatedCursor { .. }
             | SegmentError::Internal { .. } => ErrorClass::Bug,
@@ -371,19 +374,35 @@ impl SegmentClient {
                 format!("/users/{}/permissions", segment(id)),
             ),
         };
-        let body = serde_json::json!({
-            "permissions": permissions.iter().map(|g| serde_json::json!({
-                "roleId": g.role_id,
-                "resources": g.resources.iter().map(|r| {
-                    let mut v = serde_json::json!({"id": r.id, "type": r.kind.as_str()});
-                    if let Some(labels) = &r.labels {
-                        v["labels"] = serde_json::json!(labels.iter().map(|l| serde_json::json!({"key": l.key, "value": l.value})).collect::<Vec<_>>());
-                    }
-                    v
-                }).collect::<Vec<_>>(),
-            })).collect::<Vec<_>>(),
-        })
-        .to_string();
+        let body = wire::ReplacePermissions {
+            permissions: permissions
+                .iter()
+                .map(|g| wire::PermissionInput {
+                    role_id: &g.role_id,
+                    resources: g
+                        .resources
+                        .iter()
+                        .map(|r| wire::ResourceInput {
+                            id: &r.id,
+                            kind: r.kind.as_str(),
+                            labels: r.labels.as_ref().map(|labels| {
+                                labels
+                                    .iter()
+                                    .map(|l| wire::LabelInput {
+                                        key: &l.key,
+                                        value: &l.value,
+                                    })
+                                    .collect()
+                            }),
+                        })
+                        .collect(),
+                })
+                .collect(),
+        };
+        let body = serde_json::to_string(&body).map_err(|e| SegmentError::Internal {
+            service: self.inner.service.clone(),
+            what: format!("encoding the permissions: {e}"),
+        })?;
         let inner = &self.inner;
         let url = inner.url(&path, &[]);
         let request = format!("PUT {}", crate::http::redact_url(&url));

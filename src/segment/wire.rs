@@ -7,7 +7,7 @@
 //! each endpoint names (`users`, `userGroups`, ...) decode into these types, and the
 //! optional `pagination` next to them into [`Pagination`].
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// `{"errors":[RequestError, ...]}`.
 #[derive(Debug, Default, Deserialize)]
@@ -198,4 +198,37 @@ pub(super) struct AuditEventV1 {
     pub resource_type: String,
     #[serde(rename = "resourceName", default)]
     pub resource_name: String,
+}
+
+/// The body of `PUT /groups/{id}/permissions` and `PUT /users/{id}/permissions`: the whole
+/// list, which replaces what the group or user holds.
+#[derive(Debug, Serialize)]
+pub struct ReplacePermissions<'a> {
+    pub permissions: Vec<PermissionInput<'a>>,
+}
+
+/// One role on some resources (`PermissionInputV1`).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PermissionInput<'a> {
+    pub role_id: &'a str,
+    pub resources: Vec<ResourceInput<'a>>,
+}
+
+/// A resource of a grant (`PermissionResourceV1`): its id and type, and the labels of a
+/// label-scoped grant.
+#[derive(Debug, Serialize)]
+pub struct ResourceInput<'a> {
+    pub id: &'a str,
+    #[serde(rename = "type")]
+    pub kind: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub labels: Option<Vec<LabelInput<'a>>>,
+}
+
+/// `{"key": ..., "value": ...}`.
+#[derive(Debug, Serialize)]
+pub struct LabelInput<'a> {
+    pub key: &'a str,
+    pub value: &'a str,
 }

@@ -30,8 +30,9 @@
 //! two writers wait for each other (busy timeout) instead of failing on an upgrade.
 //!
 //! Files: `findings.rs`, `changes.rs` (plus the CSV/JSON renderings and `parse_since`),
-//! `checkpoints.rs` (checkpoints), `snapshots.rs`, `activations.rs`, `alerts.rs` (open
-//! alerts, source failure counters, the durable outbox, broken sinks).
+//! `checkpoints.rs` (checkpoints), `snapshots.rs`, `activations.rs`. The alert tables' queries
+//! live with their owner, in `alert/store.rs` (open alerts, source failure counters, the
+//! durable outbox, broken sinks), so this module knows nothing of alerts.
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -43,14 +44,12 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use crate::reconcile::Finding;
 
 mod activations;
-mod alerts;
 pub mod chain;
 mod changes;
 mod checkpoints;
 mod findings;
 mod snapshots;
 
-pub use alerts::{AlertWrite, BrokenSink, OutboxDepth, OutboxRow};
 pub use chain::{ChainKey, Summary as ChainSummary, Verdict};
 pub(crate) use changes::csv_field;
 pub use changes::{changes_csv, changes_json, parse_since, PruneOutcome, CHANGES_CSV_HEADER};
@@ -81,7 +80,7 @@ pub enum StoreError {
 /// The store. Cheap to clone (a connection pool).
 #[derive(Clone, Debug)]
 pub struct Store {
-    pool: sqlx::SqlitePool,
+    pub(crate) pool: sqlx::SqlitePool,
 }
 
 /// A finding as the store keeps it.
@@ -207,7 +206,7 @@ impl Store {
     }
 
     /// A write transaction that takes the write lock up front.
-    async fn begin_write(
+    pub(crate) async fn begin_write(
         &self,
         what: &'static str,
     ) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, StoreError> {
@@ -219,11 +218,11 @@ impl Store {
 }
 
 /// A time as the store writes it: fixed-width RFC 3339 in UTC.
-fn time_to_db(t: &DateTime<Utc>) -> String {
+pub(crate) fn time_to_db(t: &DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Nanos, true)
 }
 
-fn time_from_db(what: &'static str, text: &str) -> Result<DateTime<Utc>, StoreError> {
+pub(crate) fn time_from_db(what: &'static str, text: &str) -> Result<DateTime<Utc>, StoreError> {
     DateTime::parse_from_rfc3339(text)
         .map(|t| t.with_timezone(&Utc))
         .map_err(|e| StoreError::Decode {
@@ -232,6 +231,6 @@ fn time_from_db(what: &'static str, text: &str) -> Result<DateTime<Utc>, StoreEr
         })
 }
 
-fn query_err(what: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
+pub(crate) fn query_err(what: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
     move |source| StoreError::Query { what, source }
 }

@@ -11,7 +11,7 @@ use scimwatch::http::{RequestStats, RetryConfig};
 use scimwatch::idp::okta::Okta;
 use scimwatch::mapping::MappingSet;
 use scimwatch::output::{self, Report};
-use scimwatch::reconcile::pass::{self, PassError};
+use scimwatch::reconcile::read::PassError;
 use scimwatch::segment::SegmentClient;
 use scimwatch::sim::{self, SimHandle};
 use serde_json::{json, Value};
@@ -70,8 +70,8 @@ impl World {
             .map(|w| SegmentClient::new(w, RetryConfig::fast(), stats.clone()))
             .collect();
         let selected: Vec<_> = self.config.workspaces.iter().zip(clients.iter()).collect();
-        let settings = scimwatch::cli::settings(&self.config).expect("settings");
-        pass::run(&okta, &selected, &self.mappings, &settings, Utc::now()).await
+        let settings = scimwatch::reconcile::Settings::from_config(&self.config).expect("settings");
+        scimwatch::app::check(&okta, &selected, &self.mappings, &settings, Utc::now()).await
     }
 
     async fn json(&self) -> Value {
@@ -163,8 +163,8 @@ async fn run_check(
         .map(|w| SegmentClient::new(w, RetryConfig::fast(), stats.clone()))
         .collect();
     let selected: Vec<_> = config.workspaces.iter().zip(clients.iter()).collect();
-    let settings = scimwatch::cli::settings(config).expect("settings");
-    pass::run(&okta, &selected, mappings, &settings, Utc::now()).await
+    let settings = scimwatch::reconcile::Settings::from_config(config).expect("settings");
+    scimwatch::app::check(&okta, &selected, mappings, &settings, Utc::now()).await
 }
 
 fn findings(doc: &Value) -> Vec<Value> {
@@ -209,10 +209,10 @@ async fn the_shipped_mappings_validate_against_the_simulator() {
         .iter()
         .map(|c| SegmentClient::new(c, RetryConfig::fast(), stats.clone()))
         .collect();
-    let problems = scimwatch::cli::validate_loaded(&w.config, &w.mappings, &okta, &clients)
+    let problems = scimwatch::app::validate_loaded(&w.config, &w.mappings, &okta, &clients)
         .await
         .unwrap();
-    assert_eq!(problems, Vec::<String>::new());
+    assert_eq!(problems.problems, Vec::<String>::new());
     w.sim.stop().await;
 }
 
@@ -402,7 +402,7 @@ async fn an_api_that_keeps_failing_fails_the_pass_and_names_the_request() {
     let w = world(&seed("1s"), "60m").await;
     w.control(reqwest::Method::POST, "/_sim/faults", Some(json!({"service": "segment", "workspace": "staging", "path": "/groups/.+/users", "status": 500}))).await;
     let err = w.check().await.unwrap_err();
-    let text = scimwatch::cli::chain(&err);
+    let text = scimwatch::error::chain(&err);
     assert!(text.contains("staging"), "{text}");
     assert!(text.contains("/users"), "{text}");
     assert!(text.contains("500"), "{text}");

@@ -156,7 +156,7 @@ impl World {
             .map(|w| SegmentClient::new(w, RetryConfig::fast(), stats.clone()))
             .collect();
         let selected: Vec<_> = config.workspaces.iter().zip(clients.iter()).collect();
-        let settings = scimwatch::cli::settings(&config).unwrap();
+        let settings = scimwatch::reconcile::Settings::from_config(&config).unwrap();
         let plans = apply::plan_all(&okta, &selected, &mappings, &settings, opts, Utc::now())
             .await
             .unwrap();

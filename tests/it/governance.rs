@@ -9,7 +9,6 @@ use chrono::{Duration, Utc};
 use scimwatch::http::{RequestStats, RetryConfig};
 use scimwatch::idp::okta::Okta;
 use scimwatch::output;
-use scimwatch::reconcile::pass;
 use scimwatch::segment::SegmentClient;
 use scimwatch::sim::{self, SimHandle};
 use serde_json::{json, Value};
@@ -185,8 +184,8 @@ impl World {
             .map(|w| SegmentClient::new(w, RetryConfig::fast(), stats.clone()))
             .collect();
         let selected: Vec<_> = config.workspaces.iter().zip(clients.iter()).collect();
-        let settings = scimwatch::cli::settings(&config).unwrap();
-        let report = pass::run(&okta, &selected, &mappings, &settings, Utc::now())
+        let settings = scimwatch::reconcile::Settings::from_config(&config).unwrap();
+        let report = scimwatch::app::check(&okta, &selected, &mappings, &settings, Utc::now())
             .await
             .expect("pass succeeds");
         serde_json::from_str(&output::json(&report)).unwrap()
@@ -584,7 +583,7 @@ impl World {
             latency_ms: latency_s.map(|s| s * 1000),
             ..Default::default()
         };
-        let key = scimwatch::store::ChainKey::new(&scimwatch::config::Secret::new(
+        let key = scimwatch::store::ChainKey::new(&scimwatch::secret::Secret::new(
             "a chain key for the report test",
         ));
         store
@@ -878,7 +877,7 @@ async fn the_daemon_chains_the_change_log_and_records_the_head_every_full_pass()
     d.activate([scimwatch::triggers::Reason::Periodic].into())
         .await;
 
-    let key = scimwatch::store::ChainKey::new(&scimwatch::config::Secret::new(
+    let key = scimwatch::store::ChainKey::new(&scimwatch::secret::Secret::new(
         "a daemon chain key, 32 bytes long",
     ));
     match d.store.changes_verify(&key).await.unwrap() {

@@ -8,13 +8,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use chrono::{DateTime, Utc};
 
-use super::Daemon;
+use super::Reconciler;
 use crate::store::{ChainKey, PruneOutcome};
 
 /// The "retention needs the chain key" warning, once per process.
 static SKIP_WARNED: AtomicBool = AtomicBool::new(false);
 
-impl Daemon {
+impl Reconciler {
     /// The chain key from the config; `None` when none is configured.
     pub(super) fn chain_key(&self) -> Option<ChainKey> {
         self.config.store.chain_key.as_ref().map(ChainKey::new)
@@ -41,7 +41,7 @@ impl Daemon {
                     }
                 }
                 Err(e) => {
-                    tracing::error!(error = %crate::cli::chain(&e), "Cannot prune the change log.");
+                    tracing::error!(error = %crate::error::chain(&e), "Cannot prune the change log.");
                 }
             }
         }
@@ -53,7 +53,7 @@ impl Daemon {
                 tracing::debug!("Change log not chained: no chain key configured.");
             }
             Err(e) => {
-                tracing::error!(error = %crate::cli::chain(&e), "Cannot record the change log's head.");
+                tracing::error!(error = %crate::error::chain(&e), "Cannot record the change log's head.");
             }
         }
     }

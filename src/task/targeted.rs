@@ -21,9 +21,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
-use serde_json::json;
 
-use super::{Daemon, Kept, IDP_MEMBERSHIP, IDP_OBSERVED, LAST_PASS};
+use super::full::{segment_key, Kept, IDP_MEMBERSHIP, IDP_OBSERVED, LAST_PASS};
+use super::status::TargetedCounts;
+use super::Reconciler;
 use crate::idp::{IdentityProvider, Idp};
 use crate::model::{
     Email, GroupRead, GroupRef, IdpGroup, IdpSnapshot, IdpUser, SegmentGroup, SegmentUser,
@@ -34,13 +35,13 @@ use crate::reconcile::{evaluate, Finding};
 /// Slack for events persisted after the last pass read the logs.
 const SLACK: chrono::Duration = chrono::Duration::seconds(60);
 
-impl Daemon {
+impl Reconciler {
     /// Runs a targeted pass; `Ok(None)` when it cannot (nothing kept yet) and a full pass
     /// must run instead.
     pub(super) async fn targeted_pass(
         &self,
         now: DateTime<Utc>,
-    ) -> anyhow::Result<Option<serde_json::Value>> {
+    ) -> anyhow::Result<Option<TargetedCounts>> {
         // Targeted passes read the Okta System Log; under Entra ID every event-woken
         // activation is a full pass (directory audits lag and are paced to 4 per 10 s, and
         // a targeted read would miss the nested groups).
@@ -59,11 +60,7 @@ impl Daemon {
         let kept_idp: IdpMembership = serde_json::from_value(kept_idp)?;
         let mut kept = Vec::new();
         for (ws, _) in &self.clients {
-            let Some(k) = self
-                .store
-                .snapshot_get(&format!("segment.{}", ws.name))
-                .await?
-            else {
+            let Some(k) = self.store.snapshot_get(&segment_key(&ws.name)).await? else {
                 return Ok(None);
             };
             kept.push(serde_json::from_value::<Kept>(k)?);
@@ -335,7 +332,7 @@ impl Daemon {
         for (ws, _, _, snap) in merged_all {
             self.store
                 .snapshot_put(
-                    &format!("segment.{}", ws.name),
+                    &segment_key(&ws.name),
                     &serde_json::to_value(Kept {
                         at: now,
                         snapshot: snap,
@@ -353,13 +350,13 @@ impl Daemon {
             .snapshot_put(LAST_PASS, &serde_json::to_value(now)?)
             .await?;
         self.publish_findings(now, None).await?;
-        Ok(Some(json!({
-            "touched_users": touched_emails.len(),
-            "touched_groups": touched_groups.len(),
-            "findings_updated": findings.len(),
-            "opened": transitions.opened.len(),
-            "changes": changes.len(),
-        })))
+        Ok(Some(TargetedCounts {
+            touched_users: touched_emails.len(),
+            touched_groups: touched_groups.len(),
+            findings_updated: findings.len(),
+            opened: transitions.opened.len(),
+            changes: changes.len(),
+        }))
     }
 }
 

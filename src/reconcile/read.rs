@@ -1,5 +1,6 @@
-//! One full pass: read the IdP and every selected workspace (IO), then hand the snapshots
-//! to the pure core.
+//! The read of one full pass: the IdP and every selected workspace (IO), all or nothing,
+//! before the snapshots go to the pure core ([`super::evaluate_pass`]). `check`, `explain`,
+//! `report`, `plan`/`apply` and the daemon's full passes all read through [`read_all`].
 //!
 //! Contract: either every read succeeded and the result is a [`Report`], or the pass
 //! fails as a whole with a [`PassError`] that names the service and the request. No
@@ -7,20 +8,18 @@
 //! unresolved or empty is a failure too: it is what Okta answers (200, `[]`) to a service
 //! app that lacks an admin role, and must never read as "everyone lost access".
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use chrono::{DateTime, Utc};
 use futures_util::future::join_all;
 
-use super::consistency::{self, Evaluated};
-use super::{evaluate_nested_workspace, sort, Settings};
+use super::Settings;
 use crate::config::WorkspaceConfig;
 use crate::idp::{IdentityProvider, IdpError};
 use crate::mapping::{GrantScope, MappingSet, WorkspaceMapping};
 use crate::model::{
     CatalogNeeds, Email, GroupRead, GroupRef, IdpSnapshot, NestedGroups, WorkspaceSnapshot,
 };
-use crate::output::{Report, WorkspaceSummary};
 use crate::segment::{SegmentClient, SegmentError};
 
 #[derive(Debug, thiserror::Error)]
@@ -204,70 +203,6 @@ pub async fn read_all<P: IdentityProvider>(
             .map(|(w, _)| w.name.clone())
             .zip(snapshots)
             .collect(),
-    })
-}
-
-/// Runs one pass over `workspaces` (each with its client) and returns the report. Any
-/// failure fails the whole pass (the one-shot `check` contract).
-pub async fn run<P: IdentityProvider>(
-    idp: &P,
-    workspaces: &[(&WorkspaceConfig, &SegmentClient)],
-    mappings: &MappingSet,
-    settings: &Settings,
-    now: DateTime<Utc>,
-) -> Result<Report, PassError> {
-    let reading = read_all(idp, workspaces, mappings, settings, now).await?;
-    let mut snapshots = Vec::new();
-    for (_, snap) in reading.workspaces {
-        snapshots.push(snap?);
-    }
-    let empty = WorkspaceMapping::default();
-    let mut findings = Vec::new();
-    let mut summaries = Vec::new();
-    let mut evaluations = Vec::new();
-    for ((ws, _), snap) in workspaces.iter().zip(&snapshots) {
-        let mapping = mappings.workspaces.get(&ws.name).unwrap_or(&empty);
-        let evaluation = evaluate_nested_workspace(
-            ws,
-            mapping,
-            snap,
-            &reading.idp,
-            &reading.nested,
-            settings,
-            now,
-        );
-        findings.extend(evaluation.findings.iter().cloned());
-        evaluations.push(evaluation);
-        summaries.push(WorkspaceSummary {
-            name: ws.name.clone(),
-            users: snap.users.len(),
-            groups: snap.groups.len(),
-        });
-    }
-    let evaluated: BTreeMap<&str, Evaluated<'_>> = workspaces
-        .iter()
-        .zip(snapshots.iter().zip(&evaluations))
-        .map(|((ws, _), (snapshot, evaluation))| {
-            (
-                ws.name.as_str(),
-                Evaluated {
-                    snapshot,
-                    evaluation,
-                },
-            )
-        })
-        .collect();
-    findings.extend(consistency::check(
-        &settings.policy.consistent,
-        &evaluated,
-        now,
-    ));
-    sort(&mut findings);
-    Ok(Report {
-        generated_at: now,
-        idp: settings.idp,
-        workspaces: summaries,
-        findings,
     })
 }
 

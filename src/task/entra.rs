@@ -16,7 +16,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use super::Daemon;
+use super::Reconciler;
 use crate::idp::Idp;
 use crate::model::{Email, GroupRead, IdpSnapshot, UserLookup};
 use crate::reconcile::{Finding, Kind, State};
@@ -32,7 +32,7 @@ pub(super) struct JobCheck {
     pub unavailable: Option<String>,
 }
 
-impl Daemon {
+impl Reconciler {
     /// The provisioning job of every workspace that names its `entra_app_id` (Entra only).
     pub(super) async fn provisioning_jobs(&self) -> BTreeMap<String, JobCheck> {
         let mut out = BTreeMap::new();
@@ -61,7 +61,7 @@ impl Daemon {
                     job: None,
                     unavailable: Some(format!(
                         "reading the Entra provisioning job status: {}",
-                        crate::cli::chain(&e)
+                        crate::error::chain(&e)
                     )),
                 },
             };
@@ -123,7 +123,7 @@ impl Daemon {
             match azure.provisioning_evidence(user_id, job).await {
                 Ok(found) => f.evidence = found,
                 Err(e) => {
-                    tracing::warn!(id = %f.id, error = %crate::cli::chain(&e), "Cannot read Entra's provisioning log for this finding; the next pass tries again.");
+                    tracing::warn!(id = %f.id, error = %crate::error::chain(&e), "Cannot read Entra's provisioning log for this finding; the next pass tries again.");
                 }
             }
         }

@@ -1,4 +1,6 @@
-//! Alert state and the durable outbox (issue 4).
+//! Alert state and the durable outbox (issue 4): the queries of the alert tables, as
+//! `impl Store` methods that live with the alerts that own them (the store itself knows
+//! nothing of alerts; its migrations create these tables).
 //!
 //! - `alerts`: one row per open alert (the planner's [`AlertRecord`]); closing deletes it.
 //! - `alert_sources`: consecutive failed full passes per (service, workspace).
@@ -10,9 +12,9 @@
 use chrono::{DateTime, Duration, Utc};
 use sqlx::Row;
 
-use super::{query_err, time_from_db, time_to_db, Store, StoreError};
-use crate::alert::plan::{key, AlertRecord, Send, SourceFailure};
-use crate::alert::Alert;
+use super::plan::{key, AlertRecord, Send, SourceFailure};
+use super::Alert;
+use crate::store::{query_err, time_from_db, time_to_db, Store, StoreError};
 
 /// Delivered outbox rows older than this are pruned.
 const KEEP_DELIVERED: i64 = 30;

@@ -21,7 +21,7 @@ use std::collections::BTreeSet;
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
-use super::Daemon;
+use super::Reconciler;
 use crate::config::EnforceMode;
 use crate::enforce::{self, apply, Options, WorkspacePlan};
 use crate::model::WorkspaceSnapshot;
@@ -38,7 +38,7 @@ pub(super) struct Enforced {
     pub reverted: BTreeSet<String>,
 }
 
-impl Daemon {
+impl Reconciler {
     /// Plans (and in `apply` mode writes) every workspace of a pass that read everything.
     /// Adjusts `findings` and appends to `changes` as the module says.
     pub(super) async fn enforce(
