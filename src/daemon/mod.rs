@@ -27,7 +27,6 @@ use anyhow::Context as _;
 use chrono::Utc;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use crate::alert::outbox::{Horizons, Outbox};
 use crate::config::{Config, WorkspaceConfig};
@@ -41,6 +40,9 @@ use crate::server::{GraphHook, OktaHook, Readiness, ServerState};
 use crate::store::Store;
 use crate::task::{ActivationStatus, Parts, Reconciler};
 use crate::triggers::{pollers, Activator, Reason};
+use supervise::Supervisor;
+
+mod supervise;
 
 /// How long shutdown waits for running tasks.
 pub const GRACE: Duration = Duration::from_secs(10);
@@ -71,6 +73,9 @@ pub struct Daemon {
     /// when it starts).
     lifecycle:
         Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<crate::triggers::graph::Lifecycle>>>,
+    /// A test's request that the reconciler panic at its next wake-up
+    /// ([`Daemon::inject_reconciler_panic`]).
+    inject_panic: std::sync::atomic::AtomicBool,
 }
 
 impl Daemon {
@@ -145,6 +150,7 @@ impl Daemon {
                 }),
             auth_token: config.server.auth_token.clone(),
             seen_events: Mutex::new(Default::default()),
+            dead: RwLock::new(None),
         });
         let reconciler = Arc::new(
             Reconciler::new(Parts {
@@ -175,6 +181,7 @@ impl Daemon {
             server,
             reconciler,
             lifecycle: Mutex::new(manage.then_some(lifecycle_rx)),
+            inject_panic: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -207,25 +214,29 @@ impl Daemon {
         bound: Bound,
         shutdown: CancellationToken,
     ) -> anyhow::Result<()> {
-        let tracker = TaskTracker::new();
+        let mut tasks = Supervisor::new();
         let cfg = &self.config;
 
         // HTTP: the main listener, and the hooks on their own when asked.
         tracing::info!(listen = %bound.main.local_addr()?, "Serving /livez /readyz /metrics /status /findings.");
         let with_hooks = bound.hooks.is_none();
-        serve(
-            &tracker,
-            bound.main,
-            crate::server::router(self.server.clone(), with_hooks),
-            shutdown.clone(),
+        tasks.spawn_infallible(
+            "the HTTP server",
+            serve(
+                bound.main,
+                crate::server::router(self.server.clone(), with_hooks),
+                shutdown.clone(),
+            ),
         );
         if let Some(hooks) = bound.hooks {
             tracing::info!(listen = %hooks.local_addr()?, "Serving /hooks/* only.");
-            serve(
-                &tracker,
-                hooks,
-                crate::server::hooks_router(self.server.clone()),
-                shutdown.clone(),
+            tasks.spawn_infallible(
+                "the hooks HTTP server",
+                serve(
+                    hooks,
+                    crate::server::hooks_router(self.server.clone()),
+                    shutdown.clone(),
+                ),
             );
         }
 
@@ -233,7 +244,7 @@ impl Daemon {
         let activator = self.activator.clone();
         let interval = cfg.sync.interval;
         let cancel = shutdown.clone();
-        tracker.spawn(async move {
+        tasks.spawn_infallible("the periodic tick", async move {
             let mut tick = tokio::time::interval(interval);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             // The first tick is immediate: start-up already asked for a pass.
@@ -246,24 +257,30 @@ impl Daemon {
             }
         });
         if let (Idp::Okta(okta), false) = (&self.idp, cfg.triggers.system_log_poll.is_zero()) {
-            tracker.spawn(pollers::system_log(
-                okta.clone(),
-                self.store.clone(),
-                self.activator.clone(),
-                cfg.triggers.system_log_poll,
-                shutdown.clone(),
-            ));
+            tasks.spawn_infallible(
+                "the System Log poller",
+                pollers::system_log(
+                    okta.clone(),
+                    self.store.clone(),
+                    self.activator.clone(),
+                    cfg.triggers.system_log_poll,
+                    shutdown.clone(),
+                ),
+            );
         }
         if let Idp::Azure(azure) = &self.idp {
             if !cfg.triggers.graph_delta_poll.is_zero() {
-                tracker.spawn(crate::triggers::graph::delta(
-                    azure.clone(),
-                    self.store.clone(),
-                    self.activator.clone(),
-                    self.reconciler.graph_scope(),
-                    cfg.triggers.graph_delta_poll,
-                    shutdown.clone(),
-                ));
+                tasks.spawn_infallible(
+                    "the groups/delta poller",
+                    crate::triggers::graph::delta(
+                        azure.clone(),
+                        self.store.clone(),
+                        self.activator.clone(),
+                        self.reconciler.graph_scope(),
+                        cfg.triggers.graph_delta_poll,
+                        shutdown.clone(),
+                    ),
+                );
             }
             let lifecycle = self.lifecycle.lock().ok().and_then(|mut l| l.take());
             if let (Some(url), Some(state), Some(rx)) = (
@@ -271,26 +288,32 @@ impl Daemon {
                 &cfg.triggers.graph_client_state,
                 lifecycle,
             ) {
-                tracker.spawn(crate::triggers::graph::subscriptions(
-                    azure.clone(),
-                    self.store.clone(),
-                    url.clone(),
-                    state.clone(),
-                    rx,
-                    shutdown.clone(),
-                ));
+                tasks.spawn_infallible(
+                    "the Graph subscription manager",
+                    crate::triggers::graph::subscriptions(
+                        azure.clone(),
+                        self.store.clone(),
+                        url.clone(),
+                        state.clone(),
+                        rx,
+                        shutdown.clone(),
+                    ),
+                );
             }
         }
         if !cfg.triggers.audit_poll.is_zero() {
             for (ws, client) in &self.clients {
-                tracker.spawn(pollers::audit(
-                    ws.clone(),
-                    client.clone(),
-                    self.store.clone(),
-                    self.activator.clone(),
-                    cfg.triggers.audit_poll,
-                    shutdown.clone(),
-                ));
+                tasks.spawn_infallible(
+                    format!("the audit-trail poller of {}", ws.name),
+                    pollers::audit(
+                        ws.clone(),
+                        client.clone(),
+                        self.store.clone(),
+                        self.activator.clone(),
+                        cfg.triggers.audit_poll,
+                        shutdown.clone(),
+                    ),
+                );
             }
         }
 
@@ -301,7 +324,10 @@ impl Daemon {
             }
             outbox.publish(Utc::now()).await;
             for i in 0..outbox.sinks.len() {
-                tracker.spawn(outbox.clone().run_sink(i, shutdown.clone()));
+                tasks.spawn_infallible(
+                    format!("the alert worker of sink {}", outbox.sinks[i].name()),
+                    outbox.clone().run_sink(i, shutdown.clone()),
+                );
             }
         } else {
             tracing::warn!("No [[alerts.sink]] configured: findings are on /findings and /metrics only; nobody is paged.");
@@ -310,21 +336,43 @@ impl Daemon {
         // The reconciler: one activation at a time.
         let me = self.clone();
         let cancel = shutdown.clone();
-        tracker.spawn(async move { me.reconcile_loop(cancel).await });
-        tracker.close();
+        tasks.spawn(
+            "the reconciler",
+            async move { me.reconcile_loop(cancel).await },
+        );
+        tasks.tracker.close();
 
-        shutdown.cancelled().await;
+        // Until shutdown, or until a task stops on its own: then the daemon is dead and
+        // says so, and stops so that its supervisor (systemd, Kubernetes) restarts it.
+        let died = tokio::select! {
+            _ = shutdown.cancelled() => None,
+            exit = tasks.first_exit() => Some(exit),
+        };
+        if let Some(exit) = &died {
+            let why = format!("{} stopped: {}", exit.task, exit.why);
+            tracing::error!(task = %exit.task, reason = %exit.why, "A long-lived task stopped; the daemon exits so that its supervisor restarts it.");
+            if let Ok(mut dead) = self.server.dead.write() {
+                *dead = Some(why);
+            }
+            shutdown.cancel();
+        }
         tracing::info!(grace = ?GRACE, "Shutting down.");
-        if tokio::time::timeout(GRACE, tracker.wait()).await.is_err() {
+        if tokio::time::timeout(GRACE, tasks.tracker.wait())
+            .await
+            .is_err()
+        {
             tracing::warn!("Tasks did not stop within the grace period; exiting anyway.");
         }
-        Ok(())
+        match died {
+            Some(exit) => anyhow::bail!("{} stopped: {}", exit.task, exit.why),
+            None => Ok(()),
+        }
     }
 
     /// The activator loop: one activation at a time, woken by a trigger or the earliest
     /// deadline in the store. After a failed activation a deadline already past is retried
     /// after [`RETRY_FLOOR`], not at once (a down source must not turn into a hot loop).
-    async fn reconcile_loop(&self, cancel: CancellationToken) {
+    async fn reconcile_loop(&self, cancel: CancellationToken) -> Result<(), String> {
         let mut last_failed = false;
         loop {
             let deadline = match self.store.findings_next_deadline().await {
@@ -346,12 +394,30 @@ impl Daemon {
                     .max(floor)
             });
             let reasons = tokio::select! {
-                _ = cancel.cancelled() => return,
+                _ = cancel.cancelled() => return Ok(()),
                 r = self.activator.next() => r,
                 _ = sleep_or_forever(sleep) => [Reason::Deadline].into(),
             };
-            last_failed = !self.activate(reasons).await.ok();
+            if self
+                .inject_panic
+                .swap(false, std::sync::atomic::Ordering::Relaxed)
+            {
+                panic!("injected by a test (Daemon::inject_reconciler_panic)");
+            }
+            let status = self.activate(reasons).await;
+            if let Some(why) = status.fatal {
+                return Err(why);
+            }
+            last_failed = !status.ok();
         }
+    }
+
+    /// Fault injection for the supervision tests: the reconciler panics at its next
+    /// wake-up. Nothing in the product calls it.
+    #[doc(hidden)]
+    pub fn inject_reconciler_panic(&self) {
+        self.inject_panic
+            .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// One activation (the task's), recorded; tests and the demo drive passes by hand
@@ -384,20 +450,13 @@ async fn sleep_or_forever(d: Option<Duration>) {
     }
 }
 
-fn serve(
-    tracker: &TaskTracker,
-    listener: tokio::net::TcpListener,
-    router: axum::Router,
-    cancel: CancellationToken,
-) {
-    tracker.spawn(async move {
-        let result = axum::serve(listener, router)
-            .with_graceful_shutdown(async move { cancel.cancelled().await })
-            .await;
-        if let Err(e) = result {
-            tracing::error!(error = %e, "HTTP server stopped.");
-        }
-    });
+async fn serve(listener: tokio::net::TcpListener, router: axum::Router, cancel: CancellationToken) {
+    let result = axum::serve(listener, router)
+        .with_graceful_shutdown(async move { cancel.cancelled().await })
+        .await;
+    if let Err(e) = result {
+        tracing::error!(error = %e, "HTTP server stopped.");
+    }
 }
 
 /// `scimwatch run`: load, build, run until SIGTERM/SIGINT.

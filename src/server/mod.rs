@@ -71,6 +71,9 @@ pub struct ServerState {
     /// The `/findings` document (findings.md JSON), once a pass has succeeded.
     pub findings: RwLock<Option<String>>,
     pub ready: RwLock<Readiness>,
+    /// Set when a long-lived task of the daemon stopped (the daemon is exiting): then
+    /// `/livez` and `/readyz` answer 503 with this reason.
+    pub dead: RwLock<Option<String>>,
     pub okta_hook: Option<OktaHook>,
     /// `/hooks/graph` (Entra ID), on when `triggers.graph_client_state_env` is set.
     pub graph_hook: Option<GraphHook>,
@@ -106,11 +109,25 @@ pub fn hooks_router(state: Arc<ServerState>) -> axum::Router {
         .with_state(state)
 }
 
-async fn livez() -> &'static str {
-    "ok\n"
+async fn livez(State(state): State<Arc<ServerState>>) -> Response {
+    match read(&state.dead).clone() {
+        None => (StatusCode::OK, "ok\n").into_response(),
+        Some(why) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not alive: {why}\n"),
+        )
+            .into_response(),
+    }
 }
 
 async fn readyz(State(state): State<Arc<ServerState>>) -> Response {
+    if let Some(why) = read(&state.dead).clone() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {why}\n"),
+        )
+            .into_response();
+    }
     let ready = read(&state.ready).clone();
     match readiness(&ready, Utc::now()) {
         Ok(()) => (StatusCode::OK, "ready\n").into_response(),

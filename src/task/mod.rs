@@ -183,6 +183,18 @@ impl Reconciler {
         } else {
             result
         };
+        let fatal = result.as_ref().err().and_then(|e| {
+            let store = e
+                .chain()
+                .find_map(|c| c.downcast_ref::<crate::store::StoreError>())?;
+            let why = format!(
+                "the store at {} cannot record findings ({}): check that its disk has room and that the file and its folder are writable by scimwatch, then restart",
+                self.config.store.path.display(),
+                crate::error::chain(store)
+            );
+            tracing::error!(error = %why, "Cannot record findings; stopping rather than running on without them.");
+            Some(why)
+        });
         let status = ActivationStatus {
             reasons,
             scope,
@@ -194,6 +206,7 @@ impl Reconciler {
                 chain
             }),
             failures: pass.failures,
+            fatal,
         };
         self.record(&status, clock.elapsed()).await;
         status

@@ -91,6 +91,9 @@ pub struct ActivationStatus {
     /// except those of the workspaces a partly failed full pass did read).
     pub outcome: Result<Counts, String>,
     pub failures: SourceFailures,
+    /// The store could not record what the pass found: the daemon must not run on
+    /// without it (it exits, and its supervisor restarts it). What to do, in one line.
+    pub fatal: Option<String>,
 }
 
 impl ActivationStatus {
@@ -164,6 +167,7 @@ mod tests {
                 ..FullCounts::default()
             })),
             failures: SourceFailures::default(),
+            fatal: None,
         };
         assert_eq!(ok.labels(), ["periodic", "startup"]);
         assert_eq!(

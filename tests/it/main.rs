@@ -18,3 +18,4 @@ mod sim;
 mod sim_hooks;
 mod sim_sinks;
 mod store;
+mod supervise;

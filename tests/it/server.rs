@@ -40,6 +40,7 @@ fn state(hook: bool, token: bool) -> Arc<ServerState> {
         }),
         auth_token: token.then(|| Secret::new(TOKEN)),
         seen_events: Mutex::new(VecDeque::new()),
+        dead: std::sync::RwLock::new(None),
     })
 }
 
