@@ -2,23 +2,31 @@
 //! before the snapshots go to the pure core ([`super::evaluate_pass`]). `check`, `explain`,
 //! `report`, `plan`/`apply` and the daemon's full passes all read through [`read_all`].
 //!
-//! Contract: either every read succeeded and the result is a [`Report`], or the pass
-//! fails as a whole with a [`PassError`] that names the service and the request. No
+//! Contract: either every read succeeded and the result is a [`Reading`], or the pass
+//! fails as a whole with a [`PassError`] that names the service and the request (a
+//! workspace's failure is that workspace's alone: the daemon goes on with the others). No
 //! partial snapshot ever reaches `evaluate`. An IdP read in which every mapped group is
 //! unresolved or empty is a failure too: it is what Okta answers (200, `[]`) to a service
-//! app that lacks an admin role, and must never read as "everyone lost access".
+//! app that lacks an admin role, and must never read as "everyone lost access". The same
+//! answer for one group is caught too: a mapped group that reads empty while its last
+//! read (the daemon's) or its Segment mirror had members is read again, and if it is still
+//! empty and the IdP's log has no removal from it, the pass fails naming the group
+//! ([`suspect_empty_groups`]). A group emptied on purpose has its removals in the log, and
+//! is believed.
 
 use std::collections::BTreeSet;
 
 use chrono::{DateTime, Utc};
 use futures_util::future::join_all;
 
+use super::history::IdpMembership;
 use super::Settings;
 use crate::config::WorkspaceConfig;
 use crate::idp::{IdentityProvider, IdpError};
 use crate::mapping::{GrantScope, MappingSet, WorkspaceMapping};
 use crate::model::{
-    CatalogNeeds, Email, GroupRead, GroupRef, IdpSnapshot, NestedGroups, WorkspaceSnapshot,
+    CatalogNeeds, Email, GroupRead, GroupRef, IdpEvent, IdpEventKind, IdpSnapshot, NestedGroups,
+    WorkspaceSnapshot,
 };
 use crate::segment::{SegmentClient, SegmentError};
 
@@ -35,6 +43,17 @@ pub enum PassError {
          (200 with empty lists): check its admin role and scopes"
     )]
     SuspectIdp { idp: &'static str, detail: String },
+    /// One mapped group came back empty where members were expected, twice.
+    #[error(
+        "{idp}: the mapped group {group} reads empty (read twice) although {had}, and the \
+         IdP's log has no removal from it; refusing to report on partial data (a group \
+         emptied on purpose has its removals in the log within idp.event_lookback)"
+    )]
+    EmptyGroup {
+        idp: &'static str,
+        group: String,
+        had: String,
+    },
 }
 
 /// Which catalog kinds a workspace's mappings name (roles are always read).
@@ -116,6 +135,74 @@ pub fn check_idp_read(
     })
 }
 
+/// A mapped group that read empty where members were expected: the reference to read
+/// again, and what we expected (for the error).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SuspectGroup {
+    pub group: GroupRef,
+    pub had: String,
+}
+
+/// The mapped groups that read empty although their last read (`previous`, the daemon's
+/// kept membership) or their Segment mirror in a workspace read in the same pass had
+/// members, and whose removals are not in `events` (pure). A group holding nested groups
+/// (Entra ID) is not empty.
+pub fn suspect_empty_groups(
+    groups: &[(GroupRef, GroupRead)],
+    nested: &NestedGroups,
+    events: &[IdpEvent],
+    previous: Option<&IdpMembership>,
+    mirrors: &[(&WorkspaceMapping, &WorkspaceSnapshot)],
+) -> Vec<SuspectGroup> {
+    let mut out = Vec::new();
+    for (r, read) in groups {
+        let GroupRead::Found(g) = read else {
+            continue;
+        };
+        if !g.members.is_empty() || nested.get(&g.id).is_some_and(|n| !n.is_empty()) {
+            continue;
+        }
+        let removed = events.iter().any(|e| {
+            e.kind == IdpEventKind::MembershipRemove
+                && (e.group_id.as_deref() == Some(g.id.as_str())
+                    || e.group_name.as_deref() == Some(g.name.as_str()))
+        });
+        if removed {
+            continue;
+        }
+        let before = previous
+            .and_then(|p| p.groups.get(&g.id))
+            .map(|(_, m)| m.len())
+            .unwrap_or(0);
+        let had = if before > 0 {
+            Some(format!("its last read had {before} members"))
+        } else {
+            mirrors.iter().find_map(|(mapping, snap)| {
+                let mirror = mapping
+                    .groups
+                    .iter()
+                    .find(|m| &m.idp_group == r)
+                    .map(|m| m.segment_group.clone().unwrap_or_else(|| g.name.clone()))?;
+                let sg = snap.groups.iter().find(|sg| sg.name == mirror)?;
+                (!sg.members.is_empty()).then(|| {
+                    format!(
+                        "its Segment mirror {mirror:?} in workspace {} has {} members",
+                        snap.name,
+                        sg.members.len()
+                    )
+                })
+            })
+        };
+        if let Some(had) = had {
+            out.push(SuspectGroup {
+                group: r.clone(),
+                had,
+            });
+        }
+    }
+    out
+}
+
 /// What one pass read: the IdP (all or nothing) and each workspace (each on its own).
 pub struct Reading {
     pub idp: IdpSnapshot,
@@ -133,6 +220,19 @@ pub async fn read_all<P: IdentityProvider>(
     workspaces: &[(&WorkspaceConfig, &SegmentClient)],
     mappings: &MappingSet,
     settings: &Settings,
+    now: DateTime<Utc>,
+) -> Result<Reading, PassError> {
+    read_all_since(idp, workspaces, mappings, settings, None, now).await
+}
+
+/// [`read_all`], with the IdP membership the last pass read (the daemon keeps it), so a
+/// group that reads empty after having members is suspected (see the module).
+pub async fn read_all_since<P: IdentityProvider>(
+    idp: &P,
+    workspaces: &[(&WorkspaceConfig, &SegmentClient)],
+    mappings: &MappingSet,
+    settings: &Settings,
+    previous: Option<&IdpMembership>,
     now: DateTime<Utc>,
 ) -> Result<Reading, PassError> {
     let empty = WorkspaceMapping::default();
@@ -166,8 +266,35 @@ pub async fn read_all<P: IdentityProvider>(
         client.read_workspace(needs, since)
     }));
     let (idp_read, snapshots) = tokio::join!(idp_reads, segment_reads);
-    let (crate::model::MappedGroups { groups, nested }, events) = idp_read?;
+    let (crate::model::MappedGroups { mut groups, nested }, events) = idp_read?;
     check_idp_read(idp.kind().as_str(), &groups, &nested)?;
+
+    // One mapped group reading empty where members were expected: read it again, and
+    // refuse to go on if it is still empty.
+    let mirrors: Vec<(&WorkspaceMapping, &WorkspaceSnapshot)> = workspaces
+        .iter()
+        .zip(&snapshots)
+        .filter_map(|((w, _), s)| Some((mapping_of(&w.name), s.as_ref().ok()?)))
+        .collect();
+    let suspects = suspect_empty_groups(&groups, &nested, &events, previous, &mirrors);
+    if !suspects.is_empty() {
+        let refs: Vec<GroupRef> = suspects.iter().map(|s| s.group.clone()).collect();
+        tracing::warn!(groups = ?refs.iter().map(GroupRef::to_string).collect::<Vec<_>>(), "Mapped groups read empty where members were expected; reading them again.");
+        let again = idp.read_groups(&refs).await?;
+        for (r, read) in again {
+            if let Some(slot) = groups.iter_mut().find(|(g, _)| *g == r) {
+                slot.1 = read;
+            }
+        }
+        let still = suspect_empty_groups(&groups, &nested, &events, previous, &mirrors);
+        if let Some(s) = still.into_iter().next() {
+            return Err(PassError::EmptyGroup {
+                idp: idp.kind().as_str(),
+                group: s.group.to_string(),
+                had: s.had,
+            });
+        }
+    }
 
     // Segment members no mapped group lists: ask the IdP who they are.
     let listed: BTreeSet<&Email> = groups

@@ -55,22 +55,30 @@ impl Reconciler {
     ) -> anyhow::Result<FullCounts> {
         let selected: Vec<(&WorkspaceConfig, &SegmentClient)> =
             self.clients.iter().map(|(w, c)| (w, c)).collect();
-        let reading =
-            match read::read_all(&self.idp, &selected, &self.mappings, &self.settings, now).await {
-                Ok(r) => r,
-                Err(e) => {
-                    pass.failures.idp = Some(crate::error::chain(&e));
-                    return Err(e.into());
-                }
-            };
-
-        // What the IdP side changed since the last pass, as observed by us.
-        let membership = IdpMembership::from_read(&reading.idp.groups);
+        // The IdP side as the last pass read it: what changed since, and the groups that
+        // must not read empty without a removal in the log.
         let prev_membership: Option<IdpMembership> = self
             .store
             .snapshot_get(IDP_MEMBERSHIP)
             .await?
             .and_then(|v| serde_json::from_value(v).ok());
+        let reading = match read::read_all_since(
+            &self.idp,
+            &selected,
+            &self.mappings,
+            &self.settings,
+            prev_membership.as_ref(),
+            now,
+        )
+        .await
+        {
+            Ok(r) => r,
+            Err(e) => {
+                pass.failures.idp = Some(crate::error::chain(&e));
+                return Err(e.into());
+            }
+        };
+        let membership = IdpMembership::from_read(&reading.idp.groups);
         let observed = self
             .observed_events(prev_membership.as_ref(), &membership, now)
             .await?;

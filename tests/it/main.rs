@@ -9,6 +9,7 @@ mod chain;
 mod config;
 mod daemon;
 mod e2e;
+mod empty_group;
 mod enforce;
 mod governance;
 mod okta;
