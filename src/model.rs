@@ -588,7 +588,8 @@ pub struct AuditEvent {
     pub actor: String,
     pub actor_email: Option<String>,
     pub resource_id: String,
-    /// Lower-case, e.g. "user", "user_group".
+    /// Our classification, not Segment's string: "user", "user_group", or "iam" (a user
+    /// or a group, which one unknown); see `segment::audit`.
     pub resource_type: String,
     pub resource_name: String,
 }

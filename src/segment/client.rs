@@ -33,8 +33,14 @@
 //! + Σ_g p(members_g)                   GET /groups/{id}/users
 //! + p(users)                           GET /users            (no permissions in the list)
 //! + users                              GET /users/{id}       (direct permissions, one each)
-//! + p(audit_user) + p(audit_group)     GET /audit-events?resourceType=user|user_group
+//! + p(audit events)                    GET /audit-events     (one stream, every type)
 //! ```
+//!
+//! The audit trail is read without a `resourceType` filter: Segment does not document
+//! the strings its IAM events carry there, so events are classified on our side
+//! (`super::audit`), by type, then by the ids this read found, then by that string as a
+//! hint. The stream also carries non-IAM events (sources, functions, …), which are
+//! dropped after reading.
 //!
 //! `GET /users/{id}` per user is the floor: the API has no bulk read of user permissions
 //! (there is no `GET /users/{id}/permissions`, and `GET /users` omits them). Should a
@@ -50,6 +56,7 @@ use reqwest::StatusCode;
 use serde::de::DeserializeOwned;
 use tokio::task::JoinSet;
 
+use super::audit::{classify, Known};
 use super::policy::SegmentPolicy;
 use super::wire;
 use crate::config::WorkspaceConfig;
@@ -249,12 +256,27 @@ impl SegmentClient {
     }
 
     /// Audit events about users and user groups from `since` to now (what the daemon's
-    /// audit-trail poller reads between full passes).
+    /// audit-trail poller reads between full passes): one stream, classified on our side
+    /// without knowing the workspace's ids, so a "Policy Created" whose subject neither
+    /// its type nor its `resourceType` tells comes back as `iam`.
     pub async fn audit_events(
         &self,
         since: DateTime<Utc>,
     ) -> Result<Vec<AuditEvent>, SegmentError> {
-        self.inner.audit(since).await
+        self.inner.audit(since, &|_| None).await
+    }
+
+    /// [`audit_events`](Self::audit_events), with the user and group ids a caller already
+    /// knows, which classify the events whose type does not name their subject.
+    pub async fn audit_events_knowing(
+        &self,
+        since: DateTime<Utc>,
+        users: &HashSet<String>,
+        groups: &HashSet<String>,
+    ) -> Result<Vec<AuditEvent>, SegmentError> {
+        self.inner
+            .audit(since, &|id| known_in(id, users, groups))
+            .await
     }
 
     /// Everything a pass needs: workspace, catalog, users with direct permissions, groups
@@ -290,7 +312,11 @@ impl SegmentClient {
             })
             .await?;
 
-        let audit = inner.audit(audit_since).await?;
+        let user_ids: HashSet<String> = users.iter().map(|u| u.id.clone()).collect();
+        let group_ids: HashSet<String> = groups.iter().map(|g| g.id.clone()).collect();
+        let audit = inner
+            .audit(audit_since, &|id| known_in(id, &user_ids, &group_ids))
+            .await?;
         tracing::info!(
             workspace = %inner.workspace,
             users = users.len(),
@@ -634,43 +660,53 @@ impl Inner {
         })
     }
 
-    /// Audit events about users and user groups from `since` to now.
-    async fn audit(&self, since: DateTime<Utc>) -> Result<Vec<AuditEvent>, SegmentError> {
-        let start = since.to_rfc3339_opts(SecondsFormat::Millis, true);
-        let end = Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true);
+    /// Audit events about users and user groups from `since` to now: one unfiltered
+    /// stream, each event classified by `super::audit::classify` (`known` tells the
+    /// workspace's user and group ids apart), the others dropped.
+    async fn audit(
+        &self,
+        since: DateTime<Utc>,
+        known: &(dyn Fn(&str) -> Option<Known> + Sync),
+    ) -> Result<Vec<AuditEvent>, SegmentError> {
+        let query = [
+            (
+                "startTime",
+                since.to_rfc3339_opts(SecondsFormat::Millis, true),
+            ),
+            (
+                "endTime",
+                Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
+            ),
+        ];
+        let events: Vec<wire::AuditEventV1> = self
+            .list("GET /audit-events", "/audit-events", &query, "events")
+            .await?;
         let mut seen = HashSet::new();
         let mut out = Vec::new();
-        for resource_type in ["user", "user_group"] {
-            let query = [
-                ("startTime", start.clone()),
-                ("endTime", end.clone()),
-                ("resourceType", resource_type.to_string()),
-            ];
-            let events: Vec<wire::AuditEventV1> = self
-                .list("GET /audit-events", "/audit-events", &query, "events")
-                .await?;
-            for e in events {
-                let at = DateTime::parse_from_rfc3339(&e.timestamp)
-                    .map_err(|err| SegmentError::Decode {
-                        service: self.service.clone(),
-                        request: format!("GET {}/audit-events", self.base),
-                        what: format!("audit event {} timestamp {:?}: {err}", e.id, e.timestamp),
-                    })?
-                    .with_timezone(&Utc);
-                if at < since || !seen.insert(e.id.clone()) {
-                    continue;
-                }
-                out.push(AuditEvent {
-                    id: e.id,
-                    at,
-                    kind: e.kind,
-                    actor: e.actor,
-                    actor_email: e.actor_email.filter(|s| !s.is_empty()),
-                    resource_id: e.resource_id,
-                    resource_type: e.resource_type.to_lowercase(),
-                    resource_name: e.resource_name,
-                });
+        for e in events {
+            let at = DateTime::parse_from_rfc3339(&e.timestamp)
+                .map_err(|err| SegmentError::Decode {
+                    service: self.service.clone(),
+                    request: format!("GET {}/audit-events", self.base),
+                    what: format!("audit event {} timestamp {:?}: {err}", e.id, e.timestamp),
+                })?
+                .with_timezone(&Utc);
+            if at < since || !seen.insert(e.id.clone()) {
+                continue;
             }
+            let Some(class) = classify(&e.kind, &e.resource_type, &e.resource_id, known) else {
+                continue;
+            };
+            out.push(AuditEvent {
+                id: e.id,
+                at,
+                kind: e.kind,
+                actor: e.actor,
+                actor_email: e.actor_email.filter(|s| !s.is_empty()),
+                resource_id: e.resource_id,
+                resource_type: class.to_string(),
+                resource_name: e.resource_name,
+            });
         }
         Ok(out)
     }
@@ -998,6 +1034,17 @@ fn segment(id: &str) -> String {
         }
     }
     out
+}
+
+/// Which of the known ids `id` is (for the audit classification).
+fn known_in(id: &str, users: &HashSet<String>, groups: &HashSet<String>) -> Option<Known> {
+    if users.contains(id) {
+        Some(Known::User)
+    } else if groups.contains(id) {
+        Some(Known::Group)
+    } else {
+        None
+    }
 }
 
 #[cfg(test)]

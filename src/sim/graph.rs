@@ -17,8 +17,9 @@
 //!   `$search`, `$orderby`, `ne`/`not`/`endsWith`) without `ConsistencyLevel: eventual`
 //!   and `$count=true` are 400 `Request_UnsupportedQuery`.
 //! - Throttling: each request costs resource units as graph.md §5 prices them; past the
-//!   seed's `resource_units_per_10s` a 429 with `Retry-After`, `x-ms-throttle-scope` and
-//!   `x-ms-throttle-information`. `/auditLogs/*` allows 5 requests per 10 s, always.
+//!   seed's `resource_units_per_10s` a 429 with `Retry-After`, `x-ms-throttle-scope`
+//!   (`Tenant_Application/Read/<appId>/<tenantId>`) and `x-ms-throttle-information`; past
+//!   80 % of it `x-ms-throttle-limit-percentage` as Graph writes it, a fraction (`0.85`). `/auditLogs/*` allows 5 requests per 10 s, always.
 //!   Every answer carries `request-id`, `client-request-id` and `x-ms-resource-unit`.
 //!
 //! Never log a secret, a token or an assertion.
@@ -488,7 +489,7 @@ fn api(app: &App, req: &Req, rest: &str) -> Response {
     let audit = path.first() == Some(&"auditLogs");
     if audit {
         if let Err(wait) = d.audit_window.charge(1, AUDIT_REQUESTS_PER_10S) {
-            return throttled(wait, d, "ApplicationTenant/AuditLogs");
+            return throttled(wait, d, "Tenant_Application/Read");
         }
     }
     let units = cost(&path, &q);
@@ -496,7 +497,7 @@ fn api(app: &App, req: &Req, rest: &str) -> Response {
     if let Some(budget) = d.ru_per_10s {
         match d.ru.charge(units, budget) {
             Ok(used) => pct = Some(used * 100 / budget.max(1)),
-            Err(wait) => return throttled(wait, d, "Tenant_Application/ReadOnly"),
+            Err(wait) => return throttled(wait, d, "Tenant_Application/Read"),
         }
     }
 
@@ -588,7 +589,7 @@ fn api(app: &App, req: &Req, rest: &str) -> Response {
         set(
             &mut resp,
             "x-ms-throttle-limit-percentage",
-            &p.min(100).to_string(),
+            &limit_fraction(p),
         );
     }
     resp
@@ -600,12 +601,20 @@ fn finish(mut resp: Response, units: u32, pct: Option<u32>) -> Response {
         set(
             &mut resp,
             "x-ms-throttle-limit-percentage",
-            &p.min(100).to_string(),
+            &limit_fraction(p),
         );
     }
     resp
 }
 
+/// `x-ms-throttle-limit-percentage` as Graph writes it: the fraction of the limit used
+/// (0.8 to 1.8, Microsoft Graph throttling guidance), from our whole percentage.
+fn limit_fraction(pct: u32) -> String {
+    format!("{:.2}", f64::from(pct.min(180)) / 100.0)
+}
+
+/// `x-ms-throttle-scope` in the documented form `<Scope>/<Limit>/<AppId>/<TenantId>`,
+/// `scope` being `<Scope>/<Limit>` with Limit one of `Read`, `Write`, `ReadWrite`.
 fn throttled(wait: std::time::Duration, d: &Directory, scope: &str) -> Response {
     let mut resp = error(429, "TooManyRequests", "Too many requests.");
     let secs = wait.as_secs_f64().ceil().max(1.0) as u64;

@@ -23,7 +23,11 @@
 //! - Subscriptions: `POST /subscriptions` validates the notification URL(s) first
 //!   (`?validationToken=…`, 200 `text/plain` echo within 10 s, else 400), refuses an
 //!   `expirationDateTime` beyond 41,760 minutes and clamps it to
-//!   `subscription_max_lifetime`; `PATCH`, `DELETE` and `/reauthorize`. A group change
+//!   `subscription_max_lifetime`; `PATCH`, `DELETE` and `/reauthorize`. Microsoft says
+//!   not to reauthorize and update (PATCH) one subscription within 10 minutes of each
+//!   other (it can leave the subscription inconsistent): the second of such a pair is
+//!   refused with 409 `ReauthorizeAndUpdateConflict` (our choice of answer; Graph's
+//!   own is undocumented) and counted in the state's `subscription_conflicts`. A group change
 //!   sends `updated` to every live subscription on `/groups`, `/groups/{id}` or
 //!   `/groups/{id}/members`, batched per URL, echoing `clientState`; expired
 //!   subscriptions get nothing. 3 s timeout, one retry on 5xx or no answer.
@@ -80,6 +84,21 @@ pub struct Sub {
     pub lifecycle_url: Option<String>,
     pub client_state: Option<String>,
     pub expires: DateTime<Utc>,
+    /// The last `PATCH` and `/reauthorize` accepted (the 10-minute rule).
+    pub patched: Option<DateTime<Utc>>,
+    pub reauthorized: Option<DateTime<Utc>>,
+}
+
+/// Microsoft: no reauthorize and update of one subscription within this long.
+const REAUTHORIZE_UPDATE_GAP: chrono::Duration = chrono::Duration::minutes(10);
+
+/// The refusal of the second of a reauthorize/update pair within 10 minutes.
+fn pair_conflict(id: &str, this: &str, other: &str) -> Response {
+    error(
+        409,
+        "ReauthorizeAndUpdateConflict",
+        &format!("Subscription '{id}': a {this} within 10 minutes of a {other} can leave the subscription inconsistent; send one or the other."),
+    )
 }
 
 /// A notification item waiting for delivery to `url`.
@@ -97,6 +116,8 @@ pub struct Sync {
     pub provisioning: Vec<Value>,
     pub subscriptions: BTreeMap<String, Sub>,
     pub subscription_max_lifetime: Option<Duration>,
+    /// Reauthorize/PATCH pairs within 10 minutes that were refused.
+    pub subscription_conflicts: u64,
     pub outbox: Vec<Note>,
     /// What was delivered: `{url, items, status}` (client states left out).
     pub deliveries: Vec<Value>,
@@ -126,6 +147,7 @@ impl Sync {
             provisioning: Vec::new(),
             subscriptions: BTreeMap::new(),
             subscription_max_lifetime: az.subscription_max_lifetime,
+            subscription_conflicts: 0,
             outbox: Vec::new(),
             deliveries: Vec::new(),
             cycle: 0,
@@ -289,6 +311,7 @@ impl Sync {
         out["apps"] = Value::Object(apps);
         out["provisioning_logs"] = json!(self.provisioning);
         out["subscriptions"] = json!(subs);
+        out["subscription_conflicts"] = json!(self.subscription_conflicts);
         out["notification_deliveries"] = json!(self.deliveries);
         out["delta_changes"] = json!(self.delta_log.len());
     }
@@ -827,6 +850,8 @@ pub async fn subscriptions(app: &App, req: &Req, path: &[&str]) -> Response {
                     lifecycle_url: lifecycle.clone(),
                     client_state: s("clientState"),
                     expires: exp,
+                    patched: None,
+                    reauthorized: None,
                 },
             );
             json_resp(
@@ -849,7 +874,17 @@ pub async fn subscriptions(app: &App, req: &Req, path: &[&str]) -> Response {
             };
             let max = d.sync.subscription_max_lifetime;
             match d.sync.subscriptions.get_mut(*id) {
+                Some(sub)
+                    if sub.expires > now
+                        && sub
+                            .reauthorized
+                            .is_some_and(|t| now - t < REAUTHORIZE_UPDATE_GAP) =>
+                {
+                    d.sync.subscription_conflicts += 1;
+                    pair_conflict(id, "PATCH", "reauthorize")
+                }
                 Some(sub) if sub.expires > now => {
+                    sub.patched = Some(now);
                     sub.expires = match max {
                         Some(m) => exp.min(
                             now + chrono::Duration::from_std(m).unwrap_or(chrono::Duration::MAX),
@@ -879,17 +914,25 @@ pub async fn subscriptions(app: &App, req: &Req, path: &[&str]) -> Response {
             }
         }
         (Method::POST, ["subscriptions", id, "reauthorize"]) => {
-            let st = app.state();
-            let known = st.azure.as_ref().is_some_and(|d| {
-                d.sync
-                    .subscriptions
-                    .get(*id)
-                    .is_some_and(|s| s.expires > now)
-            });
-            if known {
-                empty(StatusCode::NO_CONTENT)
-            } else {
-                error(404, "ResourceNotFound", "The object was not found.")
+            let mut st = app.state();
+            let Some(d) = st.azure.as_mut() else {
+                return error(404, "ResourceNotFound", "The object was not found.");
+            };
+            match d.sync.subscriptions.get_mut(*id) {
+                Some(sub)
+                    if sub.expires > now
+                        && sub
+                            .patched
+                            .is_some_and(|t| now - t < REAUTHORIZE_UPDATE_GAP) =>
+                {
+                    d.sync.subscription_conflicts += 1;
+                    pair_conflict(id, "reauthorize", "PATCH")
+                }
+                Some(sub) if sub.expires > now => {
+                    sub.reauthorized = Some(now);
+                    empty(StatusCode::NO_CONTENT)
+                }
+                _ => error(404, "ResourceNotFound", "The object was not found."),
             }
         }
         (Method::GET, ["subscriptions"]) => {

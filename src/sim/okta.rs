@@ -193,6 +193,9 @@ fn route(app: &App, req: &Req) -> Response {
             }
             None => err(404, &format!("{key} (User)")),
         },
+        // A login with `/` (sent raw or as `%2F`) splits into more segments: Okta can only
+        // fetch such users by id (Users API), and answers 404 here.
+        ["api", "v1", "users", rest @ ..] => err(404, &format!("{} (User)", rest.join("/"))),
         ["api", "v1", "apps", app_id, "groups"] => ctx.app_groups(app_id),
         ["api", "v1", "logs"] => ctx.logs(),
         _ => err(404, &req.path),

@@ -13,8 +13,8 @@ use std::collections::{BTreeSet, HashMap};
 
 use super::cursor::base62_id;
 use super::state::{
-    minimal_permission, seed_epoch, segment_user_id, Item, OAuthClient, Okta, OktaGroup, OktaUser,
-    SegGroup, SegUser, State, UiUser, Workspace,
+    minimal_permission, or_from_login, seed_epoch, segment_user_id, Item, OAuthClient, Okta,
+    OktaGroup, OktaUser, SegGroup, SegUser, State, UiUser, Workspace,
 };
 use super::SimError;
 
@@ -37,6 +37,9 @@ pub struct OktaSeed {
     #[serde(default = "default_app_id")]
     pub app_id: String,
     pub rate_limit_per_minute: Option<u32>,
+    /// System Log polling pages carry at most this many events even when more wait
+    /// (Okta answers short pages before the end; only an empty page means caught up).
+    pub log_page_cap: Option<usize>,
     #[serde(default)]
     pub oauth_client: Vec<OAuthClientSeed>,
     #[serde(default)]
@@ -127,6 +130,11 @@ pub struct WorkspaceSeed {
     #[serde(default)]
     pub ui_users: Vec<UiUserSeed>,
     pub rate_limit_per_minute: Option<u32>,
+    /// The `resourceType` strings the audit trail writes instead of the simulator's
+    /// `user` and `user_group` (keys `user`, `user_group`): Segment does not document
+    /// them, so tests check that attribution does not depend on them.
+    #[serde(default)]
+    pub audit_resource_types: BTreeMap<String, String>,
     #[serde(default)]
     pub user: Vec<SegUserSeed>,
     #[serde(default)]
@@ -418,6 +426,7 @@ impl State {
                     token: super::cursor::random_id(40),
                     app_id: default_app_id(),
                     rate_limit_per_minute: None,
+                    log_page_cap: None,
                     oauth_client: vec![],
                     user: vec![],
                     group: vec![],
@@ -446,6 +455,7 @@ impl State {
             group_by_name: HashMap::new(),
             user_groups: HashMap::new(),
             log: Vec::new(),
+            log_page_cap: okta_seed.log_page_cap.filter(|c| *c > 0),
         };
         for u in &okta_seed.user {
             let id = u.id.clone().unwrap_or_else(|| {
@@ -458,8 +468,8 @@ impl State {
                 id,
                 login: u.login.clone(),
                 email: u.email.clone().unwrap_or_else(|| u.login.clone()),
-                first_name: u.first_name.clone().unwrap_or_default(),
-                last_name: u.last_name.clone().unwrap_or_default(),
+                first_name: or_from_login(&u.first_name, &u.login, 0),
+                last_name: or_from_login(&u.last_name, &u.login, 1),
                 status: u.status.clone().unwrap_or_else(|| "ACTIVE".to_string()),
                 created: epoch,
                 status_changed: epoch,
@@ -594,6 +604,7 @@ impl State {
             group_by_name: HashMap::new(),
             audit: Vec::new(),
             invites: Vec::new(),
+            audit_resource_types: w.audit_resource_types.clone(),
         };
         let err = |key: &str, value: &str, msg: String| SimError::Seed {
             message: format!(
@@ -602,6 +613,22 @@ impl State {
                 w.name
             ),
         };
+        for (key, value) in &w.audit_resource_types {
+            if !["user", "user_group"].contains(&key.as_str()) {
+                return Err(err(
+                    "segment.workspace.audit_resource_types",
+                    key,
+                    format!("unknown key {key:?}; use `user` or `user_group`"),
+                ));
+            }
+            if value.trim().is_empty() {
+                return Err(err(
+                    "segment.workspace.audit_resource_types",
+                    key,
+                    format!("the `{key}` value is empty; give the resourceType string to send"),
+                ));
+            }
+        }
         let mut scratch = 0u64;
         for u in &w.user {
             let mut perms = Vec::new();
@@ -635,9 +662,8 @@ impl State {
                         .map_err(|m| err("segment.workspace.group.grants", &gr.role, m))?,
                 );
             }
-            if perms.is_empty() {
-                perms.push(minimal_permission(&ws.id));
-            }
+            // A seeded group without grants has none: only groups that SCIM creates are
+            // documented to start with Minimal Workspace Access.
             let id = g
                 .id
                 .clone()

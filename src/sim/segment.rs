@@ -425,6 +425,7 @@ fn route(app: &App, ws_name: &str, req: &Req, actor: &Actor) -> Response {
             if ws.group_id_by_name(&name).is_some() {
                 return err(409, "A user group with this name already exists");
             }
+            // Starts with Minimal Workspace Access: a guess, see `Workspace::create_group`.
             let id = ws.create_group(counter, &name, actor);
             match ws.groups.get(&id) {
                 Some(g) => data(json!({"userGroup": group_json(g)}), VND),
@@ -503,13 +504,8 @@ fn route(app: &App, ws_name: &str, req: &Req, actor: &Actor) -> Response {
                 err(404, "Resource not found")
             }
         }
-        ("GET", ["groups", id, "permissions"]) => match ws.groups.get(*id) {
-            Some(g) => data(
-                json!({"permissions": g.permissions.iter().map(perm_json).collect::<Vec<_>>()}),
-                VND,
-            ),
-            None => err(404, "Resource not found"),
-        },
+        // No `GET /groups/{id}/permissions`: the API has only POST and PUT there (a group's
+        // permissions come with `GET /groups` and `GET /groups/{id}`), so it is a 404.
         ("POST" | "PUT", ["groups", id, "permissions"]) => super::segment_iam::write_perms(
             ws,
             counter,

@@ -167,7 +167,11 @@ pub fn audit_events(app: &App, ws: &Workspace, req: &Req) -> Response {
         .rev()
         .filter(|a| a.timestamp <= end && start.is_none_or(|s| a.timestamp >= s))
         .filter(|a| rid.is_none_or(|r| a.resource_id == r))
-        .filter(|a| rtype.as_ref().is_none_or(|t| a.resource_type == *t))
+        .filter(|a| {
+            rtype
+                .as_ref()
+                .is_none_or(|t| ws.audit_resource_type(&a.resource_type).to_lowercase() == *t)
+        })
         .collect();
     let count = p.count.min(200);
     let events: Vec<Value> = hits
@@ -176,7 +180,7 @@ pub fn audit_events(app: &App, ws: &Workspace, req: &Req) -> Response {
         .take(count)
         .map(|a| {
             let mut v = json!({"id": format!("events/{}", a.id), "timestamp": iso_time(a.timestamp), "type": a.kind,
-                "actor": a.actor, "resourceId": a.resource_id, "resourceType": a.resource_type, "resourceName": a.resource_name});
+                "actor": a.actor, "resourceId": a.resource_id, "resourceType": ws.audit_resource_type(&a.resource_type), "resourceName": a.resource_name});
             if let Some(e) = &a.actor_email {
                 v["actorEmail"] = json!(e);
             }

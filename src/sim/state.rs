@@ -150,6 +150,38 @@ pub struct Okta {
     pub group_by_name: HashMap<String, String>,
     pub user_groups: HashMap<String, BTreeSet<String>>,
     pub log: Vec<LogEvent>,
+    /// The seed's `log_page_cap`: System Log polling pages stop at this many events.
+    pub log_page_cap: Option<usize>,
+}
+
+/// `firstName` (`part` 0) or `lastName` (1) for a user: the given one when non-empty,
+/// else derived from the login, since Okta requires both and its SDKs reject empty
+/// strings. `olivia.chen@acme.test` → Olivia / Chen; a one-word login (`ops@…`) gives
+/// Ops / Ops.
+pub fn or_from_login(given: &Option<String>, login: &str, part: usize) -> String {
+    if let Some(g) = given.as_deref().map(str::trim).filter(|g| !g.is_empty()) {
+        return g.to_string();
+    }
+    let local = login.split('@').next().unwrap_or(login);
+    let words: Vec<String> = local
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(|w| {
+            let mut cs = w.chars();
+            match cs.next() {
+                Some(c) => c.to_uppercase().chain(cs).collect::<String>(),
+                None => String::new(),
+            }
+        })
+        .collect();
+    match (words.first(), part) {
+        (None, _) => "User".to_string(),
+        (Some(first), 0) => first.clone(),
+        (Some(first), _) => match words.get(1..) {
+            Some(rest) if !rest.is_empty() => rest.join(" "),
+            _ => first.clone(),
+        },
+    }
 }
 
 impl Okta {
@@ -264,6 +296,18 @@ pub struct Workspace {
     pub group_by_name: HashMap<String, String>,
     pub audit: Vec<Audit>,
     pub invites: Vec<String>,
+    /// The seed's `audit_resource_types`: the `resourceType` the audit trail shows for
+    /// our `user` / `user_group`.
+    pub audit_resource_types: BTreeMap<String, String>,
+}
+
+impl Workspace {
+    /// The `resourceType` an audit event of ours shows on the API.
+    pub fn audit_resource_type<'a>(&'a self, ours: &'a str) -> &'a str {
+        self.audit_resource_types
+            .get(ours)
+            .map_or(ours, String::as_str)
+    }
 }
 
 pub fn segment_user_id(email: &str) -> String {
@@ -361,6 +405,9 @@ impl Workspace {
         true
     }
 
+    /// A new group with Minimal Workspace Access. Documented for groups that SCIM creates;
+    /// what a group made through the Public API's `POST /groups` starts with is not
+    /// documented, and giving it the same is a guess.
     pub fn create_group(&mut self, counter: &mut u64, name: &str, actor: &Actor) -> String {
         let id = base62_id(&format!("segment-group:{}:{name}", self.id), 22);
         let group = SegGroup {

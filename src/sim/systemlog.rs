@@ -1,6 +1,9 @@
 //! Okta's System Log, `GET /api/v1/logs` (okta.md §5): polling (no `until`) walks the log
 //! in persistence order and always answers a `next` link, even on an empty page; bounded
-//! queries (`since` + `until`) are ordered by `published`. `since` with `after` is a 400.
+//! queries (`since` + `until`) are ordered by `published`. `since` with `after` is a 400;
+//! a `since` more than 180 days back is a 400 `E0000053`, as Okta answers it. With the
+//! seed's `log_page_cap`, polling pages stop at that many events although more wait
+//! (Okta's short, non-final pages: only an empty page means caught up).
 
 use axum::response::Response;
 use chrono::{Duration, Utc};
@@ -29,6 +32,9 @@ impl Ctx<'_> {
             Ok(t) => t,
             Err(r) => return r,
         };
+        if since.is_some_and(|t| t < Utc::now() - Duration::days(180)) {
+            return too_far_back();
+        }
         let until = match time_param("until") {
             Ok(t) => t,
             Err(r) => return r,
@@ -89,9 +95,10 @@ impl Ctx<'_> {
                 .unwrap_or(log.len()),
             Err(r) => return r,
         };
+        let cap = self.st.okta.log_page_cap.map_or(limit, |c| c.min(limit));
         let mut items = Vec::new();
         let mut pos = start;
-        while pos < log.len() && items.len() < limit {
+        while pos < log.len() && items.len() < cap {
             let e = &log[pos];
             if e.published >= since && matches(e) {
                 items.push(e.json.clone());
@@ -101,4 +108,14 @@ impl Ctx<'_> {
         let next = self.app.signer.okta(&format!("l:{pos}"));
         self.page(items, Some(next), Some(limit))
     }
+}
+
+/// Okta's answer to a `since` older than it allows: 400 `E0000053`.
+fn too_far_back() -> Response {
+    let mut body = super::okta::error_body(400, "since: must be within the last 180 days");
+    body["errorCode"] = serde_json::json!("E0000053");
+    body["errorLink"] = serde_json::json!("E0000053");
+    body["errorSummary"] =
+        serde_json::json!("Invalid request: since cannot be more than 180 days in the past");
+    super::http::json(super::http::status(400), &body, "application/json")
 }

@@ -145,7 +145,15 @@ impl Reconciler {
         let mut merged_all = Vec::new();
         for ((ws, client), kept) in self.clients.iter().zip(kept) {
             let mut snap = kept.snapshot.clone();
-            let audit = client.audit_events(since).await?;
+            // The kept snapshot's ids tell the events whose type does not name their
+            // subject (a "Policy Created" on a user or a group).
+            let known_users: std::collections::HashSet<String> =
+                snap.users.iter().map(|u| u.id.clone()).collect();
+            let known_groups: std::collections::HashSet<String> =
+                snap.groups.iter().map(|g| g.id.clone()).collect();
+            let audit = client
+                .audit_events_knowing(since, &known_users, &known_groups)
+                .await?;
             let ws_id = snap.id.clone();
             // Members now (one cheap list), then the touched users and groups in full.
             let members = client.list_users().await?;

@@ -19,8 +19,10 @@
 //! Subscription manager (only with `triggers.graph_notification_url`): keeps one
 //! subscription on `/groups` alive — created at start unless a live one is kept in the
 //! store (`graph.subscription`), renewed when a quarter of its lifetime is left, re-created
-//! when Graph forgets it (`subscriptionRemoved`, a 404 on renewal), reauthorized on
-//! `reauthorizationRequired`. Failures are retried after a minute.
+//! when Graph forgets it (`subscriptionRemoved`, a 404 on renewal), and on
+//! `reauthorizationRequired` renewed with one `PATCH` (which reauthorizes too; never a
+//! reauthorize and a PATCH together, see Microsoft's lifecycle-notifications doc).
+//! Failures are retried after a minute.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -251,17 +253,18 @@ pub async fn subscriptions(
                     }
                 }
                 Some(Lifecycle::ReauthorizationRequired { subscription }) => {
-                    match azure.subscription_reauthorize(&subscription).await {
-                        Ok(true) => tracing::info!(subscription = %subscription, "Graph subscription reauthorized."),
-                        Ok(false) => {
-                            if current.as_ref().is_some_and(|c| c.id == subscription) {
-                                current = None;
-                            }
+                    // One PATCH that extends the expiry, which also reauthorizes: Microsoft
+                    // says not to send a reauthorize and an update for one subscription
+                    // within 10 minutes (it can leave it inconsistent), so never both.
+                    match current.take() {
+                        Some(c) if c.id == subscription => {
+                            retry_at = None;
+                            current = renew(&azure, &store, c, &mut retry_at).await;
                         }
-                        Err(e) => tracing::warn!(subscription = %subscription, error = %crate::error::chain(&e), "Cannot reauthorize the Graph subscription; renewing it instead."),
-                    }
-                    if let Some(c) = current.take() {
-                        current = renew(&azure, &store, c, &mut retry_at).await;
+                        other => {
+                            current = other;
+                            tracing::info!(subscription = %subscription, "reauthorizationRequired for a subscription scimwatch does not keep; ignored.");
+                        }
                     }
                 }
             },

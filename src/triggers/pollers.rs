@@ -5,7 +5,9 @@
 //! - System Log: Okta's polling mode (no `until`, ascending), resuming from the persisted
 //!   `next` link. A first start begins at the present: the passes themselves read the
 //!   look-back.
-//! - Audit trail: Segment's audit cursors pin `endTime`, so the checkpoint is the last
+//! - Audit trail: one unfiltered stream per workspace (`SegmentClient::audit_events`:
+//!   no `resourceType` filter, events classified on our side, non-IAM ones dropped).
+//!   Segment's audit cursors pin `endTime`, so the checkpoint is the last
 //!   event time plus the ids seen at that time, not a cursor. Events whose actor is the
 //!   workspace's `self_actor` (scimwatch's own writes) do not wake anything.
 //!

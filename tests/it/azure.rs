@@ -451,9 +451,19 @@ async fn a_spent_resource_unit_budget_answers_429_with_graphs_headers() {
     assert_eq!(a.status(), 200);
     assert_eq!(a.headers()["x-ms-resource-unit"], "1");
     assert!(a.headers().contains_key("request-id"));
-    for _ in 0..3 {
+    for _ in 0..2 {
         graph_get(&h, &tok, path).await;
     }
+    // The fourth spends the whole budget: past 80 %, Graph reports the usage as a
+    // fraction of the limit (0.8 to 1.8), never a whole percentage.
+    let full = graph_get(&h, &tok, path).await;
+    assert_eq!(full.status(), 200);
+    let used: f64 = full.headers()["x-ms-throttle-limit-percentage"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((0.8..=1.8).contains(&used) && used > 0.8, "{used}");
     let r = graph_get(&h, &tok, path).await;
     assert_eq!(r.status(), 429);
     let secs: u64 = r.headers()["retry-after"]
@@ -462,10 +472,19 @@ async fn a_spent_resource_unit_budget_answers_429_with_graphs_headers() {
         .parse()
         .unwrap();
     assert!((1..=10).contains(&secs), "{secs}");
-    assert!(r.headers()["x-ms-throttle-scope"]
+    // `<Scope>/<Limit>/<AppId>/<TenantId>`, Limit one of Read, Write, ReadWrite.
+    let scope: Vec<&str> = r.headers()["x-ms-throttle-scope"]
         .to_str()
         .unwrap()
-        .contains("sim-client/sim-tenant"));
+        .split('/')
+        .collect();
+    assert_eq!(scope.len(), 4, "{scope:?}");
+    assert!(!scope[0].is_empty(), "{scope:?}");
+    assert!(
+        ["Read", "Write", "ReadWrite"].contains(&scope[1]),
+        "{scope:?}"
+    );
+    assert_eq!(&scope[2..], ["sim-client", "sim-tenant"]);
     assert_eq!(
         r.headers()["x-ms-throttle-information"],
         "ResourceUnitLimitExceeded"

@@ -608,7 +608,9 @@ async fn a_managed_subscription_is_validated_delivers_changes_and_survives_lifec
         "{deliveries:#?}"
     );
 
-    // reauthorizationRequired: reauthorized and renewed.
+    // reauthorizationRequired: one PATCH that extends the expiry (it reauthorizes too),
+    // never a reauthorize and a PATCH within 10 minutes (Microsoft: it can leave the
+    // subscription inconsistent; the sim refuses the second of such a pair).
     let id = first["id"].as_str().unwrap().to_string();
     control(
         &sim,
@@ -621,12 +623,50 @@ async fn a_managed_subscription_is_validated_delivers_changes_and_survives_lifec
         requests(&state(&sim).await, "PATCH /subscriptions/{id} 200") >= 1
     })
     .await;
-    assert!(
-        requests(
-            &state(&sim).await,
-            "POST /subscriptions/{id}/reauthorize 204"
-        ) >= 1
-    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let st = state(&sim).await;
+    let reauthorized = |st: &Value| {
+        st["azure"]["requests"]
+            .as_object()
+            .map(|m| {
+                m.iter()
+                    .filter(|(k, _)| k.starts_with("POST /subscriptions/{id}/reauthorize"))
+                    .filter_map(|(_, v)| v.as_u64())
+                    .sum::<u64>()
+            })
+            .unwrap_or(0)
+    };
+    assert_eq!(reauthorized(&st), 0, "{:#}", st["azure"]["requests"]);
+    assert_eq!(st["azure"]["subscription_conflicts"], 0);
+    // The sim means it: a reauthorize right after that PATCH is refused and counted.
+    let tok: Value = reqwest::Client::new()
+        .post(format!(
+            "{}/graph/login/sim-tenant/oauth2/v2.0/token",
+            sim.url()
+        ))
+        .form(&[
+            ("client_id", "sim-client"),
+            ("client_secret", "sim-secret"),
+            ("grant_type", "client_credentials"),
+            ("scope", "https://graph.microsoft.com/.default"),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let resp = reqwest::Client::new()
+        .post(format!(
+            "{}/graph/v1.0/subscriptions/{id}/reauthorize",
+            sim.url()
+        ))
+        .bearer_auth(tok["access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 409);
+    assert_eq!(state(&sim).await["azure"]["subscription_conflicts"], 1);
 
     // subscriptionRemoved: a new one is created.
     control(

@@ -511,10 +511,12 @@ async fn a_clean_check_costs_the_expected_requests() {
     // the service account no mapped group lists.
     assert_eq!(by.get("okta"), Some(&9), "{:#?}", stats.by_endpoint());
     // Segment, production: / + roles + sources + labels + groups + 4 member lists + users
-    // + 28 users + 2 audit = 40; staging: / + roles + sources + labels + groups + 3 member
-    // lists + users + 20 users + 2 audit = 31 (functions are not named by these mappings'
-    // grants... except staging's Function Admin is workspace-wide, so no /functions).
-    assert_eq!(by.get("segment"), Some(&71), "{:#?}", stats.by_endpoint());
+    // + 28 users + 1 audit = 39; staging: / + roles + sources + labels + groups + 3 member
+    // lists + users + 20 users + 1 audit = 30 (functions are not named by these mappings'
+    // grants... except staging's Function Admin is workspace-wide, so no /functions). The
+    // audit trail is one unfiltered stream per workspace (two, one per resourceType, cost
+    // 71 in all).
+    assert_eq!(by.get("segment"), Some(&69), "{:#?}", stats.by_endpoint());
     w.sim.stop().await;
 }
 
@@ -627,6 +629,88 @@ async fn validate_lists_every_unresolved_name_with_file_and_line_and_exits_2() {
             .iter()
             .any(|p| p.starts_with("mappings/production.toml:10: IdP group \"Segment Markting\"")),
         "{stderr}"
+    );
+    w.sim.stop().await;
+}
+
+/// Segment does not document the `resourceType` of IAM audit events: with the simulator
+/// writing other strings than its own `user` / `user_group`, attribution still works,
+/// since scimwatch reads one unfiltered stream and classifies events itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attribution_does_not_depend_on_the_audit_resource_type_strings() {
+    let seed = seed("1s").replacen(
+        "name = \"production\"",
+        "name = \"production\"\naudit_resource_types = { user = \"workspace_member\", user_group = \"team\" }",
+        1,
+    );
+    let w = world(&seed, "60m").await;
+    let ws = w
+        .segment(
+            reqwest::Method::GET,
+            "production",
+            "/",
+            "ui-ana-token",
+            None,
+        )
+        .await;
+    let ws_id = ws["data"]["workspace"]["id"].as_str().unwrap().to_string();
+    let omar = w.segment_user_id("production", "omar.khan@acme.test").await;
+    let owners = w
+        .segment_group_id("production", "Segment Prod Owners")
+        .await;
+    // "Policy Created" names no subject: told by the ids the pass read.
+    w.segment(
+        reqwest::Method::POST,
+        "production",
+        &format!("/users/{omar}/permissions"),
+        "ui-ana-token",
+        Some(json!({"permissions": [{"roleId": "1WDUuRLxv84rrfCNUwvkrRtkxnS", "resources": [{"id": ws_id, "type": "WORKSPACE"}]}]})),
+    )
+    .await;
+    // "User Added To User Group" names it.
+    w.segment(
+        reqwest::Method::POST,
+        "production",
+        &format!("/groups/{owners}/users"),
+        "ui-ana-token",
+        Some(json!({"emails": ["maria.garcia@acme.test"]})),
+    )
+    .await;
+    let trail = w
+        .segment(
+            reqwest::Method::GET,
+            "production",
+            "/audit-events",
+            "ui-ana-token",
+            None,
+        )
+        .await;
+    let types: std::collections::BTreeSet<&str> = trail["data"]["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["resourceType"].as_str())
+        .collect();
+    assert!(
+        types.contains("workspace_member") && types.contains("team"),
+        "{types:?}"
+    );
+    assert!(!types.contains("user") && !types.contains("user_group"));
+
+    let doc = w.json().await;
+    let grant = find(&doc, "direct_grant");
+    assert_eq!(grant.len(), 1, "{doc:#}");
+    assert_eq!(grant[0]["attribution"]["kind"], "human");
+    assert_eq!(
+        grant[0]["attribution"]["actor_email"],
+        "ana.silva@acme.test"
+    );
+    let member = find(&doc, "membership_unexpected");
+    assert_eq!(member.len(), 1, "{doc:#}");
+    assert_eq!(member[0]["attribution"]["kind"], "human");
+    assert_eq!(
+        member[0]["attribution"]["actor_email"],
+        "ana.silva@acme.test"
     );
     w.sim.stop().await;
 }

@@ -13,7 +13,6 @@ use axum::routing::{get, post};
 use axum::Router;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use chrono::TimeZone;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use scimwatch::config::{IdpConfig, IdpCredential, OktaOAuth, UserAttribute};
 use scimwatch::error::ErrorClass;
@@ -657,22 +656,30 @@ fn log_event(uuid: &str, published: &str, event_type: &str, result: &str, target
 }
 
 #[tokio::test]
-async fn system_log_maps_targets_by_type_and_stops_on_a_short_page() {
+async fn system_log_maps_targets_by_type_and_stops_only_on_an_empty_page() {
     let calls: Calls = Arc::default();
     let c = calls.clone();
+    // A recent `since` (Okta refuses one more than 180 days back), to the millisecond.
+    let since = chrono::DateTime::from_timestamp_millis(
+        (chrono::Utc::now() - chrono::Duration::days(2)).timestamp_millis(),
+    )
+    .expect("time");
+    let since_text = since.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     let base = serve(move |base| {
+        let since_text = since_text.clone();
         Router::new().route(
             "/api/v1/logs",
             get(move |Query(q): Query<HashMap<String, String>>| {
                 let c = c.clone();
                 let base = base.clone();
+                let since_text = since_text.clone();
                 async move {
                     let after = q.get("after").cloned().unwrap_or_default();
                     record(&c, after.clone());
                     let logs = format!("{base}/api/v1/logs");
                     match after.as_str() {
                         "" => {
-                            assert_eq!(q.get("since").map(String::as_str), Some("2024-01-02T03:04:05.678Z"));
+                            assert_eq!(q.get("since"), Some(&since_text));
                             assert_eq!(q.get("sortOrder").map(String::as_str), Some("ASCENDING"));
                             assert_eq!(q.get("limit").map(String::as_str), Some("1000"));
                             assert!(!q.contains_key("until"));
@@ -709,6 +716,19 @@ async fn system_log_maps_targets_by_type_and_stops_on_a_short_page() {
                             log_event("uuid-early", "2024-01-02T03:04:30.000Z", "user.lifecycle.deactivate", "SUCCESS",
                                       json!([{"id": "00uBOB", "type": "User", "alternateId": "BOB@example.com", "displayName": "Bob"}])),
                         ])),
+                        // Page 2 was short, yet not the end: Okta may answer short pages
+                        // before it is caught up. Only an empty page ends the poll.
+                        "c3" => json_response(StatusCode::OK, vec![
+                            ("link", format!("<{logs}?after=c3&limit=1000>; rel=\"self\"")),
+                            ("link", format!("<{logs}?after=c4&limit=1000>; rel=\"next\"")),
+                        ], json!([
+                            log_event("uuid-late", "2024-01-02T03:08:00.000Z", "user.lifecycle.suspend", "SUCCESS",
+                                      json!([{"id": "00uCAT", "type": "User", "alternateId": "cat@example.com"}])),
+                        ])),
+                        "c4" => json_response(StatusCode::OK, vec![
+                            ("link", format!("<{logs}?after=c4&limit=1000>; rel=\"self\"")),
+                            ("link", format!("<{logs}?after=c4&limit=1000>; rel=\"next\"")),
+                        ], json!([])),
                         other => panic!("caught up, yet asked for {other}"),
                     }
                 }
@@ -716,17 +736,13 @@ async fn system_log_maps_targets_by_type_and_stops_on_a_short_page() {
         )
     })
     .await;
-    let since = chrono::Utc
-        .with_ymd_and_hms(2024, 1, 2, 3, 4, 5)
-        .single()
-        .expect("time")
-        + chrono::Duration::milliseconds(678);
     let events = ssws(&base, UserAttribute::Login)
         .events_since(since)
         .await
         .expect("events");
-    assert_eq!(*calls.lock().expect("calls"), vec!["", "c2"]);
-    assert_eq!(events.len(), 1001);
+    assert_eq!(*calls.lock().expect("calls"), vec!["", "c2", "c3", "c4"]);
+    assert_eq!(events.len(), 1002);
+    assert!(events.iter().any(|e| e.uuid == "uuid-late"));
     let first = &events[0];
     assert_eq!(first.uuid, "uuid-early");
     assert_eq!(first.kind, IdpEventKind::UserDeactivate);
@@ -1093,4 +1109,109 @@ fn a_key_that_is_not_a_private_key_fails_at_startup() {
     );
     let err = Okta::new(&cfg, RetryConfig::fast(), RequestStats::new()).expect_err("must fail");
     assert!(matches!(err, IdpError::Auth { .. }), "{err:?}");
+}
+
+// ---------------------------------------------------------------------------------------
+// Against the simulator: what Okta answers that the hand-made servers above do not.
+
+fn fidelity_seed(extra: &str) -> String {
+    format!(
+        r#"
+[okta]
+token = "{TOKEN}"
+{extra}
+
+[[okta.user]]
+login = "ops/alice@acme.test"
+[[okta.user]]
+login = "bob@acme.test"
+[[okta.user]]
+login = "carol@acme.test"
+[[okta.user]]
+login = "dan@acme.test"
+[[okta.user]]
+login = "erin@acme.test"
+
+[[okta.group]]
+name = "Eng"
+"#
+    )
+}
+
+#[tokio::test]
+async fn a_login_with_a_slash_is_found_through_a_filter_not_the_path() {
+    let h = scimwatch::sim::start(&fidelity_seed(""), "127.0.0.1:0")
+        .await
+        .expect("sim");
+    let base = format!("{}/okta", h.url());
+    // Okta cannot fetch such a login by path: 404, however it is encoded.
+    let resp = reqwest::Client::new()
+        .get(format!("{base}/api/v1/users/ops%2Falice%40acme.test"))
+        .header("authorization", format!("SSWS {TOKEN}"))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(resp.status(), 404);
+    assert_eq!(
+        resp.json::<Value>().await.expect("json")["errorCode"],
+        "E0000007"
+    );
+    let got = ssws(&base, UserAttribute::Login)
+        .lookup_users(&[
+            Email::new("ops/alice@acme.test"),
+            Email::new("bob@acme.test"),
+            Email::new("ops/nobody@acme.test"),
+        ])
+        .await
+        .expect("lookup");
+    let Some(UserLookup::Found(u)) = got.get(&Email::new("ops/alice@acme.test")) else {
+        panic!("{got:?}")
+    };
+    assert_eq!(u.login, "ops/alice@acme.test");
+    assert!(matches!(
+        got.get(&Email::new("bob@acme.test")),
+        Some(UserLookup::Found(_))
+    ));
+    assert_eq!(
+        got.get(&Email::new("ops/nobody@acme.test")),
+        Some(&UserLookup::NotFound)
+    );
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn the_system_log_is_read_past_short_pages_and_an_old_since_is_clamped() {
+    // Pages of at most 2 events although the client asks for 1000.
+    let h = scimwatch::sim::start(&fidelity_seed("log_page_cap = 2"), "127.0.0.1:0")
+        .await
+        .expect("sim");
+    let c = reqwest::Client::new();
+    for login in [
+        "bob@acme.test",
+        "carol@acme.test",
+        "dan@acme.test",
+        "erin@acme.test",
+        "ops/alice@acme.test",
+    ] {
+        let r = c
+            .post(format!("{}/_sim/okta/groups/Eng/members", h.url()))
+            .json(&json!({ "login": login }))
+            .send()
+            .await
+            .expect("control");
+        assert!(r.status().is_success());
+    }
+    let okta = ssws(&format!("{}/okta", h.url()), UserAttribute::Login);
+    // 400 days back: Okta refuses a `since` beyond 180 days (400 E0000053), so the
+    // client asks from the oldest time it accepts.
+    let events = okta
+        .events_since(chrono::Utc::now() - chrono::Duration::days(400))
+        .await
+        .expect("events");
+    let adds = events
+        .iter()
+        .filter(|e| e.kind == IdpEventKind::MembershipAdd)
+        .count();
+    assert_eq!(adds, 5, "{events:#?}");
+    h.stop().await;
 }

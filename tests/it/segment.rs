@@ -302,17 +302,37 @@ fn small_with(req: &Req, inline_group_permissions: bool) -> Reply {
             )
         }
         "/audit-events" => {
-            let events = if req.query.get("resourceType").map(String::as_str) == Some("user") {
-                json!([{"id": "events/2", "timestamp": "2024-03-04T21:29:22Z",
-                        "type": "User Policy Updated", "actor": "user/usrAdmin",
-                        "actorEmail": "admin@acme.test", "resourceId": "usrEve",
-                        "resourceType": "user", "resourceName": "eve@acme.test"}])
-            } else {
-                json!([{"id": "events/1", "timestamp": "2024-03-04T20:00:00.123Z",
-                        "type": "User Added To User Group", "actor": "scim/sso-sync",
-                        "resourceId": "grpOwners0000000000000", "resourceType": "user_group",
-                        "resourceName": "Segment Prod Owners"}])
-            };
+            // One stream of every type, newest first; a `resourceType` filter is honoured
+            // as Segment would (so a client that filters sees less).
+            let all = json!([
+                {"id": "events/4", "timestamp": "2024-03-04T22:00:00Z",
+                 "type": "Policy Created", "actor": "user/usrAdmin",
+                 "actorEmail": "admin@acme.test", "resourceId": "usrAna",
+                 "resourceType": "workspace_member", "resourceName": "ana@acme.test"},
+                {"id": "events/3", "timestamp": "2024-03-04T21:40:00Z",
+                 "type": "Source Modified", "actor": "user/usrAdmin",
+                 "actorEmail": "admin@acme.test", "resourceId": "srcWeb",
+                 "resourceType": "source", "resourceName": "Web"},
+                {"id": "events/2", "timestamp": "2024-03-04T21:29:22Z",
+                 "type": "User Policy Updated", "actor": "user/usrAdmin",
+                 "actorEmail": "admin@acme.test", "resourceId": "usrEve",
+                 "resourceType": "user", "resourceName": "eve@acme.test"},
+                {"id": "events/1", "timestamp": "2024-03-04T20:00:00.123Z",
+                 "type": "User Added To User Group", "actor": "scim/sso-sync",
+                 "resourceId": "grpOwners0000000000000", "resourceType": "user_group",
+                 "resourceName": "Segment Prod Owners"}
+            ]);
+            let events: Vec<Value> = all
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|e| {
+                    req.query
+                        .get("resourceType")
+                        .is_none_or(|t| e["resourceType"] == t.as_str())
+                })
+                .cloned()
+                .collect();
             // The audit list may come without `pagination` at all.
             ok(json!({ "events": events }))
         }
@@ -391,10 +411,17 @@ async fn reads_the_small_workspace_with_the_fewest_requests() {
         format!("WORKSPACE:{WS_ID}")
     );
 
-    // Audit events of both resource types, actorEmail optional.
+    // Audit events about users and groups from one stream, classified on our side
+    // (type, then the ids read, then the resourceType hint), actorEmail optional; the
+    // source event is dropped.
     let mut audit = snap.audit.clone();
     audit.sort_by(|a, b| a.id.cmp(&b.id));
-    assert_eq!(audit.len(), 2);
+    assert_eq!(
+        audit.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(),
+        ["events/1", "events/2", "events/4"]
+    );
+    assert_eq!(audit[2].kind, "Policy Created");
+    assert_eq!(audit[2].resource_type, "user", "usrAna is a known user id");
     assert_eq!(audit[0].resource_type, "user_group");
     assert_eq!(audit[0].actor_email, None);
     assert_eq!(audit[1].kind, "User Policy Updated");
@@ -404,21 +431,19 @@ async fn reads_the_small_workspace_with_the_fewest_requests() {
         Utc.with_ymd_and_hms(2024, 3, 4, 21, 29, 22).unwrap()
     );
 
-    // The request contract: dot-notation paging, audit window and type filters.
+    // The request contract: dot-notation paging, the audit window, and no resourceType
+    // filter (Segment does not document the IAM values): one audit stream.
     let users_req = &server.requests("/users")[0];
     assert_eq!(users_req.query["pagination.count"], "1000");
     let audit_reqs = server.requests("/audit-events");
-    assert_eq!(audit_reqs.len(), 2);
+    assert_eq!(audit_reqs.len(), 1);
     assert!(audit_reqs[0].query["startTime"].starts_with("2024-01-01T00:00:00"));
-    assert!(audit_reqs.iter().all(|r| r.query.contains_key("endTime")));
-    let types: BTreeSet<_> = audit_reqs
-        .iter()
-        .map(|r| r.query["resourceType"].clone())
-        .collect();
-    assert_eq!(types, BTreeSet::from(["user".into(), "user_group".into()]));
+    assert!(audit_reqs[0].query.contains_key("endTime"));
+    assert!(!audit_reqs[0].query.contains_key("resourceType"));
 
     // Fewest requests: 1 workspace + 1 roles + 1 sources + 1 labels + 1 groups
-    // + 2 group member lists + 1 users + 3 GET /users/{id} + 2 audit = 13.
+    // + 2 group member lists + 1 users + 3 GET /users/{id} + 1 audit = 12 (13 while
+    // the audit trail was read once per resourceType).
     let by_ep = stats.by_endpoint();
     let ep = |e: &str| {
         by_ep
@@ -429,8 +454,8 @@ async fn reads_the_small_workspace_with_the_fewest_requests() {
     assert_eq!(ep("GET /users/{id}"), 3);
     assert_eq!(ep("GET /groups/{id}"), 0, "group permissions come inline");
     assert_eq!(ep("GET /groups/{id}/users"), 2);
-    assert_eq!(ep("GET /audit-events"), 2);
-    assert_eq!(stats.total(), 13, "{by_ep:?}");
+    assert_eq!(ep("GET /audit-events"), 1);
+    assert_eq!(stats.total(), 12, "{by_ep:?}");
 }
 
 #[tokio::test]
@@ -445,7 +470,9 @@ async fn group_list_without_permissions_falls_back_to_get_group() {
         by_ep[&("segment".to_string(), "GET /groups/{id}".to_string())],
         2
     );
-    assert_eq!(stats.total(), 15);
+    // The 12 of the small read plus 2 group reads (+1 while the audit trail was read
+    // once per resourceType).
+    assert_eq!(stats.total(), 14);
 }
 
 #[tokio::test]

@@ -651,6 +651,27 @@ async fn member_add_logs_then_pushes_into_segment() {
     )
     .await;
     assert!(next_link(&links(&resp)).is_some());
+    // Okta refuses a `since` more than 180 days back.
+    let old = (chrono::Utc::now() - chrono::Duration::days(181))
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let resp = okta_get(&c, &format!("{}/okta/api/v1/logs?since={old}", h.url())).await;
+    assert_eq!(resp.status(), 400);
+    assert_eq!(resp.json::<Value>().await.unwrap()["errorCode"], "E0000053");
+    // The new user's profile has both names: the given first name, a last name from
+    // the login (Okta requires both; its SDKs reject empty strings).
+    let users: Vec<Value> = okta_get(
+        &c,
+        &format!(
+            "{}/okta/api/v1/users?filter=profile.login%20eq%20%22new%40x.test%22",
+            h.url()
+        ),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(users[0]["profile"]["firstName"], "New");
+    assert_eq!(users[0]["profile"]["lastName"], "New");
     assert!(
         audit(&c, &h).await.is_empty(),
         "not pushed before the delay"
@@ -879,8 +900,16 @@ async fn faults_answer_real_error_bodies_until_cleared() {
         Value::Null,
     )
     .await;
+    // The fault is gone; the path itself does not exist in the API (only POST and PUT
+    // do): 404, as Segment answers an unknown route.
     assert_eq!(
         seg(&c, &h, "seg-t", &format!("/groups/{gid}/permissions"))
+            .await
+            .status(),
+        404
+    );
+    assert_eq!(
+        seg(&c, &h, "seg-t", &format!("/groups/{gid}"))
             .await
             .status(),
         200
@@ -1062,6 +1091,126 @@ async fn a_large_seed_loads_and_pages_quickly() {
         started.elapsed() < Duration::from_secs(4),
         "load {load:?}, total {:?}",
         started.elapsed()
+    );
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn okta_profiles_always_carry_both_names() {
+    let seed = BASE_SEED.replace(
+        "login = \"c@x.test\"",
+        "login = \"carla.de-souza@x.test\"\n[[okta.user]]\nlogin = \"c@x.test\"\nlast_name = \"Cee\"",
+    );
+    let h = start(&seed).await;
+    let c = Client::new();
+    let users: Vec<Value> = okta_get(&c, &format!("{}/okta/api/v1/users", h.url()))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let names = |login: &str| {
+        let u = users
+            .iter()
+            .find(|u| u["profile"]["login"] == login)
+            .unwrap_or_else(|| panic!("{login} in {users:#?}"));
+        (
+            u["profile"]["firstName"].as_str().unwrap().to_string(),
+            u["profile"]["lastName"].as_str().unwrap().to_string(),
+        )
+    };
+    assert!(users.iter().all(|u| {
+        u["profile"]["firstName"]
+            .as_str()
+            .is_some_and(|s| !s.is_empty())
+            && u["profile"]["lastName"]
+                .as_str()
+                .is_some_and(|s| !s.is_empty())
+    }));
+    assert_eq!(names("a@x.test"), ("A".into(), "A".into()));
+    assert_eq!(names("c@x.test"), ("C".into(), "Cee".into()));
+    assert_eq!(
+        names("carla.de-souza@x.test"),
+        ("Carla".into(), "De Souza".into())
+    );
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn system_log_polling_answers_short_pages_before_the_end_with_a_page_cap() {
+    let seed = BASE_SEED.replace(
+        "app_id = \"0oaseg\"",
+        "app_id = \"0oaseg\"\nlog_page_cap = 1",
+    );
+    let h = start(&seed).await;
+    let c = Client::new();
+    for login in ["b@x.test", "c@x.test"] {
+        control(
+            &c,
+            &h,
+            reqwest::Method::POST,
+            "/okta/groups/Ops/members",
+            json!({ "login": login }),
+        )
+        .await;
+    }
+    let since = (chrono::Utc::now() - chrono::Duration::minutes(5))
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let mut url = format!(
+        "{}/okta/api/v1/logs?since={since}&limit=1000&filter=eventType%20eq%20%22group.user_membership.add%22",
+        h.url()
+    );
+    let mut sizes = Vec::new();
+    loop {
+        let resp = okta_get(&c, &url).await;
+        let next = next_link(&links(&resp)).expect("polling always answers next");
+        let page: Vec<Value> = resp.json().await.unwrap();
+        sizes.push(page.len());
+        if page.is_empty() || sizes.len() > 5 {
+            break;
+        }
+        url = next;
+    }
+    assert_eq!(sizes, vec![1, 1, 0]);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn a_seeded_group_without_grants_has_no_permissions() {
+    let seed = BASE_SEED.replace(
+        "[push]",
+        "[[segment.workspace.group]]\nname = \"Bare\"\nmembers = [\"a@x.test\"]\n\n[push]",
+    );
+    let h = start(&seed).await;
+    let c = Client::new();
+    let groups: Value = seg(&c, &h, "seg-t", "/groups").await.json().await.unwrap();
+    let perms = |name: &str| {
+        groups["data"]["userGroups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|g| g["name"] == name)
+            .unwrap_or_else(|| panic!("{name} in {groups:#}"))["permissions"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    };
+    assert!(perms("Bare").is_empty(), "{groups:#}");
+    assert_eq!(perms("Eng").len(), 1);
+    // What `POST /groups` starts with is undocumented; the sim's guess is Minimal
+    // Workspace Access, as for groups SCIM creates.
+    let made: Value = c
+        .post(format!("{}/segment/prod/groups", h.url()))
+        .bearer_auth("seg-t")
+        .json(&json!({"name": "Made"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        made["data"]["userGroup"]["permissions"][0]["roleName"],
+        "Minimal Workspace Access"
     );
     h.stop().await;
 }

@@ -282,6 +282,22 @@ impl Okta {
                 }
                 Ok(UserLookup::Found(self.to_user(first)))
             }
+            UserAttribute::Login | UserAttribute::UserPrincipalName
+                if key.as_str().contains('/') =>
+            {
+                // Okta: a login with `/` "can only be fetched by id" (Users API,
+                // `GET /api/v1/users/{idOrLogin}`), so `GET /users/{login}` answers 404
+                // for it. One filtered list instead: same cost, and `filter` (unlike
+                // `search`) sees DEPROVISIONED users, as the by-login read does.
+                let expr = format!("profile.login eq \"{}\"", escape_filter(key.as_str()));
+                let url = format!("{base}/api/v1/users?filter={}", encode(&expr));
+                let (users, _): (Vec<wire::User>, _) =
+                    self.get_json("GET /api/v1/users", &url).await?;
+                Ok(users
+                    .into_iter()
+                    .find(|u| u.profile.login.eq_ignore_ascii_case(key.as_str()))
+                    .map_or(UserLookup::NotFound, |u| UserLookup::Found(self.to_user(u))))
+            }
             UserAttribute::Login | UserAttribute::UserPrincipalName => {
                 let url = format!("{base}/api/v1/users/{}", encode(key.as_str()));
                 let answer = self.get("GET /api/v1/users/{login}", &url).await?;
@@ -406,9 +422,11 @@ pub struct LogPoll {
 
 impl Okta {
     /// Polls the System Log in Okta's polling mode (no `until`, ascending): from the
-    /// checkpoint `next` link when there is one, else from `since`. Follows `next` until a
-    /// page comes back short (caught up) and returns the last `next` as the new
-    /// checkpoint. Dedupes by `uuid`; events come sorted by `published`.
+    /// checkpoint `next` link when there is one, else from `since` (clamped to what Okta
+    /// accepts, see [`log_since`]). Follows `next` until a page comes back **empty**
+    /// (Okta: "continue until no events are returned"; a short page is not the end) and
+    /// returns the last `next` as the new checkpoint. Dedupes by `uuid`; events come
+    /// sorted by `published`.
     pub async fn log_poll(
         &self,
         checkpoint: Option<&str>,
@@ -416,12 +434,19 @@ impl Okta {
     ) -> Result<LogPoll, IdpError> {
         let mut url = match checkpoint {
             Some(next) => next.to_string(),
-            None => format!(
-                "{}/api/v1/logs?since={}&sortOrder=ASCENDING&limit={LOG_PAGE}&filter={}",
-                self.inner.base,
-                encode(&since.to_rfc3339_opts(SecondsFormat::Millis, true)),
-                encode(LOG_FILTER)
-            ),
+            None => {
+                let now = Utc::now();
+                let clamped = log_since(since, now);
+                if clamped != since {
+                    tracing::info!(service = SERVICE, since = %since, from = %clamped, "The System Log refuses a `since` more than 180 days back; reading from the oldest time it accepts.");
+                }
+                format!(
+                    "{}/api/v1/logs?since={}&sortOrder=ASCENDING&limit={LOG_PAGE}&filter={}",
+                    self.inner.base,
+                    encode(&clamped.to_rfc3339_opts(SecondsFormat::Millis, true)),
+                    encode(LOG_FILTER)
+                )
+            }
         };
         let mut checkpoint_out = checkpoint.map(str::to_string);
         let mut visited = HashSet::new();
@@ -430,7 +455,7 @@ impl Okta {
         loop {
             let (page, headers): (Vec<wire::LogEvent>, _) =
                 self.get_json("GET /api/v1/logs", &url).await?;
-            let short = page.len() < LOG_PAGE;
+            let caught_up = page.is_empty();
             for e in page {
                 if seen_uuids.insert(e.uuid.clone()) {
                     if let Some(ev) = map_event(e) {
@@ -442,8 +467,9 @@ impl Okta {
             if next.is_some() {
                 checkpoint_out.clone_from(&next);
             }
-            // Polling always answers with `next`; a short page means we caught up.
-            if short {
+            // Polling always answers with `next`; only an empty page means we caught up
+            // (Okta may answer short pages before the end).
+            if caught_up {
                 break;
             }
             let Some(next) = next else {
@@ -461,6 +487,17 @@ impl Okta {
             next: checkpoint_out,
         })
     }
+}
+
+/// How far back the System Log accepts `since`: Okta answers 400 `E0000053` to a
+/// `since` more than 180 days before now (System Log API reference), so the look-back
+/// is clamped a few minutes inside that bound (clocks differ).
+const LOG_MAX_LOOK_BACK: chrono::Duration = chrono::Duration::days(180);
+const LOG_LOOK_BACK_MARGIN: chrono::Duration = chrono::Duration::minutes(5);
+
+/// The `since` to send for a wish to read from `since` at `now` (pure).
+pub fn log_since(since: DateTime<Utc>, now: DateTime<Utc>) -> DateTime<Utc> {
+    since.max(now - LOG_MAX_LOOK_BACK + LOG_LOOK_BACK_MARGIN)
 }
 
 /// One System Log event in our terms; `None` for outcomes other than SUCCESS.
@@ -646,6 +683,17 @@ mod tests {
             HeaderValue::from_static("<https://a/x?limit=2>; rel=\"self\""),
         );
         assert_eq!(next_link(&only_self, "https://a/x"), None);
+    }
+
+    #[test]
+    fn log_since_is_clamped_inside_180_days() {
+        let now = chrono::TimeZone::with_ymd_and_hms(&Utc, 2026, 12, 7, 12, 0, 0).unwrap();
+        let recent = now - chrono::Duration::days(3);
+        assert_eq!(log_since(recent, now), recent);
+        let old = now - chrono::Duration::days(400);
+        let clamped = log_since(old, now);
+        assert!(clamped > now - chrono::Duration::days(180));
+        assert!(clamped < now - chrono::Duration::days(179));
     }
 
     #[test]
