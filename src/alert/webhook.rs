@@ -121,25 +121,30 @@ impl AlertSink for Webhook {
     fn send<'a>(&'a self, alert: &'a Alert) -> SendFuture<'a> {
         Box::pin(async move {
             let id = alert.message_id.clone().unwrap_or_else(new_message_id);
-            let timestamp = chrono::Utc::now().timestamp();
-            // Serialise once: these exact bytes are signed and sent, on every retry.
+            // Serialise once: these exact bytes are sent on every attempt. The timestamp
+            // (and so the signature) is each attempt's own: Standard Webhooks receivers
+            // reject a timestamp too far from their clock, and a retry after a long
+            // Retry-After must not arrive looking stale.
             let body = envelope(alert, &id).to_string().into_bytes();
-            let mut sigs = Vec::new();
-            for s in std::iter::once(&self.key).chain(self.previous_key.as_ref()) {
-                if let Some(k) = decode_secret(s.expose()) {
-                    sigs.push(sign(&k, &id, timestamp, &body));
-                }
-            }
-            let signature = sigs.join(" ");
+            let keys: Vec<Vec<u8>> = std::iter::once(&self.key)
+                .chain(self.previous_key.as_ref())
+                .filter_map(|s| decode_secret(s.expose()))
+                .collect();
             let url = self.url.as_str();
             let answer = self
                 .http
                 .send("POST /webhook", &|c: &reqwest::Client| {
+                    let timestamp = chrono::Utc::now().timestamp();
+                    let signature = keys
+                        .iter()
+                        .map(|k| sign(k, &id, timestamp, &body))
+                        .collect::<Vec<_>>()
+                        .join(" ");
                     c.post(url)
                         .header("content-type", "application/json")
                         .header("webhook-id", &id)
                         .header("webhook-timestamp", timestamp.to_string())
-                        .header("webhook-signature", &signature)
+                        .header("webhook-signature", signature)
                         .body(body.clone())
                 })
                 .await

@@ -373,6 +373,51 @@ async fn webhook_without_rotation_sends_one_valid_signature() {
 }
 
 #[tokio::test]
+async fn each_webhook_attempt_is_signed_with_its_own_timestamp() {
+    // `alerts test` retries inside one call (the daemon's outbox signs each attempt
+    // anew): after a 429 with Retry-After: 2 the delivered attempt must carry its own
+    // time, and a signature over it, not the first attempt's.
+    let (h, c) = start().await;
+    let sinks = sinks_for(&h.url(), false);
+    set_mode(
+        &c,
+        &h,
+        json!({"sink": "webhook", "mode": "rate_limited", "count": 1, "retry_after": 2}),
+    )
+    .await;
+    let before = Utc::now().timestamp();
+    sink(&sinks, "siem")
+        .send(&Alert::from_finding(
+            &finding(),
+            Action::Trigger,
+            Utc::now(),
+        ))
+        .await
+        .unwrap();
+    let got = recorded(&c, &h).await;
+    let rec = &got["webhook"][0];
+    let ts: i64 = rec["headers"]["webhook-timestamp"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        ts >= before + 2,
+        "timestamp {ts} is the first attempt's ({before})"
+    );
+    let signed = format!(
+        "{}.{ts}.{}",
+        rec["headers"]["webhook-id"].as_str().unwrap(),
+        rec["raw"].as_str().unwrap()
+    );
+    assert_eq!(
+        rec["headers"]["webhook-signature"],
+        format!("v1,{}", hmac_b64(&[1u8; 32], &signed))
+    );
+    h.stop().await;
+}
+
+#[tokio::test]
 async fn errors_are_classified_rejected_broken_and_transient_then_delivered() {
     let (h, c) = start().await;
     let sinks = sinks_for(&h.url(), false);
