@@ -163,7 +163,7 @@ pub async fn check<P: IdentityProvider>(
         })
         .collect();
     let evaluated =
-        crate::reconcile::evaluate_pass(&read, &reading.idp, &reading.nested, settings, now);
+        crate::reconcile::evaluate_pass(&read, &reading.idp, &reading.nested, settings, None, now);
     let summaries = workspaces
         .iter()
         .zip(&snapshots)

@@ -345,8 +345,10 @@ impl Daemon {
         // Until shutdown, or until a task stops on its own: then the daemon is dead and
         // says so, and stops so that its supervisor (systemd, Kubernetes) restarts it.
         let died = tokio::select! {
+            biased;
             _ = shutdown.cancelled() => None,
-            exit = tasks.first_exit() => Some(exit),
+            // A task that ends because shutdown began is no death.
+            exit = tasks.first_exit() => (!shutdown.is_cancelled()).then_some(exit),
         };
         if let Some(exit) = &died {
             let why = format!("{} stopped: {}", exit.task, exit.why);

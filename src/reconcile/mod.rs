@@ -113,6 +113,10 @@ pub fn evaluate_workspace(
     )
 }
 
+/// When the daemon first saw each open finding, by finding id: its memory, which makes an
+/// audit event evidence only if it came before the state it explains.
+pub type FirstSeen = BTreeMap<String, DateTime<Utc>>;
+
 /// The whole core for one workspace: [`evaluate_with_nested`], keeping the desired state.
 #[allow(clippy::too_many_arguments)]
 pub fn evaluate_nested_workspace(
@@ -122,6 +126,22 @@ pub fn evaluate_nested_workspace(
     idp: &IdpSnapshot,
     nested: &NestedGroups,
     settings: &Settings,
+    now: DateTime<Utc>,
+) -> Evaluation {
+    evaluate_remembering(ws, mapping, snapshot, idp, nested, settings, None, now)
+}
+
+/// [`evaluate_nested_workspace`] with the daemon's memory of when it first saw each open
+/// finding (`None`: no memory, as in `check`).
+#[allow(clippy::too_many_arguments)]
+pub fn evaluate_remembering(
+    ws: &WorkspaceConfig,
+    mapping: &WorkspaceMapping,
+    snapshot: &WorkspaceSnapshot,
+    idp: &IdpSnapshot,
+    nested: &NestedGroups,
+    settings: &Settings,
+    first_seen: Option<&FirstSeen>,
     now: DateTime<Utc>,
 ) -> Evaluation {
     let desired = resolve::resolve(
@@ -151,6 +171,7 @@ pub fn evaluate_nested_workspace(
         self_actor: ws.self_actor.as_deref(),
         automation_actors: &ws.automation_actors,
         scim_actors: &ws.scim_actors,
+        first_seen,
     };
     let mut findings: Vec<Finding> = mismatches
         .iter()
@@ -198,12 +219,14 @@ impl PassEvaluation {
 }
 
 /// The pure core over one pass: each read workspace (its config, mapping and snapshot)
-/// through [`evaluate_nested_workspace`], then [`consistency::check`] across them.
+/// through [`evaluate_remembering`], then [`consistency::check`] across them.
+/// `first_seen` is the daemon's memory (`None` for `check`).
 pub fn evaluate_pass(
     read: &[(&WorkspaceConfig, &WorkspaceMapping, &WorkspaceSnapshot)],
     idp: &IdpSnapshot,
     nested: &NestedGroups,
     settings: &Settings,
+    first_seen: Option<&FirstSeen>,
     now: DateTime<Utc>,
 ) -> PassEvaluation {
     let workspaces: Vec<(String, Evaluation)> = read
@@ -211,7 +234,7 @@ pub fn evaluate_pass(
         .map(|(ws, mapping, snap)| {
             (
                 ws.name.clone(),
-                evaluate_nested_workspace(ws, mapping, snap, idp, nested, settings, now),
+                evaluate_remembering(ws, mapping, snap, idp, nested, settings, first_seen, now),
             )
         })
         .collect();

@@ -294,6 +294,21 @@ impl Fx {
         )
     }
 
+    /// [`Fx::run`] with the daemon's memory: when it first saw each open finding.
+    fn run_remembering(&self, first_seen: &crate::reconcile::FirstSeen) -> Vec<Finding> {
+        crate::reconcile::evaluate_remembering(
+            &self.ws,
+            &self.mapping,
+            &self.snap,
+            &self.idp,
+            &Default::default(),
+            &self.settings,
+            Some(first_seen),
+            self.now,
+        )
+        .findings
+    }
+
     fn idp_group(&mut self, name: &str) -> &mut IdpGroup {
         self.idp
             .groups
@@ -598,6 +613,120 @@ fn membership_attribution_says_when_several_events_matched() {
     assert_eq!(f.severity, Severity::Error);
     assert!(f.message.contains("latest of 2"), "{}", f.message);
     assert_eq!(f.attribution.as_ref().unwrap().at, ago(3));
+}
+
+#[test]
+fn check_words_a_group_event_as_the_latest_change_never_as_added_by() {
+    let mut fx = Fx::new();
+    fx.seg_group("Engineers")
+        .members
+        .push(email("ana@acme.test"));
+    fx.audit(
+        "User Added To User Group",
+        "user/u9",
+        Some("eve@acme.test"),
+        "user_group",
+        "sgEng",
+        "Engineers",
+        3,
+    );
+    let f = fx.run();
+    let f = one(&f);
+    assert!(!f.message.contains("Added by"), "{}", f.message);
+    assert!(
+        f.message.contains(
+            "The latest change to this group (User Added To User Group) was made by eve@acme.test"
+        ) && f
+            .message
+            .contains("the audit trail does not say whether it added this person"),
+        "{}",
+        f.message
+    );
+}
+
+#[test]
+fn the_daemon_attributes_a_membership_only_to_an_event_before_it_first_saw_it() {
+    let mut fx = Fx::new();
+    fx.seg_group("Engineers")
+        .members
+        .push(email("ana@acme.test"));
+    // Eve changed the group 3 minutes ago; scimwatch had seen Ana in it for an hour.
+    fx.audit(
+        "User Added To User Group",
+        "user/u9",
+        Some("eve@acme.test"),
+        "user_group",
+        "sgEng",
+        "Engineers",
+        3,
+    );
+    let id = one(&fx.run()).id.clone();
+    let older: crate::reconcile::FirstSeen = [(id.clone(), ago(60))].into();
+    let f = fx.run_remembering(&older);
+    let f = one(&f);
+    assert_eq!(f.attribution, None, "no false accusation: {}", f.message);
+    assert!(
+        f.message
+            .contains("no matching event from before scimwatch first saw this")
+            && f.message.contains("unknown"),
+        "{}",
+        f.message
+    );
+    // Seen for the first time now (or at the event): Eve's change is the evidence.
+    for seen in [
+        crate::reconcile::FirstSeen::new(),
+        [(id.clone(), ago(2))].into(),
+    ] {
+        let f = fx.run_remembering(&seen);
+        let f = one(&f);
+        assert_eq!(
+            f.attribution.as_ref().map(|a| a.actor_email.clone()),
+            Some(Some("eve@acme.test".to_string())),
+            "{}",
+            f.message
+        );
+        assert!(
+            f.message.contains("Added by eve@acme.test"),
+            "{}",
+            f.message
+        );
+    }
+    // An older matching event still counts when the newer one came after.
+    fx.audit(
+        "User Added To User Group",
+        "user/u7",
+        Some("olga@acme.test"),
+        "user_group",
+        "sgEng",
+        "Engineers",
+        90,
+    );
+    let f = fx.run_remembering(&older);
+    assert_eq!(
+        one(&f)
+            .attribution
+            .as_ref()
+            .and_then(|a| a.actor_email.clone()),
+        Some("olga@acme.test".to_string())
+    );
+}
+
+#[test]
+fn the_daemon_attributes_a_direct_grant_only_to_an_event_before_it_first_saw_it() {
+    let mut fx = Fx::new();
+    fx.seg_user("bob@acme.test").direct.push(owner());
+    fx.audit(
+        "User Policy Updated",
+        "user/u9",
+        Some("eve@acme.test"),
+        "user",
+        "seg-bob@acme.test",
+        "bob@acme.test",
+        5,
+    );
+    let id = one(&fx.run()).id.clone();
+    let f = fx.run_remembering(&[(id, ago(30))].into());
+    assert_eq!(one(&f).attribution, None, "{}", one(&f).message);
 }
 
 #[test]

@@ -123,8 +123,23 @@ impl Reconciler {
             .iter()
             .map(|(ws, snap)| (*ws, mapping_of(&ws.name), snap))
             .collect();
-        let evaluated =
-            crate::reconcile::evaluate_pass(&inputs, &idp, &nested, &self.settings, now);
+        // The daemon's memory: an audit event explains a finding only if it came before
+        // the daemon first saw the state (a finding seen for the first time: now).
+        let first_seen: crate::reconcile::FirstSeen = self
+            .store
+            .findings_open()
+            .await?
+            .into_iter()
+            .map(|s| (s.finding.id, s.first_seen))
+            .collect();
+        let evaluated = crate::reconcile::evaluate_pass(
+            &inputs,
+            &idp,
+            &nested,
+            &self.settings,
+            Some(&first_seen),
+            now,
+        );
         let mut findings: Vec<Finding> = evaluated
             .workspaces
             .iter()

@@ -84,7 +84,11 @@ pub(super) fn personal_account(
     domains: &[String],
 ) -> Finding {
     let subject = Subject::User(user.clone());
-    let attr = attribute(cx, joined(user, segment_user_id));
+    let attr = attribute(
+        cx,
+        seen(cx, Kind::PersonalAccount, &subject),
+        joined(user, segment_user_id),
+    );
     let mut f = manual(
         cx,
         Kind::PersonalAccount,
@@ -98,7 +102,7 @@ pub(super) fn personal_account(
         "{user} is a member of {} with an address outside the corporate domains ({}). {}",
         cx.workspace,
         join_names(domains.iter().map(String::as_str)),
-        attribution_sentence(cx.now, attr.as_ref(), "Added")
+        attribution_sentence(cx, attr.as_ref(), "Added")
     )
     .trim_end()
     .to_string();

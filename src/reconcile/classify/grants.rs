@@ -16,8 +16,9 @@ pub(super) fn permissions_drift(
     } else {
         Severity::Warning
     };
+    let seen = seen(cx, Kind::GroupPermissionsDrift, &subject);
     let attr = group.segment_id.as_deref().and_then(|id| {
-        attribute(cx, |a| {
+        attribute(cx, seen, |a| {
             a.resource_type == "user_group"
                 && a.resource_id == id
                 && [
@@ -57,7 +58,7 @@ pub(super) fn permissions_drift(
         group.mirror,
         cx.workspace,
         parts.join(" and "),
-        attribution_sentence(cx.now, attr.as_ref(), "Changed")
+        attribution_sentence(cx, attr.as_ref(), "Changed")
     )
     .replace(".  ", ". ");
     f.remedy = format!("Set {}'s permissions in Segment to what the mapping says, or change the mapping in a reviewed pull request.", group.mirror);
@@ -80,7 +81,7 @@ pub(super) fn direct_grant(
     } else {
         Severity::Error
     };
-    let attr = user_policy_event(cx, segment_user_id);
+    let attr = user_policy_event(cx, seen(cx, Kind::DirectGrant, &subject), segment_user_id);
     let mut f = manual(cx, Kind::DirectGrant, &subject, sev, attr.as_ref());
     f.user = Some(user.clone());
     f.grant = Some(GrantView::from(grant));
@@ -89,7 +90,7 @@ pub(super) fn direct_grant(
         "{user} holds {} directly in {}; no exception covers it. {}",
         grant.describe_with(cx.catalog),
         cx.workspace,
-        attribution_sentence(cx.now, attr.as_ref(), "Granted")
+        attribution_sentence(cx, attr.as_ref(), "Granted")
     )
     .trim_end()
     .to_string();
@@ -104,7 +105,11 @@ pub(super) fn unmanaged(
     not_in_idp: bool,
 ) -> Finding {
     let subject = Subject::User(user.clone());
-    let attr = attribute(cx, joined(user, segment_user_id));
+    let attr = attribute(
+        cx,
+        seen(cx, Kind::UnmanagedUser, &subject),
+        joined(user, segment_user_id),
+    );
     let mut f = manual(
         cx,
         Kind::UnmanagedUser,
@@ -122,7 +127,7 @@ pub(super) fn unmanaged(
     };
     f.message = format!(
         "{user} is a member of {} but no mapping, exception or allow-list accounts for them ({why}). {}",
-        cx.workspace, attribution_sentence(cx.now, attr.as_ref(), "Added")
+        cx.workspace, attribution_sentence(cx, attr.as_ref(), "Added")
     )
     .trim_end()
     .to_string();
@@ -142,7 +147,7 @@ pub(super) fn unmapped_group(
     } else {
         Severity::Error
     };
-    let attr = attribute(cx, |a| {
+    let attr = attribute(cx, seen(cx, Kind::UnmappedGroup, &subject), |a| {
         a.resource_type == "user_group"
             && a.resource_id == segment_id
             && [
@@ -160,7 +165,7 @@ pub(super) fn unmapped_group(
         "The Segment group {name} in {} grants {} but no mapping names it: access nobody reviewed. {}",
         cx.workspace,
         join_names(extra.iter().map(|g| g.describe_with(cx.catalog))),
-        attribution_sentence(cx.now, attr.as_ref(), "Changed")
+        attribution_sentence(cx, attr.as_ref(), "Changed")
     )
     .trim_end()
     .to_string();
@@ -187,7 +192,8 @@ pub(super) fn exception_expired(
     } else {
         Severity::Error
     };
-    let attr = segment_user_id.and_then(|id| user_policy_event(cx, id));
+    let attr = segment_user_id
+        .and_then(|id| user_policy_event(cx, seen(cx, Kind::ExceptionExpired, &subject), id));
     let mut f = manual(cx, Kind::ExceptionExpired, &subject, sev, attr.as_ref());
     f.user = Some(user.clone());
     f.grant = grants.first().map(GrantView::from);

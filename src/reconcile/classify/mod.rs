@@ -41,7 +41,15 @@ pub struct Context<'a> {
     pub self_actor: Option<&'a str>,
     pub automation_actors: &'a [String],
     pub scim_actors: &'a [String],
+    /// The daemon's memory: when it first saw each open finding (by id). With it, an
+    /// audit event is evidence for a finding only if it came no later than the state it
+    /// explains was first seen; without it (`check`, which keeps no history), group-level
+    /// events are worded as what they are, never as "added by".
+    pub first_seen: Option<&'a super::FirstSeen>,
 }
+
+/// Audit timestamps and our clock may disagree by this much.
+const CLOCK_SLACK: Duration = Duration::seconds(60);
 
 pub fn classify(m: &Mismatch, cx: &Context<'_>) -> Finding {
     match m {
@@ -323,18 +331,41 @@ fn is_group(e: &IdpEvent, g: &GroupCtx) -> bool {
         || e.group_name.as_deref() == Some(g.idp_name.as_str())
 }
 
-/// The latest audit event matching `pred`, attributed.
-fn attribute(cx: &Context<'_>, pred: impl Fn(&AuditEvent) -> bool) -> Option<Attribution> {
+/// With the daemon's memory, the latest time an audit event may have and still explain
+/// the finding of `kind` about `subject`: when the daemon first saw it (now, for one it
+/// sees for the first time), plus clock slack. `None` without memory (`check`).
+fn seen(cx: &Context<'_>, kind: Kind, subject: &Subject) -> Option<DateTime<Utc>> {
+    let first_seen = cx.first_seen?;
+    let at = first_seen
+        .get(&finding_id(cx.workspace, kind, subject))
+        .copied()
+        .unwrap_or(cx.now);
+    Some(at.checked_add_signed(CLOCK_SLACK).unwrap_or(at))
+}
+
+/// The latest audit event matching `pred` (and no later than `seen`, when the daemon
+/// knows when it first saw the state), attributed.
+fn attribute(
+    cx: &Context<'_>,
+    seen: Option<DateTime<Utc>>,
+    pred: impl Fn(&AuditEvent) -> bool,
+) -> Option<Attribution> {
     cx.audit
         .iter()
-        .filter(|a| pred(a))
+        .filter(|a| seen.is_none_or(|s| a.at <= s) && pred(a))
         .max_by_key(|a| (a.at, a.id.clone()))
         .map(|a| attribution(cx, a))
 }
 
 /// Membership changes: the audit trail names the group, not the member, so the latest
-/// matching event on the group is the best evidence; also returns how many there were.
-fn group_event(cx: &Context<'_>, g: &GroupCtx, kinds: &[&str]) -> Option<(Attribution, usize)> {
+/// matching event on the group (no later than `seen`) is the best evidence; also returns
+/// how many there were.
+fn group_event(
+    cx: &Context<'_>,
+    seen: Option<DateTime<Utc>>,
+    g: &GroupCtx,
+    kinds: &[&str],
+) -> Option<(Attribution, usize)> {
     let id = g.segment_id.as_deref()?;
     let matching: Vec<&AuditEvent> = cx
         .audit
@@ -343,14 +374,19 @@ fn group_event(cx: &Context<'_>, g: &GroupCtx, kinds: &[&str]) -> Option<(Attrib
             a.resource_type == "user_group"
                 && a.resource_id == id
                 && kinds.contains(&a.kind.as_str())
+                && seen.is_none_or(|s| a.at <= s)
         })
         .collect();
     let latest = matching.iter().max_by_key(|a| (a.at, a.id.clone()))?;
     Some((attribution(cx, latest), matching.len()))
 }
 
-fn user_policy_event(cx: &Context<'_>, segment_user_id: &str) -> Option<Attribution> {
-    attribute(cx, |a| {
+fn user_policy_event(
+    cx: &Context<'_>,
+    seen: Option<DateTime<Utc>>,
+    segment_user_id: &str,
+) -> Option<Attribution> {
+    attribute(cx, seen, |a| {
         a.resource_type == "user"
             && a.resource_id == segment_user_id
             && ["Policy Created", "User Policy Updated"].contains(&a.kind.as_str())
@@ -417,11 +453,14 @@ fn attribution(cx: &Context<'_>, a: &AuditEvent) -> Attribution {
     }
 }
 
-fn attribution_sentence(now: DateTime<Utc>, attr: Option<&Attribution>, verb: &str) -> String {
+fn attribution_sentence(cx: &Context<'_>, attr: Option<&Attribution>, verb: &str) -> String {
     match attr {
+        None if cx.first_seen.is_some() => {
+            "The audit trail has no matching event from before scimwatch first saw this: who made the change is unknown.".into()
+        }
         None => "The audit trail has no matching event.".into(),
         Some(a) => {
-            let at = short_time(now, a.at);
+            let at = short_time(cx.now, a.at);
             match a.kind {
                 AttributionKind::Human => {
                     format!(
@@ -440,16 +479,33 @@ fn attribution_sentence(now: DateTime<Utc>, attr: Option<&Attribution>, verb: &s
     }
 }
 
+/// A group-level audit event (it names the group, not the member). Without the daemon's
+/// memory (`check`) it is worded as what it is: the latest change to the group, which may
+/// or may not be this person's.
 fn group_attribution_sentence(
-    now: DateTime<Utc>,
+    cx: &Context<'_>,
     attr: Option<&(Attribution, usize)>,
     verb: &str,
 ) -> String {
-    match attr {
-        None => attribution_sentence(now, None, verb),
-        Some((a, 1)) => attribution_sentence(now, Some(a), verb),
-        Some((a, n)) => {
-            let s = attribution_sentence(now, Some(a), verb);
+    match (attr, cx.first_seen) {
+        (None, _) => attribution_sentence(cx, None, verb),
+        (Some((a, n)), None) => {
+            let who = attribution_sentence(cx, Some(a), "Made");
+            let latest = if *n == 1 {
+                "The latest change".to_string()
+            } else {
+                format!("The latest of {n} such changes")
+            };
+            format!(
+                "{latest} to this group ({}) was made{}; the audit trail does not say whether it {} this person.",
+                a.event,
+                who.trim_start_matches("Made").trim_end_matches('.'),
+                verb.to_lowercase()
+            )
+        }
+        (Some((a, 1)), Some(_)) => attribution_sentence(cx, Some(a), verb),
+        (Some((a, n)), Some(_)) => {
+            let s = attribution_sentence(cx, Some(a), verb);
             format!(
                 "{} (the latest of {n} such changes to this group; the audit trail does not name the member).",
                 s.trim_end_matches('.')

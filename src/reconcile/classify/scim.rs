@@ -46,7 +46,7 @@ pub(super) fn user_not_provisioned(
             f
         }
         None => {
-            let attr = attribute(cx, |a| {
+            let attr = attribute(cx, seen(cx, Kind::UserNotProvisioned, &subject), |a| {
                 a.resource_type == "user"
                     && a.resource_name.eq_ignore_ascii_case(user.as_str())
                     && a.kind == "User Removed"
@@ -62,7 +62,7 @@ pub(super) fn user_not_provisioned(
             f.reverted_by_scim = Some(cx.idp == IdpKind::Okta);
             f.message = format!(
                 "{user} is in {names} in {idp} but not a member of {}; no {idp} change in the last {} explains it. {} {}",
-                cx.workspace, human(cx.lookback), attribution_sentence(cx.now, attr.as_ref(), "Removed"), revert_sentence(cx, f.reverted_by_scim),
+                cx.workspace, human(cx.lookback), attribution_sentence(cx, attr.as_ref(), "Removed"), revert_sentence(cx, f.reverted_by_scim),
             ).trim_end().to_string();
             f.remedy = match cx.idp {
                 IdpKind::Okta => format!("Push the group again from {idp} (Push Now) to provision {user}, or find out who removed them."),
@@ -106,6 +106,7 @@ pub(super) fn membership_missing(
         None => {
             let attr = group_event(
                 cx,
+                seen(cx, Kind::MembershipMissing, &subject),
                 group,
                 &["User Removed From User Group", "Group Memberships Deleted"],
             );
@@ -121,7 +122,7 @@ pub(super) fn membership_missing(
             f.reverted_by_scim = Some(cx.idp == IdpKind::Okta);
             f.message = format!(
                 "{fact}, although {idp} lists them in {}; no {idp} change in the last {} explains it. {} {}",
-                group.idp_name, human(cx.lookback), group_attribution_sentence(cx.now, attr.as_ref(), "Removed"), revert_sentence(cx, f.reverted_by_scim),
+                group.idp_name, human(cx.lookback), group_attribution_sentence(cx, attr.as_ref(), "Removed"), revert_sentence(cx, f.reverted_by_scim),
             ).trim_end().to_string();
             f.remedy = match cx.idp {
                 IdpKind::Okta => format!(
@@ -190,6 +191,7 @@ pub(super) fn membership_unexpected(
         None => {
             let attr = group_event(
                 cx,
+                seen(cx, Kind::MembershipUnexpected, &subject),
                 group,
                 &["User Added To User Group", "Subjects Added to Group"],
             );
@@ -213,7 +215,7 @@ pub(super) fn membership_unexpected(
                 group.mirror,
                 cx.workspace,
                 group.idp_name,
-                group_attribution_sentence(cx.now, attr.as_ref(), "Added"),
+                group_attribution_sentence(cx, attr.as_ref(), "Added"),
                 revert_sentence(cx, f.reverted_by_scim),
             )
             .trim_end()
@@ -239,7 +241,11 @@ pub(super) fn deactivated(
     let attr_pred = joined(user, segment_user_id);
     if *gone == Gone::Suspended {
         // Okta does not deprovision suspended users: waiting fixes nothing.
-        let attr = attribute(cx, attr_pred);
+        let attr = attribute(
+            cx,
+            seen(cx, Kind::DeactivatedUserPresent, &subject),
+            attr_pred,
+        );
         let mut f = manual(
             cx,
             Kind::DeactivatedUserPresent,
@@ -294,7 +300,11 @@ pub(super) fn deactivated(
             f
         }
         None => {
-            let attr = attribute(cx, attr_pred);
+            let attr = attribute(
+                cx,
+                seen(cx, Kind::DeactivatedUserPresent, &subject),
+                attr_pred,
+            );
             let mut f = manual(
                 cx,
                 Kind::DeactivatedUserPresent,
@@ -306,7 +316,7 @@ pub(super) fn deactivated(
             f.reverted_by_scim = Some(false);
             f.message = format!(
                 "{fact}; no {what} event in the last {} explains it (SCIM never removed them, or they were added back by hand). {}",
-                human(cx.lookback), attribution_sentence(cx.now, attr.as_ref(), "Added"),
+                human(cx.lookback), attribution_sentence(cx, attr.as_ref(), "Added"),
             ).trim_end().to_string();
             f.remedy = format!("Remove {user} from {} in Segment.", cx.workspace);
             f
@@ -362,7 +372,7 @@ pub(super) fn group_not_provisioned(cx: &Context<'_>, group: &GroupCtx) -> Findi
             f
         }
         None => {
-            let attr = attribute(cx, |a| {
+            let attr = attribute(cx, seen(cx, Kind::GroupNotProvisioned, &subject), |a| {
                 a.resource_type == "user_group"
                     && a.resource_name == group.mirror
                     && a.kind == "User Group Deleted"
@@ -378,7 +388,7 @@ pub(super) fn group_not_provisioned(cx: &Context<'_>, group: &GroupCtx) -> Findi
             f.reverted_by_scim = Some(cx.idp == IdpKind::Okta && attr.is_some());
             f.message = format!(
                 "{fact}. {}",
-                attribution_sentence(cx.now, attr.as_ref(), "Deleted")
+                attribution_sentence(cx, attr.as_ref(), "Deleted")
             )
             .trim_end()
             .to_string();
