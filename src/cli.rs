@@ -449,8 +449,7 @@ pub fn load(config: Option<&Path>) -> anyhow::Result<Loaded> {
         tracing::warn!(warning = %w, "Config warning.");
     }
     let known: Vec<String> = config.workspaces.iter().map(|w| w.name.clone()).collect();
-    let mappings =
-        crate::mapping::load_dir(&config.mappings.dir, &config.base_dir, &known, Utc::now())?;
+    let mappings = crate::mapping::load_configured(&config, &known, Utc::now())?;
     Ok(Loaded { config, mappings })
 }
 

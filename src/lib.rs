@@ -141,6 +141,7 @@ pub mod metrics;
 pub mod model;
 pub mod output;
 pub mod reconcile;
+pub mod redact;
 pub mod report;
 pub mod segment;
 pub mod server;

@@ -250,6 +250,7 @@ impl Daemon {
             &tracker,
             bound.main,
             crate::server::router(self.server.clone(), with_hooks),
+            (&cfg.server).into(),
             shutdown.clone(),
         );
         if let Some(hooks) = bound.hooks {
@@ -258,6 +259,7 @@ impl Daemon {
                 &tracker,
                 hooks,
                 crate::server::hooks_router(self.server.clone()),
+                (&cfg.server).into(),
                 shutdown.clone(),
             );
         }
@@ -951,12 +953,11 @@ fn serve(
     tracker: &TaskTracker,
     listener: tokio::net::TcpListener,
     router: axum::Router,
+    limits: crate::server::Limits,
     cancel: CancellationToken,
 ) {
     tracker.spawn(async move {
-        let result = axum::serve(listener, router)
-            .with_graceful_shutdown(async move { cancel.cancelled().await })
-            .await;
+        let result = crate::server::serve(listener, router, limits, cancel).await;
         if let Err(e) = result {
             tracing::error!(error = %e, "HTTP server stopped.");
         }

@@ -20,6 +20,10 @@
 mod auth;
 mod graph;
 mod hooks;
+mod limits;
+pub mod wire;
+
+pub use limits::{serve, Limits, MAX_CONNECTION_AGE};
 
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;

@@ -11,6 +11,7 @@ mod daemon;
 mod e2e;
 mod enforce;
 mod governance;
+mod hostile;
 mod okta;
 mod segment;
 mod server;

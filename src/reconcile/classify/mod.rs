@@ -200,7 +200,12 @@ fn explained(
     severity: Severity,
     ev: &IdpEvent,
 ) -> Finding {
-    let deadline = ev.published + cx.window;
+    // Checked: a window too large for the calendar saturates at the end of time
+    // (always pending) instead of overflowing.
+    let deadline = ev
+        .published
+        .checked_add_signed(cx.window)
+        .unwrap_or(DateTime::<Utc>::MAX_UTC);
     let mut f = base(
         cx,
         kind,
@@ -299,7 +304,11 @@ fn did(ev: &IdpEvent) -> &'static str {
 }
 
 fn in_lookback(cx: &Context<'_>, e: &IdpEvent) -> bool {
-    e.published >= cx.now - cx.lookback && e.published <= cx.now
+    let since = cx
+        .now
+        .checked_sub_signed(cx.lookback)
+        .unwrap_or(DateTime::<Utc>::MIN_UTC);
+    e.published >= since && e.published <= cx.now
 }
 
 /// The latest IdP change in the look-back matching `pred`.
