@@ -54,7 +54,10 @@ pub struct Answer {
 #[derive(Debug, thiserror::Error)]
 pub enum HttpError {
     /// No answer at all after the retries (connection refused, DNS, timeout, TLS).
-    #[error("no answer from {url} after {attempts} attempts")]
+    #[error(
+        "no answer from {} after {attempts} attempts",
+        crate::redact::mask(url)
+    )]
     Transport {
         url: String,
         attempts: u32,

@@ -569,6 +569,7 @@ fn load_text(
             &mut ctx,
             &mut out,
         ),
+        must_exist: t.opt_bool("must_exist", &mut out).unwrap_or(false),
     };
     t.finish(&mut out);
 

@@ -192,6 +192,8 @@ pub struct StoreConfig {
     pub path: PathBuf,
     pub retain: Duration,
     pub chain_key: Option<Secret>,
+    /// Refuse to start when the store is missing or empty (`store.must_exist`).
+    pub must_exist: bool,
 }
 
 #[derive(Clone, Debug)]

@@ -110,7 +110,7 @@ impl Daemon {
         retry: RetryConfig,
     ) -> anyhow::Result<Daemon> {
         let settings = crate::cli::settings(&config)?;
-        let store = Store::open(&config.store.path).await?;
+        let store = Store::open_configured(&config.store).await?;
         let stats = RequestStats::new();
         let idp = Idp::new(&config.idp, retry.clone(), stats.clone())?;
         let clients = config
@@ -125,6 +125,7 @@ impl Daemon {
             .collect();
         let activator = Activator::new();
         let metrics = Metrics::new();
+        metrics.set_store_created(store.created_at());
         let sinks: Vec<Arc<dyn crate::alert::AlertSink>> = crate::alert::build_sinks(
             &config.alerts,
             crate::alert::outbox_retry_config(),
