@@ -12,6 +12,7 @@ mod e2e;
 mod enforce;
 mod governance;
 mod hostile;
+mod mutation;
 mod okta;
 mod segment;
 mod server;
