@@ -498,3 +498,51 @@ fn join_names<S: AsRef<str>>(items: impl IntoIterator<Item = S>) -> String {
         n => format!("{} and {}", items[..n - 1].join(", "), items[n - 1]),
     }
 }
+
+#[cfg(test)]
+mod overflow_tests {
+    use super::*;
+
+    /// Issue 14: a window or lookback too large for the calendar used to panic on the
+    /// date arithmetic; it now saturates (always pending, everything in the lookback).
+    #[test]
+    fn huge_window_and_lookback_saturate_instead_of_panicking() {
+        let now = DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
+            .map(|t| t.with_timezone(&Utc))
+            .unwrap();
+        let catalog = crate::model::Catalog::default();
+        let ev = IdpEvent {
+            uuid: "u".into(),
+            published: now - Duration::minutes(5),
+            kind: IdpEventKind::MembershipAdd,
+            user_id: None,
+            user_login: Some(Email::new("dan@acme.test")),
+            group_id: None,
+            group_name: Some("Owners".into()),
+            actor: None,
+        };
+        let cx = Context {
+            workspace: "production",
+            idp: IdpKind::Okta,
+            window: Duration::MAX,
+            lookback: Duration::MAX,
+            now,
+            events: std::slice::from_ref(&ev),
+            audit: &[],
+            catalog: &catalog,
+            self_actor: None,
+            automation_actors: &[],
+            scim_actors: &[],
+        };
+        assert!(in_lookback(&cx, &ev));
+        let f = explained(
+            &cx,
+            Kind::UserNotProvisioned,
+            &Subject::User(Email::new("dan@acme.test")),
+            Severity::Warning,
+            &ev,
+        );
+        assert_eq!(f.state, State::Pending);
+        assert_eq!(f.deadline, Some(DateTime::<Utc>::MAX_UTC));
+    }
+}
