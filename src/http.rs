@@ -302,7 +302,8 @@ impl Http {
                         retry_in = ?dur, "Server error, retrying."
                     ),
                     Attempt::Transport(e, url) => tracing::warn!(
-                        service = self.service, endpoint, url = %url, error = %e,
+                        service = self.service, endpoint, url = %crate::redact::mask(url),
+                        error = %crate::redact::mask(&e.to_string()),
                         retry_in = ?dur, "No answer, retrying."
                     ),
                     Attempt::RateLimited(..) => {}
