@@ -138,6 +138,9 @@ struct SecretKeys {
     file: &'static str,
     /// `None` where config.md offers no inline form.
     inline: Option<&'static str>,
+    /// Whether the value travels in an HTTP header (or URL) and must be header-safe; a
+    /// key that only feeds an HMAC (the chain key) may hold any text.
+    header: bool,
 }
 
 const fn keys3(env: &'static str, file: &'static str, inline: &'static str) -> SecretKeys {
@@ -145,6 +148,7 @@ const fn keys3(env: &'static str, file: &'static str, inline: &'static str) -> S
         env,
         file,
         inline: Some(inline),
+        header: true,
     }
 }
 
@@ -155,8 +159,9 @@ enum SecretRead {
     Found(Secret, &'static str),
 }
 
-/// Reads one secret by reference and checks that it can travel in an HTTP header: every
-/// secret read this way is a token, key or URL on one line (PEM keys are read apart).
+/// Reads one secret by reference, registers it for masking ([`crate::redact`]) and, when
+/// it travels in an HTTP header or URL, checks that it can: a token, key or URL on one
+/// line (PEM keys are read apart; the chain key only feeds an HMAC).
 fn read_secret(
     t: &mut Table<'_, '_>,
     keys: &SecretKeys,
@@ -164,6 +169,10 @@ fn read_secret(
     out: &mut Vec<Problem>,
 ) -> SecretRead {
     match read_secret_any(t, keys, ctx, out) {
+        SecretRead::Found(s, key) if !keys.header => {
+            crate::redact::register(s.expose());
+            SecretRead::Found(s, key)
+        }
         SecretRead::Found(s, key) => match header_unsafe(s.expose()) {
             None => {
                 crate::redact::register(s.expose());
@@ -565,6 +574,7 @@ fn load_text(
                 env: "chain_key_env",
                 file: "chain_key_file",
                 inline: None,
+                header: false,
             },
             &mut ctx,
             &mut out,
@@ -587,6 +597,7 @@ fn load_text(
             env: "auth_token_env",
             file: "auth_token_file",
             inline: None,
+            header: true,
         },
         &mut ctx,
         &mut out,

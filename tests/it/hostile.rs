@@ -257,6 +257,11 @@ fn a_token_a_header_cannot_carry_is_refused_naming_its_key() {
         err.contains(":4: idp.token_file: the secret holds a line break"),
         "{err}"
     );
+    // The chain key only feeds an HMAC: any text will do.
+    let mut vars = minimal_env();
+    vars.insert("K".into(), "a chain key with spaces in it".into());
+    let text = with("[store]\nchain_key_env = \"K\"\n");
+    config::load_str(&text, Path::new("scimwatch.toml"), &vars).unwrap();
 }
 
 #[test]
