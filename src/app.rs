@@ -35,8 +35,8 @@ pub fn load(path: Option<&Path>) -> anyhow::Result<Loaded> {
         tracing::warn!(warning = %w, "Config warning.");
     }
     let known: Vec<String> = config.workspaces.iter().map(|w| w.name.clone()).collect();
-    let mappings =
-        crate::mapping::load_dir(&config.mappings.dir, &config.base_dir, &known, Utc::now())?;
+    // A missing folder is named with the line of `mappings.dir` in the config.
+    let mappings = crate::mapping::load_configured(&config, &known, Utc::now())?;
     Ok(Loaded { config, mappings })
 }
 

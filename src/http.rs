@@ -54,7 +54,10 @@ pub struct Answer {
 #[derive(Debug, thiserror::Error)]
 pub enum HttpError {
     /// No answer at all after the retries (connection refused, DNS, timeout, TLS).
-    #[error("no answer from {url} after {attempts} attempts")]
+    #[error(
+        "no answer from {} after {attempts} attempts",
+        crate::redact::mask(url)
+    )]
     Transport {
         url: String,
         attempts: u32,
@@ -299,7 +302,8 @@ impl Http {
                         retry_in = ?dur, "Server error, retrying."
                     ),
                     Attempt::Transport(e, url) => tracing::warn!(
-                        service = self.service, endpoint, url = %url, error = %e,
+                        service = self.service, endpoint, url = %crate::redact::mask(url),
+                        error = %crate::redact::mask(&e.to_string()),
                         retry_in = ?dur, "No answer, retrying."
                     ),
                     Attempt::RateLimited(..) => {}

@@ -167,6 +167,7 @@ pub mod metrics;
 pub mod model;
 pub mod output;
 pub mod reconcile;
+pub mod redact;
 pub mod report;
 pub mod secret;
 pub mod segment;

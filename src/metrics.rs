@@ -42,6 +42,8 @@ struct Inner {
     open_findings: BTreeMap<(&'static str, &'static str, &'static str), u64>,
     latency: Histogram,
     last_success: Option<DateTime<Utc>>,
+    /// When the store was created (when it recorded it).
+    store_created: Option<DateTime<Utc>>,
     /// (sink, action, result) → alert send attempts.
     alerts_sent: BTreeMap<(String, String, &'static str), u64>,
     /// (family, action) → alerts the planner put in the outbox.
@@ -70,6 +72,7 @@ impl Default for Inner {
             open_findings: BTreeMap::new(),
             latency: Histogram::new(LATENCY_BUCKETS),
             last_success: None,
+            store_created: None,
             alerts_sent: BTreeMap::new(),
             alerts_planned: BTreeMap::new(),
             outbox: BTreeMap::new(),
@@ -160,6 +163,11 @@ impl Metrics {
 
     pub fn set_last_success(&self, at: DateTime<Utc>) {
         self.with(|m| m.last_success = Some(at));
+    }
+
+    /// When the store was created (`Store::created_at`).
+    pub fn set_store_created(&self, at: Option<DateTime<Utc>>) {
+        self.with(|m| m.store_created = at);
     }
 
     /// Replaces the open-findings gauge (by kind, severity and state).
@@ -340,6 +348,22 @@ impl Metrics {
                 out,
                 "scimwatch_last_success_timestamp_seconds {}",
                 fmt_f64(last)
+            );
+
+            header(
+                &mut out,
+                "scimwatch_store_created_timestamp_seconds",
+                "gauge",
+                "Unix time the store was created (0: not recorded, a store older than the record). A recent value on a long-running deployment means the store was lost and started over.",
+            );
+            let created = m
+                .store_created
+                .map(|t| t.timestamp_millis() as f64 / 1000.0)
+                .unwrap_or(0.0);
+            let _ = writeln!(
+                out,
+                "scimwatch_store_created_timestamp_seconds {}",
+                fmt_f64(created)
             );
 
             header(

@@ -357,7 +357,9 @@ pub(crate) fn classify(
     broken_body: &dyn Fn(&str) -> bool,
 ) -> Result<Delivered, SinkError> {
     let status = answer.status.as_u16();
-    let detail = one_line(&String::from_utf8_lossy(&answer.body), 300);
+    // The body is the sink's text: a short, single-line excerpt with every configured
+    // secret masked (a sink may echo the request, and the Slack URL is the secret).
+    let detail = crate::redact::excerpt(&String::from_utf8_lossy(&answer.body));
     if answer.status.is_success() {
         return Ok(Delivered { status });
     }
@@ -387,7 +389,7 @@ pub(crate) fn classify(
 /// No answer at all: transient. `show_url` is false where the URL is the secret.
 pub(crate) fn no_answer(sink: &str, e: &HttpError, show_url: bool) -> SinkError {
     let detail = if show_url {
-        crate::error::chain(e)
+        crate::redact::excerpt(&crate::error::chain(e))
     } else {
         match e {
             HttpError::Transport {

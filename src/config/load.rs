@@ -12,7 +12,10 @@ use std::time::Duration;
 
 use toml::de::DeTable;
 
-use super::strict::{did_you_mean, read_policy, Override, PolicyPlace, Source, Table};
+use super::strict::{
+    cut, did_you_mean, read_capped, read_policy, shown, DurationBounds, Override, PolicyPlace,
+    ReadError, Source, Table, MAX_FILE_BYTES, MAX_SECRET_FILE_BYTES, TEN_YEARS,
+};
 use super::{
     AlertRoute, AlertSinkConfig, AlertTarget, AlertsConfig, AzureCredential, AzureSecret, Config,
     EnforceConfig, EnforceMode, IdpConfig, IdpCredential, MappingsConfig, OktaOAuth, Problem,
@@ -38,6 +41,11 @@ const OVERRIDABLE: [&str; 8] = [
     "idp", "mappings", "sync", "triggers", "enforce", "store", "server", "policy",
 ];
 
+/// `sync.interval` and other periods: 100 ms to ten years.
+const INTERVAL: DurationBounds = DurationBounds::new(Duration::from_millis(100), TEN_YEARS);
+/// The pollers: like [`INTERVAL`], and `0s` turns them off.
+const POLL: DurationBounds = DurationBounds::off_or(Duration::from_millis(100), TEN_YEARS);
+
 /// Hook, API and chain-key secrets shorter than this are refused.
 const MIN_SECRET_BYTES: usize = 16;
 
@@ -62,9 +70,24 @@ pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
             _ => PathBuf::from("scimwatch.toml"),
         },
     };
-    let text = std::fs::read_to_string(&shown).map_err(|source| ConfigError::Io {
-        path: shown.clone(),
-        source,
+    let text = read_capped(&shown, MAX_FILE_BYTES).map_err(|e| match e {
+        ReadError::Io(source) => ConfigError::Io {
+            path: shown.clone(),
+            source,
+        },
+        other => {
+            let line = match other {
+                ReadError::NotUtf8 { line, .. } => Some(line),
+                _ => None,
+            };
+            let src = Source::new(shown.display().to_string(), "");
+            ConfigError::Invalid(Problems(vec![src.problem(
+                line,
+                "",
+                format!("cannot be read: {other}"),
+                None,
+            )]))
+        }
     })?;
     let abs = std::path::absolute(&shown).map_err(|source| ConfigError::Io {
         path: shown.clone(),
@@ -115,6 +138,9 @@ struct SecretKeys {
     file: &'static str,
     /// `None` where config.md offers no inline form.
     inline: Option<&'static str>,
+    /// Whether the value travels in an HTTP header (or URL) and must be header-safe; a
+    /// key that only feeds an HMAC (the chain key) may hold any text.
+    header: bool,
 }
 
 const fn keys3(env: &'static str, file: &'static str, inline: &'static str) -> SecretKeys {
@@ -122,6 +148,7 @@ const fn keys3(env: &'static str, file: &'static str, inline: &'static str) -> S
         env,
         file,
         inline: Some(inline),
+        header: true,
     }
 }
 
@@ -132,8 +159,53 @@ enum SecretRead {
     Found(Secret, &'static str),
 }
 
-/// Reads one secret by reference. Exactly one form may be set.
+/// Reads one secret by reference, registers it for masking ([`crate::redact`]) and, when
+/// it travels in an HTTP header or URL, checks that it can: a token, key or URL on one
+/// line (PEM keys are read apart; the chain key only feeds an HMAC).
 fn read_secret(
+    t: &mut Table<'_, '_>,
+    keys: &SecretKeys,
+    ctx: &mut Ctx<'_>,
+    out: &mut Vec<Problem>,
+) -> SecretRead {
+    match read_secret_any(t, keys, ctx, out) {
+        SecretRead::Found(s, key) if !keys.header => {
+            crate::redact::register(s.expose());
+            SecretRead::Found(s, key)
+        }
+        SecretRead::Found(s, key) => match header_unsafe(s.expose()) {
+            None => {
+                crate::redact::register(s.expose());
+                SecretRead::Found(s, key)
+            }
+            Some(why) => {
+                out.push(t.key_problem(
+                    key,
+                    format!("the secret {why}, which an HTTP header cannot carry; write the token on one line, without spaces or control characters"),
+                ));
+                SecretRead::Invalid
+            }
+        },
+        other => other,
+    }
+}
+
+/// Why `value` cannot go into an HTTP header verbatim (or as a URL), if it cannot:
+/// only visible ASCII is allowed (no space, tab, newline, NUL or other control, no
+/// non-ASCII byte). Never quotes the value.
+fn header_unsafe(value: &str) -> Option<String> {
+    let (at, c) = value.char_indices().find(|(_, c)| !c.is_ascii_graphic())?;
+    let what = match c {
+        '\n' | '\r' => "a line break".to_string(),
+        ' ' => "a space".to_string(),
+        c if c.is_control() => format!("a control character (U+{:04X})", u32::from(c)),
+        _ => "a non-ASCII character".to_string(),
+    };
+    Some(format!("holds {what} at byte {at}"))
+}
+
+/// Reads one secret by reference. Exactly one form may be set.
+fn read_secret_any(
     t: &mut Table<'_, '_>,
     keys: &SecretKeys,
     ctx: &mut Ctx<'_>,
@@ -174,7 +246,7 @@ fn read_secret(
             None => {
                 out.push(t.key_problem(
                     key,
-                    format!("names the environment variable `{var}`, which is not set; set it or fix the name"),
+                    format!("names the environment variable `{}`, which is not set; set it or fix the name", cut(&var)),
                 ));
                 SecretRead::Invalid
             }
@@ -182,7 +254,8 @@ fn read_secret(
                 out.push(t.key_problem(
                     key,
                     format!(
-                        "the environment variable `{var}` is set but empty; give it the secret"
+                        "the environment variable `{}` is set but empty; give it the secret",
+                        cut(&var)
                     ),
                 ));
                 SecretRead::Invalid
@@ -194,7 +267,7 @@ fn read_secret(
             return SecretRead::Invalid;
         };
         let path = ctx.resolve(&p);
-        match std::fs::read_to_string(&path) {
+        match read_capped(&path, MAX_SECRET_FILE_BYTES) {
             Err(e) => {
                 out.push(t.key_problem(
                     key,
@@ -265,14 +338,20 @@ fn check_url(t: &Table<'_, '_>, key: &str, value: &str, out: &mut Vec<Problem>) 
         Ok(_) => {
             out.push(t.key_problem(
                 key,
-                format!("{value:?} is not an http(s) URL; write it like \"https://acme.okta.com\""),
+                format!(
+                    "{} is not an http(s) URL; write it like \"https://acme.okta.com\"",
+                    shown(value)
+                ),
             ));
             None
         }
         Err(e) => {
             out.push(t.key_problem(
                 key,
-                format!("{value:?} is not a URL ({e}); write it like \"https://acme.okta.com\""),
+                format!(
+                    "{} is not a URL ({e}); write it like \"https://acme.okta.com\"",
+                    shown(value)
+                ),
             ));
             None
         }
@@ -294,7 +373,10 @@ fn check_listen(
     } else {
         out.push(t.key_problem(
             key,
-            format!("{value:?} is not an address; write it like \"127.0.0.1:9464\""),
+            format!(
+                "{} is not an address; write it like \"127.0.0.1:9464\"",
+                shown(&value)
+            ),
         ));
         None
     }
@@ -315,7 +397,8 @@ fn choice<T: Copy>(
     let mut p = t.key_problem(
         key,
         format!(
-            "{value:?} is not a choice; write one of {}",
+            "{} is not a choice; write one of {}",
+            shown(value),
             names.join(", ")
         ),
     );
@@ -410,16 +493,15 @@ fn load_text(
     let dir = t
         .opt_str("dir", &mut out)
         .unwrap_or_else(|| "mappings".into());
+    let dir_line = t.key_problem("dir", "").line.unwrap_or(1);
     let mappings = MappingsConfig {
         dir: ctx.resolve(&dir),
+        origin: (shown.to_string(), dir_line),
     };
     t.finish(&mut out);
 
     let mut t = section(&mut root, &src, &empty, "sync", &mut overrides, &mut out);
-    let interval = t.duration_or("interval", minutes(5), &mut out);
-    if interval.is_zero() {
-        out.push(t.key_problem("interval", "must be longer than zero; write it like \"5m\""));
-    }
+    let interval = t.bounded_duration("interval", minutes(5), INTERVAL, &mut out);
     let sync = SyncConfig { interval };
     t.finish(&mut out);
 
@@ -480,17 +562,24 @@ fn load_text(
         .unwrap_or_else(|| "scimwatch.db".into());
     let store = StoreConfig {
         path: ctx.resolve(&store_path),
-        retain: t.duration_or("retain", Duration::from_secs(7 * 31_557_600), &mut out),
+        retain: t.bounded_duration(
+            "retain",
+            Duration::from_secs(7 * 31_557_600),
+            DurationBounds::new(days(1), TEN_YEARS),
+            &mut out,
+        ),
         chain_key: read_strong_secret(
             &mut t,
             &SecretKeys {
                 env: "chain_key_env",
                 file: "chain_key_file",
                 inline: None,
+                header: false,
             },
             &mut ctx,
             &mut out,
         ),
+        must_exist: t.opt_bool("must_exist", &mut out).unwrap_or(false),
     };
     t.finish(&mut out);
 
@@ -508,8 +597,22 @@ fn load_text(
             env: "auth_token_env",
             file: "auth_token_file",
             inline: None,
+            header: true,
         },
         &mut ctx,
+        &mut out,
+    );
+    let max_connections = t.opt_u32("max_connections", &mut out).unwrap_or(256);
+    if !(1..=100_000).contains(&max_connections) {
+        out.push(t.key_problem(
+            "max_connections",
+            format!("{max_connections} is out of range; write a whole number from 1 to 100000"),
+        ));
+    }
+    let read_timeout = t.bounded_duration(
+        "read_timeout",
+        Duration::from_secs(10),
+        DurationBounds::new(Duration::from_millis(100), minutes(5)),
         &mut out,
     );
     t.finish(&mut out);
@@ -556,6 +659,8 @@ fn load_text(
             listen,
             hooks_listen,
             auth_token,
+            max_connections,
+            read_timeout,
         },
         policy,
         alerts,
@@ -674,8 +779,18 @@ fn read_idp(t: &mut Table<'_, '_>, ctx: &mut Ctx<'_>, out: &mut Vec<Problem>) ->
     }
     let url = t.opt_str("url", out);
     let user_attribute = t.opt_str("user_attribute", out);
-    let propagation_window = t.duration_or("propagation_window", minutes(60), out);
-    let event_lookback = t.duration_or("event_lookback", days(7), out);
+    let propagation_window = t.bounded_duration(
+        "propagation_window",
+        minutes(60),
+        DurationBounds::new(Duration::ZERO, days(30)),
+        out,
+    );
+    let event_lookback = t.bounded_duration(
+        "event_lookback",
+        days(7),
+        DurationBounds::new(Duration::ZERO, days(180)),
+        out,
+    );
     let kind = kind?;
 
     let foreign: &[&str] = match kind {
@@ -782,7 +897,7 @@ fn read_okta_credential(
                 None => None,
                 Some(p) => {
                     let path = ctx.resolve(&p);
-                    match std::fs::read_to_string(&path) {
+                    match read_capped(&path, MAX_SECRET_FILE_BYTES) {
                         Err(e) => {
                             out.push(o.key_problem(
                                 "private_key_file",
@@ -839,7 +954,7 @@ fn read_azure_credential(
     let cert_key = t.opt_str("certificate_key_file", out);
     let read_file = |t: &Table<'_, '_>, key: &str, p: &str, out: &mut Vec<Problem>| {
         let path = ctx.resolve(p);
-        match std::fs::read_to_string(&path) {
+        match read_capped(&path, MAX_SECRET_FILE_BYTES) {
             Ok(s) => Some(s),
             Err(e) => {
                 out.push(t.key_problem(
@@ -926,12 +1041,25 @@ fn read_triggers(
         okta_hook_secret,
         okta_hook_header: t
             .opt_str("okta_hook_header", out)
+            .filter(|h| {
+                let ok = axum::http::HeaderName::from_bytes(h.as_bytes()).is_ok();
+                if !ok {
+                    out.push(t.key_problem(
+                        "okta_hook_header",
+                        format!(
+                            "{} is not a valid HTTP header name; use letters, digits and '-' only, like \"Authorization\" or \"X-Okta-Secret\"",
+                            shown(h)
+                        ),
+                    ));
+                }
+                ok
+            })
             .unwrap_or_else(|| "Authorization".into()),
-        system_log_poll: t.duration_or("system_log_poll", Duration::from_secs(60), out),
-        audit_poll: t.duration_or("audit_poll", Duration::from_secs(60), out),
+        system_log_poll: t.bounded_duration("system_log_poll", Duration::from_secs(60), POLL, out),
+        audit_poll: t.bounded_duration("audit_poll", Duration::from_secs(60), POLL, out),
         graph_client_state,
         graph_notification_url,
-        graph_delta_poll: t.duration_or("graph_delta_poll", Duration::from_secs(60), out),
+        graph_delta_poll: t.bounded_duration("graph_delta_poll", Duration::from_secs(60), POLL, out),
     }
 }
 
@@ -970,8 +1098,13 @@ fn read_alerts(t: &mut Table<'_, '_>, ctx: &mut Ctx<'_>, out: &mut Vec<Problem>)
         source_down_after: t
             .opt_u32("source_down_after", out)
             .unwrap_or(d.source_down_after),
-        retry_max_backoff: t.duration_or("retry_max_backoff", d.retry_max_backoff, out),
-        retry_for: t.duration_or("retry_for", d.retry_for, out),
+        retry_max_backoff: t.bounded_duration(
+            "retry_max_backoff",
+            d.retry_max_backoff,
+            INTERVAL,
+            out,
+        ),
+        retry_for: t.bounded_duration("retry_for", d.retry_for, INTERVAL, out),
         sinks: Vec::new(),
         routes: Vec::new(),
     };
@@ -1055,7 +1188,8 @@ fn read_alerts(t: &mut Table<'_, '_>, ctx: &mut Ctx<'_>, out: &mut Vec<Problem>)
                     let mut p = r.key_problem(
                         "sinks",
                         format!(
-                            "names the sink {n:?}, which no [[alerts.sink]] defines (sinks: {})",
+                            "names the sink {}, which no [[alerts.sink]] defines (sinks: {})",
+                            shown(n),
                             if sink_names.is_empty() {
                                 "none".to_string()
                             } else {
@@ -1102,7 +1236,10 @@ fn check_names(
 ) {
     for n in list.unwrap_or_default() {
         if !valid.contains(&n.as_str()) {
-            let mut p = t.key_problem(key, format!("{n:?} is not one of {}", valid.join(", ")));
+            let mut p = t.key_problem(
+                key,
+                format!("{} is not one of {}", shown(n), valid.join(", ")),
+            );
             p.hint = did_you_mean(n, valid.iter().copied());
             out.push(p);
         }
@@ -1235,7 +1372,7 @@ fn unique_name(
     if let Some(first) = seen.get(&n) {
         out.push(t.key_problem(
             "name",
-            format!("the {noun} name {n:?} is already used at line {first}; give each {header} a unique name"),
+            format!("the {noun} name {} is already used at line {first}; give each {header} a unique name", shown(&n)),
         ));
         return None;
     }

@@ -128,6 +128,9 @@ pub struct WorkspaceConfig {
 pub struct MappingsConfig {
     /// Absolute, or relative to the current directory when the config came from a string.
     pub dir: PathBuf,
+    /// Where `dir` was set (or would be): the config file and the line of `mappings.dir`
+    /// (or of `[mappings]`, or 1), for the problem when the folder is missing.
+    pub origin: (String, u32),
 }
 
 #[derive(Clone, Debug)]
@@ -165,6 +168,8 @@ pub struct StoreConfig {
     pub path: PathBuf,
     pub retain: Duration,
     pub chain_key: Option<Secret>,
+    /// Refuse to start when the store is missing or empty (`store.must_exist`).
+    pub must_exist: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -172,6 +177,10 @@ pub struct ServerConfig {
     pub listen: String,
     pub hooks_listen: Option<String>,
     pub auth_token: Option<Secret>,
+    /// Concurrent connections per listener (`server.max_connections`).
+    pub max_connections: u32,
+    /// A connection that sends nothing for this long is closed (`server.read_timeout`).
+    pub read_timeout: Duration,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

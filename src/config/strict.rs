@@ -38,7 +38,8 @@ impl fmt::Display for Problem {
             None => write!(f, "{}", self.file)?,
         }
         if !self.key.is_empty() {
-            write!(f, ": {}", self.key)?;
+            // A key is text from the file too: a 20 MB table name is not echoed.
+            write!(f, ": {}", cut(&self.key))?;
         }
         write!(f, ": {}", self.message)?;
         if let Some(h) = &self.hint {
@@ -179,11 +180,15 @@ pub fn levenshtein(a: &str, b: &str) -> usize {
 }
 
 /// The candidate `name` was probably meant to be: a case-insensitive match, else the
-/// nearest within an edit distance of 2 (ties: the first candidate).
+/// nearest within an edit distance of 2 (ties: the first candidate). Names longer than
+/// [`MAX_SUGGEST_CHARS`] resemble nothing (and would cost a quadratic walk).
 pub fn did_you_mean<'c>(
     name: &str,
     candidates: impl IntoIterator<Item = &'c str>,
 ) -> Option<String> {
+    if name.len() > MAX_SUGGEST_CHARS {
+        return None;
+    }
     let candidates: Vec<&str> = candidates.into_iter().collect();
     if let Some(c) = candidates
         .iter()
@@ -204,6 +209,155 @@ pub fn did_you_mean<'c>(
         }
     }
     best.map(|(_, c)| c.to_string())
+}
+
+/// Names longer than this get no "did you mean".
+const MAX_SUGGEST_CHARS: usize = 128;
+
+/// The longest value echoed in a problem, in chars; longer values are cut.
+pub const MAX_SHOWN_CHARS: usize = 80;
+
+/// `value` as a problem quotes it: Debug-quoted, cut to [`MAX_SHOWN_CHARS`] chars with
+/// its full length, so a 20 MB value is never echoed.
+pub fn shown(value: &str) -> String {
+    if value.chars().count() <= MAX_SHOWN_CHARS {
+        return format!("{value:?}");
+    }
+    let head: String = value.chars().take(MAX_SHOWN_CHARS).collect();
+    format!("{head:?}… ({} bytes in all)", value.len())
+}
+
+/// `text` cut to [`MAX_SHOWN_CHARS`] chars (unquoted), for messages that may embed a value.
+pub fn cut(text: &str) -> String {
+    if text.chars().count() <= MAX_SHOWN_CHARS {
+        return text.to_string();
+    }
+    let head: String = text.chars().take(MAX_SHOWN_CHARS).collect();
+    format!("{head}…")
+}
+
+/// The largest config or mapping file read (1 MiB).
+pub const MAX_FILE_BYTES: u64 = 1 << 20;
+/// The largest secret file read (64 KiB: a PEM key is a few KiB).
+pub const MAX_SECRET_FILE_BYTES: u64 = 64 << 10;
+
+/// Why a capped read failed.
+#[derive(Debug)]
+pub enum ReadError {
+    Io(std::io::Error),
+    /// More than `cap` bytes (the read stopped there).
+    TooLarge {
+        cap: u64,
+    },
+    /// Not UTF-8 from this byte on (1-based line, 0-based byte offset).
+    NotUtf8 {
+        line: u32,
+        offset: usize,
+    },
+}
+
+impl fmt::Display for ReadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ReadError::Io(e) => write!(f, "{e}"),
+            ReadError::TooLarge { cap } => write!(
+                f,
+                "it is larger than {cap} bytes (read stopped at byte offset {cap}); point it at the right file"
+            ),
+            ReadError::NotUtf8 { line, offset } => write!(
+                f,
+                "it is not UTF-8 text (invalid bytes at line {line}, byte offset {offset}); save it as UTF-8"
+            ),
+        }
+    }
+}
+
+/// Reads at most `cap` bytes of `path` as UTF-8 text. Never reads more than `cap + 1`
+/// bytes, so `/dev/zero` or a log file fails fast instead of filling memory.
+pub fn read_capped(path: &std::path::Path, cap: u64) -> Result<String, ReadError> {
+    use std::io::Read as _;
+    let file = std::fs::File::open(path).map_err(ReadError::Io)?;
+    let mut bytes = Vec::new();
+    file.take(cap.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(ReadError::Io)?;
+    if u64::try_from(bytes.len()).unwrap_or(u64::MAX) > cap {
+        return Err(ReadError::TooLarge { cap });
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        let offset = e.utf8_error().valid_up_to();
+        let before = &e.as_bytes()[..offset];
+        let line = before.iter().filter(|b| **b == b'\n').count() + 1;
+        ReadError::NotUtf8 {
+            line: u32::try_from(line).unwrap_or(u32::MAX),
+            offset,
+        }
+    })
+}
+
+/// Bounds on one duration key: `min..=max`, and zero also allowed when `zero_is_off`.
+#[derive(Clone, Copy, Debug)]
+pub struct DurationBounds {
+    pub min: Duration,
+    pub max: Duration,
+    /// `0` keeps meaning "off" for this key.
+    pub zero_is_off: bool,
+}
+
+/// Ten years (of 365.25 days): the longest duration any key accepts, so that no date
+/// arithmetic on it can overflow.
+pub const TEN_YEARS: Duration = Duration::from_secs(10 * 31_557_600);
+
+impl DurationBounds {
+    pub const fn new(min: Duration, max: Duration) -> DurationBounds {
+        DurationBounds {
+            min,
+            max,
+            zero_is_off: false,
+        }
+    }
+    pub const fn off_or(min: Duration, max: Duration) -> DurationBounds {
+        DurationBounds {
+            min,
+            max,
+            zero_is_off: true,
+        }
+    }
+    /// The allowed range in words, e.g. `0 (off) or 100ms to 10 years`.
+    pub fn describe(&self) -> String {
+        let human = |d: Duration| {
+            let ms = d.as_millis();
+            let (n, unit) = if d == TEN_YEARS {
+                (10, "year")
+            } else if ms % 86_400_000 == 0 {
+                (ms / 86_400_000, "day")
+            } else if ms % 3_600_000 == 0 {
+                (ms / 3_600_000, "hour")
+            } else if ms % 60_000 == 0 {
+                (ms / 60_000, "minute")
+            } else if ms % 1000 == 0 {
+                (ms / 1000, "second")
+            } else {
+                return format!("{ms}ms");
+            };
+            if n == 0 {
+                "0s".to_string()
+            } else if n == 1 {
+                format!("1 {unit}")
+            } else {
+                format!("{n} {unit}s")
+            }
+        };
+        let range = format!("from {} to {}", human(self.min), human(self.max));
+        if self.zero_is_off {
+            format!("\"0s\" (off) or {range}")
+        } else {
+            range
+        }
+    }
+    pub fn allows(&self, d: Duration) -> bool {
+        (self.zero_is_off && d.is_zero()) || (d >= self.min && d <= self.max)
+    }
 }
 
 /// `group[2].grant[1]` → `group.grant`: the header an array element was written under.
@@ -292,7 +446,8 @@ impl<'a, 'i> Item<'a, 'i> {
                 Err(_) => {
                     out.push(self.problem(
                         format!(
-                            "{i} is out of range; use a whole number from 0 to {}",
+                            "{} is out of range; use a whole number from 0 to {}",
+                            shown(i.as_str()),
                             u32::MAX
                         ),
                         None,
@@ -319,7 +474,11 @@ impl<'a, 'i> Item<'a, 'i> {
             Ok(d) => Some(d),
             Err(why) => {
                 out.push(self.problem(
-                    format!("{text:?} is not a duration ({why}); write it like \"90s\", \"5m\" or \"1h 30m\""),
+                    format!(
+                        "{} is not a duration ({}); write it like \"90s\", \"5m\" or \"1h 30m\"",
+                        shown(text),
+                        cut(&why)
+                    ),
                     None,
                 ));
                 None
@@ -614,6 +773,32 @@ impl<'a, 'i> Table<'a, 'i> {
         }
     }
 
+    /// A duration within `bounds`; out of range is a problem naming the key and the
+    /// allowed range, and `default` is used so reading goes on.
+    pub fn bounded_duration(
+        &mut self,
+        key: &'static str,
+        default: Duration,
+        bounds: DurationBounds,
+        out: &mut Vec<Problem>,
+    ) -> Duration {
+        match self.opt_duration(key, out) {
+            None => default,
+            Some(d) if bounds.allows(d) => d,
+            Some(d) => {
+                out.push(self.key_problem(
+                    key,
+                    format!(
+                        "{} is out of range; write a duration {}",
+                        shown(&humantime::format_duration(d).to_string()),
+                        bounds.describe()
+                    ),
+                ));
+                default
+            }
+        }
+    }
+
     /// A duration with a default (itself a humantime string written by us).
     pub fn duration_or(
         &mut self,
@@ -809,7 +994,10 @@ pub fn read_policy(
         Some(other) => {
             out.push(t.key_problem(
                 "unmanaged_users",
-                format!("{other:?} is not a choice; write \"alert\" or \"ignore\""),
+                format!(
+                    "{} is not a choice; write \"alert\" or \"ignore\"",
+                    shown(other)
+                ),
             ));
             None
         }
@@ -837,7 +1025,7 @@ pub fn read_policy(
             if !valid {
                 out.push(t.key_problem(
                     "corporate_domains",
-                    format!("{raw:?} is not a domain name; write it like \"acme.com\" (no user part, no spaces)"),
+                    format!("{} is not a domain name; write it like \"acme.com\" (no user part, no spaces)", shown(raw)),
                 ));
                 ok = false;
             }
@@ -845,7 +1033,23 @@ pub fn read_policy(
         ok.then_some(domains)
     });
     let max_owners = t.opt_u32("max_owners", out);
-    let expiry_notice = t.opt_duration("expiry_notice", out);
+    let expiry_notice = t.opt_duration("expiry_notice", out).and_then(|d| {
+        // An exception runs at most a year, so a longer notice means nothing.
+        let bounds = DurationBounds::new(Duration::ZERO, Duration::from_secs(366 * 86_400));
+        if bounds.allows(d) {
+            Some(d)
+        } else {
+            out.push(t.key_problem(
+                "expiry_notice",
+                format!(
+                    "{} is out of range; write a duration {}",
+                    shown(&humantime::format_duration(d).to_string()),
+                    bounds.describe()
+                ),
+            ));
+            None
+        }
+    });
     let mut consistent = Vec::new();
     match place {
         PolicyPlace::Mapping => {
@@ -873,14 +1077,15 @@ pub fn read_policy(
                     for (i, name) in names.iter().enumerate() {
                         if names[..i].contains(name) {
                             out.push(set.problem(
-                                format!("{name:?} is listed twice in one consistency set; list each workspace once"),
+                                format!("{} is listed twice in one consistency set; list each workspace once", shown(name)),
                                 None,
                             ));
                             ok = false;
                         } else if !workspaces.contains(name) {
                             out.push(set.problem(
                                 format!(
-                                    "{name:?} is not a configured [[workspace]] name; use one of: {}",
+                                    "{} is not a configured [[workspace]] name; use one of: {}",
+                                    shown(name),
                                     workspaces.join(", ")
                                 ),
                                 did_you_mean(name, workspaces.iter().map(String::as_str)),

@@ -86,12 +86,13 @@ impl Daemon {
         retry: RetryConfig,
     ) -> anyhow::Result<Daemon> {
         let settings = Settings::from_config(&config)?;
-        let store = Store::open(&config.store.path).await?;
+        let store = Store::open_configured(&config.store).await?;
         let stats = RequestStats::new();
         let idp = crate::app::idp(&config, retry.clone(), stats.clone())?;
         let clients = crate::app::segment_clients(&config, None, retry, &stats)?;
         let activator = Activator::new();
         let metrics = Metrics::new();
+        metrics.set_store_created(store.created_at());
         let sinks: Vec<Arc<dyn crate::alert::AlertSink>> = crate::alert::build_sinks(
             &config.alerts,
             crate::alert::outbox_retry_config(),
@@ -225,6 +226,7 @@ impl Daemon {
             serve(
                 bound.main,
                 crate::server::router(self.server.clone(), with_hooks),
+                (&cfg.server).into(),
                 shutdown.clone(),
             ),
         );
@@ -235,6 +237,7 @@ impl Daemon {
                 serve(
                     hooks,
                     crate::server::hooks_router(self.server.clone()),
+                    (&cfg.server).into(),
                     shutdown.clone(),
                 ),
             );
@@ -452,10 +455,13 @@ async fn sleep_or_forever(d: Option<Duration>) {
     }
 }
 
-async fn serve(listener: tokio::net::TcpListener, router: axum::Router, cancel: CancellationToken) {
-    let result = axum::serve(listener, router)
-        .with_graceful_shutdown(async move { cancel.cancelled().await })
-        .await;
+async fn serve(
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+    limits: crate::server::Limits,
+    cancel: CancellationToken,
+) {
+    let result = crate::server::serve(listener, router, limits, cancel).await;
     if let Err(e) = result {
         tracing::error!(error = %e, "HTTP server stopped.");
     }

@@ -16,7 +16,7 @@ use chrono::{DateTime, Utc};
 use crate::config::PolicyConfig;
 use crate::model::{Email, GroupRef};
 
-pub use parse::{load_dir, parse_files, MappingError};
+pub use parse::{is_single_email, load_configured, load_dir, parse_files, MappingError};
 
 /// Where a rule was written: the file (relative to the config file's folder, as findings
 /// print it) and the 1-based line.

@@ -15,7 +15,10 @@ use toml::de::DeValue;
 use super::{
     ExceptionRule, GrantRule, GrantScope, GroupRule, MappingSet, Origin, RoleRef, WorkspaceMapping,
 };
-use crate::config::strict::{did_you_mean, read_policy, Item, PolicyPlace, Source, Table};
+use crate::config::strict::{
+    did_you_mean, read_capped, read_policy, shown, Item, PolicyPlace, ReadError, Source, Table,
+    MAX_FILE_BYTES,
+};
 use crate::config::{PolicyConfig, Problem, Problems};
 use crate::model::{Email, GroupRef, WORKSPACE_OWNER, WORKSPACE_OWNER_ROLE_ID};
 
@@ -34,6 +37,35 @@ pub enum MappingError {
 /// An exception may not run longer than this from `now`.
 const MAX_EXCEPTION_DAYS: i64 = 366;
 
+/// [`load_dir`] on the folder `mappings.dir` names; a missing folder is a problem at
+/// that key's line in the config file.
+pub fn load_configured(
+    config: &crate::config::Config,
+    known_workspaces: &[String],
+    now: DateTime<Utc>,
+) -> Result<MappingSet, MappingError> {
+    let dir = &config.mappings.dir;
+    if !dir.is_dir() {
+        let (file, line) = &config.mappings.origin;
+        let what = if dir.exists() {
+            "is not a folder"
+        } else {
+            "does not exist"
+        };
+        return Err(MappingError::Invalid(Problems(vec![Problem {
+            file: file.clone(),
+            line: Some(*line),
+            key: "mappings.dir".into(),
+            message: format!(
+                "the mappings folder `{}` {what}; create it with the mapping files, or point `mappings.dir` at it",
+                dir.display()
+            ),
+            hint: None,
+        }])));
+    }
+    load_dir(dir, &config.base_dir, known_workspaces, now)
+}
+
 /// Reads every `*.toml` below `dir` (recursively, sorted by path). File names in origins
 /// and problems are shown relative to `base_dir` (the config file's folder).
 pub fn load_dir(
@@ -47,15 +79,33 @@ pub fn load_dir(
     paths.sort();
     let mut files = Vec::with_capacity(paths.len());
     for path in paths {
-        let text = std::fs::read_to_string(&path).map_err(|source| MappingError::Io {
-            path: path.clone(),
-            source,
-        })?;
         let shown = path
             .strip_prefix(base_dir)
             .unwrap_or(&path)
             .display()
             .to_string();
+        let text = match read_capped(&path, MAX_FILE_BYTES) {
+            Ok(text) => text,
+            Err(ReadError::Io(source)) => {
+                return Err(MappingError::Io {
+                    path: path.clone(),
+                    source,
+                })
+            }
+            Err(other) => {
+                let line = match other {
+                    ReadError::NotUtf8 { line, .. } => Some(line),
+                    _ => None,
+                };
+                let src = Source::new(shown, "");
+                return Err(MappingError::Invalid(Problems(vec![src.problem(
+                    line,
+                    "",
+                    format!("cannot be read: {other}"),
+                    None,
+                )])));
+            }
+        };
         files.push((shown, text));
     }
     parse_files(&files, known_workspaces, now)
@@ -97,9 +147,53 @@ pub fn parse_files(
         out.extend(problems);
     }
     if out.is_empty() {
+        check_exception_groups(&set, &mut out);
+    }
+    if out.is_empty() {
         Ok(set)
     } else {
         Err(MappingError::Invalid(Problems(out)))
+    }
+}
+
+/// Every `groups` entry of an exception names a group mapped for its workspace (by its
+/// `idp_group`, `idp_group_id` or `segment_group`). A workspace with groups mapped by id
+/// alone (whose names only the IdP knows) cannot be checked here; `resolve` then keeps
+/// the name as written.
+fn check_exception_groups(set: &MappingSet, out: &mut Vec<Problem>) {
+    for (workspace, ws) in &set.workspaces {
+        let by_id_only = ws
+            .groups
+            .iter()
+            .any(|g| matches!(g.idp_group, GroupRef::Id(_)) && g.segment_group.is_none());
+        if by_id_only {
+            continue;
+        }
+        let mut names: Vec<&str> = Vec::new();
+        for g in &ws.groups {
+            names.push(g.idp_group.text());
+            if let Some(s) = &g.segment_group {
+                names.push(s.as_str());
+            }
+        }
+        for e in &ws.exceptions {
+            for name in &e.groups {
+                if names.contains(&name.as_str()) {
+                    continue;
+                }
+                out.push(Problem {
+                    file: e.origin.file.clone(),
+                    line: Some(e.origin.line),
+                    key: "exception.groups".into(),
+                    message: format!(
+                        "{} is not a group mapped for workspace {}; name the `idp_group` of a [[group]] of this workspace",
+                        shown(name),
+                        shown(workspace)
+                    ),
+                    hint: did_you_mean(name, names.iter().copied()),
+                });
+            }
+        }
     }
 }
 
@@ -130,7 +224,8 @@ fn parse_file(
             let mut p = root.key_problem(
                 "workspace",
                 format!(
-                    "{w:?} is not a [[workspace]] in scimwatch.toml; use one of: {}",
+                    "{} is not a [[workspace]] in scimwatch.toml; use one of: {}",
+                    shown(&w),
                     known_workspaces.join(", ")
                 ),
             );
@@ -338,7 +433,10 @@ fn read_exception(
     out: &mut Vec<Problem>,
 ) -> Option<ExceptionRule> {
     let before = out.len();
-    let user = t.str("user", out).map(|u| Email::new(&u));
+    let user = t
+        .str("user", out)
+        .and_then(|u| single_email(&t, "user", &u, out))
+        .map(|u| Email::new(&u));
     let mut grants = Vec::new();
     let mut has_grants = false;
     if let Some(item) = t.value("grants", out) {
@@ -379,6 +477,7 @@ fn read_exception(
     let ticket = required("ticket", "\"CHG-1234\"", out);
     let approved_by = required("approved_by", "\"<who approved it>\"", out);
     let reason = required("reason", "\"<why this person needs it>\"", out);
+    let approved_by = approved_by.and_then(|a| single_email(&t, "approved_by", &a, out));
     let origin = origin(t.src(), t.line());
     t.finish(out);
     if out.len() > before {
@@ -394,6 +493,49 @@ fn read_exception(
         reason: reason?,
         origin,
     })
+}
+
+/// `value` is one plain email address: `local@domain.tld`, one `@`, no spaces, quotes,
+/// brackets or control characters, nothing around it (not trimmed: `" jane@acme.test "`
+/// is refused, since a value that needs trimming was not meant as written).
+pub fn is_single_email(value: &str) -> bool {
+    let Some((local, domain)) = value.split_once('@') else {
+        return false;
+    };
+    let plain = |s: &str| {
+        !s.is_empty()
+            && s.chars()
+                .all(|c| c.is_alphanumeric() || matches!(c, '.' | '-' | '_' | '+' | '\'' | '%'))
+    };
+    plain(local)
+        && plain(domain)
+        && !domain.contains('@')
+        && domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && !domain.contains("..")
+        && !local.starts_with('.')
+        && !local.ends_with('.')
+}
+
+fn single_email(
+    t: &Table<'_, '_>,
+    key: &str,
+    value: &str,
+    out: &mut Vec<Problem>,
+) -> Option<String> {
+    if is_single_email(value) {
+        Some(value.to_string())
+    } else {
+        out.push(t.key_problem(
+            key,
+            format!(
+                "{} is not one email address; write a single address like \"jane@acme.com\" (no spaces, one @)",
+                shown(value)
+            ),
+        ));
+        None
+    }
 }
 
 /// RFC 3339 text or a TOML offset datetime, at most a year ahead of `now`.
@@ -420,7 +562,7 @@ fn read_expires(
         Ok(d) => d.with_timezone(&Utc),
         Err(_) => {
             out.push(item.problem(
-                format!("{text:?} is not an RFC 3339 time with a zone; write it like \"2026-12-10T00:00:00Z\""),
+                format!("{} is not an RFC 3339 time with a zone; write it like \"2026-12-10T00:00:00Z\"", shown(&text)),
                 None,
             ));
             return None;

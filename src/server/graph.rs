@@ -7,7 +7,8 @@
 //!   with 200, `Content-Type: text/plain` and the (URL-decoded) token as the body.
 //! - A delivery is a batch `{"value": [...]}`. Every item's `clientState` is compared with
 //!   the configured one in constant time; items without the right one are ignored, and a
-//!   batch with none right is refused (401) without waking anything. The answer is 202,
+//!   batch with none right (an empty batch or a body that is not a batch included) is
+//!   refused (401) without waking anything. The answer is 202,
 //!   with no IO before it.
 //! - Change notifications wake the reconciler ([`Reason::GraphHook`]); nothing in them is
 //!   trusted or passed on. Lifecycle notifications: `missed` wakes it too (a full pass
@@ -24,6 +25,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use super::auth::{self, Denied};
+use super::wire::GraphBatch;
 use super::ServerState;
 use crate::triggers::graph::Lifecycle;
 use crate::triggers::Reason;
@@ -57,38 +59,30 @@ pub(super) async fn deliver(State(state): State<Arc<ServerState>>, req: Request)
             return StatusCode::PAYLOAD_TOO_LARGE.into_response();
         }
     };
-    let Ok(doc) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
-        tracing::warn!(
-            bytes = bytes.len(),
-            "A Graph notification is not JSON; ignored."
-        );
-        return StatusCode::BAD_REQUEST.into_response();
+    // A body that is not a batch carries no clientState: refused like one without it.
+    let items = match serde_json::from_slice::<GraphBatch>(&bytes) {
+        Ok(batch) => batch.value,
+        Err(_) => {
+            tracing::warn!(
+                bytes = bytes.len(),
+                "Rejected a Graph notification that is not a JSON batch."
+            );
+            return Denied::Header.into_response();
+        }
     };
-    let items = doc
-        .get("value")
-        .and_then(|v| v.as_array())
-        .cloned()
-        .unwrap_or_default();
     let mut trusted = 0usize;
     let mut refused = 0usize;
     let mut changes = 0usize;
     let mut missed = false;
-    for item in &items {
-        let presented = item
-            .get("clientState")
-            .and_then(|c| c.as_str())
-            .unwrap_or("");
+    for item in items {
+        let presented = item.client_state.as_deref().unwrap_or("");
         if !auth::secret_eq(presented.as_bytes(), &hook.client_state) {
             refused += 1;
             continue;
         }
         trusted += 1;
-        let subscription = item
-            .get("subscriptionId")
-            .and_then(|s| s.as_str())
-            .unwrap_or("")
-            .to_string();
-        match item.get("lifecycleEvent").and_then(|e| e.as_str()) {
+        let subscription = item.subscription_id.unwrap_or_default();
+        match item.lifecycle_event.as_deref() {
             None => changes += 1,
             Some("missed") => missed = true,
             Some("reauthorizationRequired") => {
@@ -112,10 +106,10 @@ pub(super) async fn deliver(State(state): State<Arc<ServerState>>, req: Request)
             }
         }
     }
-    if trusted == 0 && refused > 0 {
+    if trusted == 0 {
         tracing::warn!(
             items = refused,
-            "Rejected a Graph notification without the right clientState."
+            "Rejected a Graph notification without an item carrying the right clientState."
         );
         return Denied::Header.into_response();
     }

@@ -15,6 +15,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use super::auth::{self, Denied};
+use super::wire::OktaDelivery;
 use super::ServerState;
 use crate::triggers::Reason;
 
@@ -117,14 +118,8 @@ fn hook_and_auth(state: &ServerState, headers: &HeaderMap) -> Result<(), Denied>
 /// `data.events[].uuid` of a delivery (`None` per event without one); `None` when the
 /// body is not JSON or has no `data.events` array.
 fn event_uuids(body: &[u8]) -> Option<Vec<Option<String>>> {
-    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
-    let events = v.get("data")?.get("events")?.as_array()?;
-    Some(
-        events
-            .iter()
-            .map(|e| e.get("uuid").and_then(|u| u.as_str()).map(str::to_owned))
-            .collect(),
-    )
+    let delivery: OktaDelivery = serde_json::from_slice(body).ok()?;
+    Some(delivery.data.events.into_iter().map(|e| e.uuid).collect())
 }
 
 /// Records `uuid`; `true` when it was not seen before. Keeps the last [`SEEN_CAPACITY`].

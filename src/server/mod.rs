@@ -13,6 +13,10 @@
 //! Hook receivers wake the reconciler and answer at once; they never feed it, and they
 //! answer 404 unless their secret is configured (`hooks.rs`).
 //!
+//! [`serve`] (`limits.rs`) runs a router on a listener within [`Limits`]: a cap on
+//! concurrent connections and a read timeout, so idle floods cannot take health down.
+//! The hook bodies are read through the typed shapes of `wire.rs`.
+//!
 //! Handlers only read the shared state; the daemon writes it after each pass. A poisoned
 //! lock is read through (it still holds the last value written). Secrets, tokens and
 //! presented credentials never reach a log line or a response.
@@ -20,6 +24,10 @@
 mod auth;
 mod graph;
 mod hooks;
+mod limits;
+pub mod wire;
+
+pub use limits::{serve, Limits, MAX_CONNECTION_AGE};
 
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;

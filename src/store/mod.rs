@@ -6,8 +6,16 @@
 //! change log. One file per kind of record, `noun_verb` method names.
 //!
 //! Contract:
-//! - `Store::open` creates the file if missing, sets WAL and a busy timeout, and runs the
-//!   embedded migrations; a store it cannot open or migrate is an error naming the path.
+//! - `Store::open` creates the file if missing, sets the journal mode and a busy timeout,
+//!   and runs the embedded migrations; a store it cannot open or migrate is an error
+//!   naming the path. A store it creates (missing, or an empty file) is created `0600`
+//!   (its folder `0700` when scimwatch creates that too), logged at WARN naming the path,
+//!   and remembers when it was created ([`Store::created_at`]);
+//!   [`Store::open_configured`] refuses to create one when `store.must_exist` is set.
+//! - No memory-mapped I/O: the rollback journal (`journal_mode = DELETE`) instead of WAL,
+//!   whose wal-index (`-shm`) SQLite always maps into memory (any `mmap_size`), so that a
+//!   store file made short or unbacked under the daemon (truncated, a full or vanished
+//!   disk) is an I/O error to report, never a SIGBUS; and `mmap_size = 0`.
 //! - Every multi-row write is one transaction: a crash leaves the previous state or the
 //!   new one, never half of each.
 //! - Secrets never reach the database.
@@ -21,7 +29,9 @@
 //!   prune (rows below a boundary written inside the prune transaction, see
 //!   `migrations/0003_chain.sql`), and the schema's triggers refuse every other update or
 //!   delete. With a chain key its rows are HMAC-chained (`chain.rs`).
-//! - A reader (`scimwatch changes`) may open the same file while the daemon writes (WAL).
+//! - A reader (`scimwatch changes`) may open the same file while the daemon writes: a
+//!   read waits (busy timeout) for a commit in progress and a commit for a read in
+//!   progress; both are short.
 //!
 //! Times are stored as RFC 3339 text in UTC with nine fractional digits and a `Z` (fixed
 //! width), so they compare as text. A finding's own times (`since`, `deadline`) travel in
@@ -39,7 +49,10 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqliteLockingMode, SqlitePoolOptions,
+    SqliteSynchronous,
+};
 
 use crate::reconcile::Finding;
 
@@ -59,6 +72,14 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    #[error("the store {path} does not exist (or is empty) and store.must_exist = true; restore it from a backup, or set store.must_exist = false to start with an empty store (every open finding is then alerted again and the change log starts over)")]
+    Missing { path: PathBuf },
+    #[error("creating the store {path}")]
+    Create {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("opening the store {path}")]
     Open {
         path: PathBuf,
@@ -81,6 +102,10 @@ pub enum StoreError {
 #[derive(Clone, Debug)]
 pub struct Store {
     pub(crate) pool: sqlx::SqlitePool,
+    /// When scimwatch created this store (`None` for a store older than the record).
+    created_at: Option<DateTime<Utc>>,
+    /// Whether this open created it.
+    opened_new: bool,
 }
 
 /// A finding as the store keeps it.
@@ -155,13 +180,45 @@ impl Store {
         Store::open_with(path, false).await
     }
 
+    /// Opens the store `[store]` names: like [`Store::open`], but with
+    /// `store.must_exist` a missing or empty store is an error instead of a new one.
+    pub async fn open_configured(cfg: &crate::config::StoreConfig) -> Result<Store, StoreError> {
+        if cfg.must_exist && is_missing(&cfg.path) {
+            return Err(StoreError::Missing {
+                path: cfg.path.clone(),
+            });
+        }
+        Store::open(&cfg.path).await
+    }
+
+    /// When scimwatch created this store, if it recorded it (stores created before this
+    /// record existed have none).
+    pub fn created_at(&self) -> Option<DateTime<Utc>> {
+        self.created_at
+    }
+
+    /// Whether this open created the store (it was missing or empty).
+    pub fn opened_new(&self) -> bool {
+        self.opened_new
+    }
+
     async fn open_with(path: &Path, create: bool) -> Result<Store, StoreError> {
+        let new = create && is_missing(path);
+        if new {
+            create_private(path)?;
+            tracing::warn!(
+                path = %path.display(),
+                "The store was missing or empty: created a new, empty one. Every open finding will be found and alerted again (PagerDuty folds re-sent triggers into open incidents by their dedup keys; Slack and webhooks see them again), and the change log starts over. If this is unexpected, stop scimwatch and restore the store from a backup; set store.must_exist = true to refuse to start instead."
+            );
+        }
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(create)
-            .journal_mode(SqliteJournalMode::Wal)
+            .journal_mode(SqliteJournalMode::Delete)
+            .locking_mode(SqliteLockingMode::Normal)
+            .pragma("mmap_size", "0")
             .busy_timeout(BUSY_TIMEOUT)
-            .synchronous(SqliteSynchronous::Normal)
+            .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true);
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
@@ -171,7 +228,26 @@ impl Store {
                 path: path.to_path_buf(),
                 source,
             })?;
-        Store::migrate(pool).await
+        let mut store = Store::migrate(pool).await?;
+        if new {
+            let now = time_to_db(&Utc::now());
+            sqlx::query("INSERT OR IGNORE INTO store_meta (key, value) VALUES ('created_at', ?)")
+                .bind(&now)
+                .execute(&store.pool)
+                .await
+                .map_err(query_err("recording when the store was created"))?;
+        }
+        let created: Option<String> =
+            sqlx::query_scalar("SELECT value FROM store_meta WHERE key = 'created_at'")
+                .fetch_optional(&store.pool)
+                .await
+                .map_err(query_err("reading when the store was created"))?;
+        store.created_at = match created {
+            Some(text) => Some(time_from_db("store_meta.created_at", &text)?),
+            None => None,
+        };
+        store.opened_new = new;
+        Ok(store)
     }
 
     /// A private in-memory store, for tests.
@@ -202,7 +278,11 @@ impl Store {
             .run(&pool)
             .await
             .map_err(StoreError::Migrate)?;
-        Ok(Store { pool })
+        Ok(Store {
+            pool,
+            created_at: None,
+            opened_new: false,
+        })
     }
 
     /// A write transaction that takes the write lock up front.
@@ -215,6 +295,52 @@ impl Store {
             .await
             .map_err(|source| StoreError::Query { what, source })
     }
+}
+
+/// A store that is absent or an empty file (what SQLite would silently start afresh).
+fn is_missing(path: &Path) -> bool {
+    match std::fs::metadata(path) {
+        Ok(m) => m.len() == 0,
+        Err(_) => true,
+    }
+}
+
+/// Creates (or empties) the store file with mode `0600`, and its folder with `0700` when
+/// it does not exist.
+fn create_private(path: &Path) -> Result<(), StoreError> {
+    let err = |source| StoreError::Create {
+        path: path.to_path_buf(),
+        source,
+    };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        if !dir.exists() {
+            let mut b = std::fs::DirBuilder::new();
+            b.recursive(true);
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::DirBuilderExt as _;
+                b.mode(0o700);
+            }
+            b.create(dir).map_err(err)?;
+        }
+    }
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        o.mode(0o600);
+    }
+    let file = o.open(path).map_err(err)?;
+    // An existing empty file keeps its mode through open(): make it private too.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .map_err(err)?;
+    }
+    drop(file);
+    Ok(())
 }
 
 /// A time as the store writes it: fixed-width RFC 3339 in UTC.

@@ -399,6 +399,12 @@ impl Reconciler {
             "last_activation": last,
             "next_deadline": deadline,
             "open_findings": { "total": open.len(), "by_state_severity": summary },
+            // A store created at start-up after one was lost: every open finding was
+            // paged again (with its old dedup key). Operators see it here.
+            "store": {
+                "created_at": self.store.created_at(),
+                "created_by_this_process": self.store.opened_new(),
+            },
         });
         if let Some(e) = self.enforce_status.lock().ok().and_then(|e| e.clone()) {
             doc["enforce"] = e;

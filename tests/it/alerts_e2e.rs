@@ -849,3 +849,122 @@ async fn a_passing_alerts_test_puts_a_broken_sink_back_in_service_without_a_rest
     run.stop().await;
     sim.stop().await;
 }
+
+/// Everything the process writes through `tracing`, for grepping.
+#[derive(Clone, Default)]
+struct LogBuf(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogBuf {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogBuf {
+    type Writer = LogBuf;
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+/// The secret part of the echoing Slack sink's URL.
+const ECHOED: &str = "T0ECHO/B0ECHO/echo-me-secret-0123456789";
+
+/// A Slack-like receiver that refuses every message with 404 and echoes the request path
+/// (the secret) and control characters in its body, as some proxies do.
+async fn echoing_sink() -> String {
+    let app = axum::Router::new().fallback(|req: axum::extract::Request| async move {
+        let body = format!(
+            "no_service\r\n\x1b[31mPOST {} not found\x07{}",
+            req.uri().path(),
+            " padding".repeat(200)
+        );
+        (axum::http::StatusCode::NOT_FOUND, body)
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    url
+}
+
+// One thread, so the subscriber set for this test sees every task the daemon spawns.
+#[tokio::test(flavor = "current_thread")]
+async fn a_sink_echoing_its_secret_leaks_it_nowhere() {
+    let logs = LogBuf::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(logs.clone())
+        .with_ansi(false)
+        .with_max_level(tracing::Level::DEBUG)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let sim = sim::start(SEED, "127.0.0.1:0").await.unwrap();
+    let echo = echoing_sink().await;
+    let dir = tempfile::tempdir().unwrap();
+    let text = config_text(&sim, dir.path(), "").replace(
+        &format!("{}/slack/hooks/T0001/B0002/XXXXsecretXXXX", sim.url()),
+        &format!("{echo}/services/{ECHOED}"),
+    );
+    assert!(text.contains(ECHOED));
+    let run = Running::start(&text).await;
+    run.full_pass().await;
+    grant_owner(&sim, "paula.rossi@acme.test").await;
+    run.full_pass().await;
+    let start = Instant::now();
+    while run.d.store.sinks_broken().await.unwrap().is_empty() {
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "the echoing sink never marked broken"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    run.drained_except("team", Duration::from_secs(15)).await;
+
+    // The other sinks were told (sink_failing), with the excerpt, not the secret.
+    let s = sinks(&sim).await;
+    let events = pd_events(&s);
+    assert!(events.iter().any(|e| e.2 == "sink_failing"), "{events:?}");
+    let received = s.to_string();
+    assert!(received.contains("no_service"), "{received}");
+    let broken = run.d.store.sinks_broken().await.unwrap();
+    let reason = format!("{broken:?}");
+    assert!(reason.contains("***"), "the echo is masked: {reason}");
+    assert!(
+        !reason.contains('\u{1b}') && !reason.contains('\u{7}'),
+        "{reason}"
+    );
+    assert!(reason.len() < 600, "an excerpt, not the body: {reason}");
+    let status = run.d.server.status_doc().to_string();
+    let metrics = run.metrics();
+    run.stop().await;
+    sim.stop().await;
+
+    let mut store_bytes = Vec::new();
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        store_bytes.extend(std::fs::read(entry.unwrap().path()).unwrap());
+    }
+    let log = String::from_utf8_lossy(&logs.0.lock().unwrap()).to_string();
+    assert!(log.contains("team"), "the log captured the daemon: {log}");
+    for (what, text) in [
+        ("/status", status.as_str()),
+        ("/metrics", metrics.as_str()),
+        ("the alerts other sinks received", received.as_str()),
+        ("the log", log.as_str()),
+        ("the store", &String::from_utf8_lossy(&store_bytes)),
+    ] {
+        assert!(
+            !text.contains(ECHOED),
+            "{what} holds the Slack URL's secret"
+        );
+        assert!(
+            !text.contains("echo-me-secret"),
+            "{what} holds part of the secret"
+        );
+    }
+}

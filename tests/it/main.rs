@@ -12,6 +12,8 @@ mod e2e;
 mod empty_group;
 mod enforce;
 mod governance;
+mod hostile;
+mod mutation;
 mod okta;
 mod segment;
 mod server;

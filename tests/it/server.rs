@@ -379,3 +379,160 @@ async fn okta_hook_is_off_without_a_secret() {
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     assert_eq!(activated(&st.activator).await, None);
 }
+
+fn graph_state(client_state: &str) -> Arc<ServerState> {
+    let mut s = Arc::try_unwrap(state(false, false))
+        .ok()
+        .expect("fresh state");
+    s.graph_hook = Some(scimwatch::server::GraphHook {
+        client_state: Secret::new(client_state),
+        lifecycle: None,
+    });
+    Arc::new(s)
+}
+
+#[tokio::test]
+async fn graph_hook_refuses_any_delivery_without_an_item_carrying_the_client_state() {
+    const STATE: &str = "graph-client-state-do-not-print";
+    let st = graph_state(STATE);
+    let base = serve(hooks_router(st.clone())).await;
+    let post = |body: String| {
+        let url = format!("{base}/hooks/graph");
+        async move {
+            reqwest::Client::new()
+                .post(url)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .expect("request")
+                .status()
+        }
+    };
+    for refused in [
+        json!({"value": []}).to_string(),
+        json!({}).to_string(),
+        json!({"value": [{"subscriptionId": "s", "changeType": "updated"}]}).to_string(),
+        json!({"value": [{"clientState": "wrong-state-0123456789"}]}).to_string(),
+        json!({"value": [{"clientState": 7}]}).to_string(),
+        json!({"value": "nope"}).to_string(),
+        "not json".to_string(),
+        String::new(),
+    ] {
+        assert_eq!(post(refused.clone()).await, 401, "{refused}");
+    }
+    assert!(
+        activated(&st.activator).await.is_none(),
+        "a refusal wakes nothing"
+    );
+    // One right item among wrong ones: accepted, and it wakes the reconciler.
+    let ok = json!({"value": [{"clientState": "wrong"}, {"clientState": STATE, "subscriptionId": "s", "extra": {"a": 1}}]});
+    assert_eq!(post(ok.to_string()).await, 202);
+    assert_eq!(
+        activated(&st.activator).await,
+        Some(vec![Reason::GraphHook])
+    );
+    // The validation handshake needs no clientState.
+    let r = reqwest::Client::new()
+        .post(format!("{base}/hooks/graph?validationToken=abc%20def"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap(), "abc def");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_answers_while_idle_connections_flood_the_hooks_listener() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    use tokio_util::sync::CancellationToken;
+    let st = state(true, false);
+    st.ready.write().unwrap().last_full_success = Some(Utc::now());
+    let cancel = CancellationToken::new();
+    let main = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let main_url = format!("http://{}", main.local_addr().unwrap());
+    let hooks = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hooks_addr = hooks.local_addr().unwrap();
+    let limits = scimwatch::server::Limits {
+        max_connections: 20,
+        read_timeout: Duration::from_secs(1),
+    };
+    tokio::spawn(scimwatch::server::serve(
+        main,
+        router(st.clone(), false),
+        scimwatch::server::Limits::default(),
+        cancel.clone(),
+    ));
+    tokio::spawn(scimwatch::server::serve(
+        hooks,
+        hooks_router(st.clone()),
+        limits,
+        cancel.clone(),
+    ));
+
+    // 200 connections that start a request and then say nothing more.
+    let t0 = std::time::Instant::now();
+    let mut idle = Vec::new();
+    for _ in 0..200 {
+        let mut c = tokio::net::TcpStream::connect(hooks_addr).await.unwrap();
+        c.write_all(b"POST /hooks/okta HTTP/1.1\r\nHost: x\r\n")
+            .await
+            .unwrap();
+        idle.push(tokio::spawn(async move {
+            let mut buf = [0u8; 64];
+            // Until the server closes it (EOF or reset).
+            loop {
+                match c.read(&mut buf).await {
+                    Ok(0) | Err(_) => return t0.elapsed(),
+                    Ok(_) => {}
+                }
+            }
+        }));
+    }
+    // Health, readiness and metrics keep answering promptly meanwhile.
+    for path in ["/livez", "/readyz", "/metrics", "/livez"] {
+        let asked = std::time::Instant::now();
+        let r = reqwest::Client::new()
+            .get(format!("{main_url}{path}"))
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{path} did not answer during the flood: {e}"));
+        assert_eq!(r.status(), 200, "{path}");
+        assert!(
+            asked.elapsed() < Duration::from_secs(2),
+            "{path} took {:?}",
+            asked.elapsed()
+        );
+    }
+    // Every idle connection is closed by the read timeout, at most 20 at a time: the
+    // k-th wave of 20 is only accepted once the one before it timed out.
+    let mut closed = Vec::new();
+    for h in idle {
+        closed.push(
+            tokio::time::timeout(Duration::from_secs(60), h)
+                .await
+                .expect("an idle connection was never closed")
+                .unwrap(),
+        );
+    }
+    closed.sort();
+    assert!(closed[0] >= Duration::from_millis(900), "{:?}", closed[0]);
+    for wave in 1..10 {
+        let first_of_wave = closed[wave * 20];
+        assert!(
+            first_of_wave >= Duration::from_millis(900 * wave as u64 + 900),
+            "connection {} closed at {first_of_wave:?}: more than 20 were held at once",
+            wave * 20
+        );
+    }
+    // And the hooks listener serves again once the flood is gone.
+    let r = post_hook(
+        &format!("http://{hooks_addr}"),
+        Some(HOOK_SECRET),
+        delivery(&["after-the-flood"]).to_string(),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    cancel.cancel();
+}

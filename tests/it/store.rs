@@ -73,19 +73,111 @@ fn ws(names: &[&str]) -> Vec<String> {
 }
 
 #[tokio::test]
-async fn open_creates_the_file_in_wal_mode() {
+async fn open_creates_a_private_file_without_memory_mapped_io_and_records_when() {
+    use std::os::unix::fs::PermissionsExt as _;
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("state.db");
+    // A folder scimwatch creates is 0700; the file 0600.
+    let path = dir.path().join("state").join("state.db");
+    let before = Utc::now();
     let store = Store::open(&path).await.unwrap();
     assert!(path.exists());
+    assert!(store.opened_new());
+    let created = store
+        .created_at()
+        .expect("a new store records when it was created");
+    assert!(created >= before && created <= Utc::now(), "{created}");
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&path), 0o600);
+    assert_eq!(mode(path.parent().unwrap()), 0o700);
+    store.checkpoint_set("k", "v").await.unwrap();
     drop(store);
     let url = format!("sqlite://{}", path.display());
     let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
-    let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+    // The rollback journal: no wal-index (-shm) for SQLite to map into memory.
+    let mode_now: String = sqlx::query_scalar("PRAGMA journal_mode")
         .fetch_one(&mut conn)
         .await
         .unwrap();
-    assert_eq!(mode, "wal");
+    assert_eq!(mode_now, "delete");
+    conn.close().await.unwrap();
+    let shm = path.with_file_name("state.db-shm");
+    assert!(!shm.exists());
+    // Reopened: not new, same creation time.
+    let again = Store::open(&path).await.unwrap();
+    assert!(!again.opened_new());
+    assert_eq!(again.created_at(), Some(created));
+}
+
+#[tokio::test]
+async fn an_empty_store_file_is_created_afresh_and_must_exist_refuses_both() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    let text = format!(
+        "[idp]\nkind = \"okta\"\nurl = \"https://acme.okta.com\"\ntoken = \"00okta-secret-value-AAAA\"\n[[workspace]]\nname = \"p\"\ntoken = \"sgp_production-secret-BBBB\"\n[store]\npath = {:?}\nmust_exist = true\n",
+        path.display().to_string()
+    );
+    let cfg = scimwatch::config::load_str(
+        &text,
+        &dir.path().join("scimwatch.toml"),
+        &Default::default(),
+    )
+    .unwrap();
+    assert!(cfg.store.must_exist);
+    let err = Store::open_configured(&cfg.store)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("state.db") && err.contains("must_exist"),
+        "{err}"
+    );
+    assert!(!path.exists(), "refusing must not create it");
+    std::fs::write(&path, b"").unwrap();
+    let err = Store::open_configured(&cfg.store)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("does not exist (or is empty)"), "{err}");
+    // Without must_exist, an emptied file is a new store (and says so).
+    let store = Store::open(&path).await.unwrap();
+    assert!(store.opened_new());
+    assert!(store.created_at().is_some());
+    drop(store);
+    // Now it exists and is not empty: must_exist lets it open, and it is not new.
+    let store = Store::open_configured(&cfg.store).await.unwrap();
+    assert!(!store.opened_new());
+}
+
+#[tokio::test]
+async fn a_store_file_cut_short_under_an_open_store_is_an_error_not_a_sigbus() {
+    // With WAL, SQLite maps the -shm wal-index into memory: truncating it under an open
+    // connection made the next write fault with SIGBUS and killed this whole process.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    let store = Store::open(&path).await.unwrap();
+    for i in 0..50 {
+        store
+            .changes_append(&[change(t(i), "a@x.test", "x")], None)
+            .await
+            .unwrap();
+    }
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        let p = entry.unwrap().path();
+        let f = std::fs::OpenOptions::new().write(true).open(&p).unwrap();
+        f.set_len(0).unwrap();
+    }
+    // Whatever SQLite makes of it, the process lives to report it.
+    let mut outcomes = Vec::new();
+    for i in 0..20 {
+        outcomes.push(
+            store
+                .changes_append(&[change(t(100 + i), "b@x.test", "y")], None)
+                .await
+                .is_ok(),
+        );
+        outcomes.push(store.changes_since(t(0)).await.is_ok());
+    }
+    assert_eq!(outcomes.len(), 40);
 }
 
 #[tokio::test]

@@ -208,7 +208,12 @@ fn explained(
     severity: Severity,
     ev: &IdpEvent,
 ) -> Finding {
-    let deadline = ev.published + cx.window;
+    // Checked: a window too large for the calendar saturates at the end of time
+    // (always pending) instead of overflowing.
+    let deadline = ev
+        .published
+        .checked_add_signed(cx.window)
+        .unwrap_or(DateTime::<Utc>::MAX_UTC);
     let mut f = base(
         cx,
         kind,
@@ -307,7 +312,11 @@ fn did(ev: &IdpEvent) -> &'static str {
 }
 
 fn in_lookback(cx: &Context<'_>, e: &IdpEvent) -> bool {
-    e.published >= cx.now - cx.lookback && e.published <= cx.now
+    let since = cx
+        .now
+        .checked_sub_signed(cx.lookback)
+        .unwrap_or(DateTime::<Utc>::MIN_UTC);
+    e.published >= since && e.published <= cx.now
 }
 
 /// The latest IdP change in the look-back matching `pred`.
@@ -543,5 +552,54 @@ fn join_names<S: AsRef<str>>(items: impl IntoIterator<Item = S>) -> String {
         0 => String::new(),
         1 => items[0].clone(),
         n => format!("{} and {}", items[..n - 1].join(", "), items[n - 1]),
+    }
+}
+
+#[cfg(test)]
+mod overflow_tests {
+    use super::*;
+
+    /// Issue 14: a window or lookback too large for the calendar used to panic on the
+    /// date arithmetic; it now saturates (always pending, everything in the lookback).
+    #[test]
+    fn huge_window_and_lookback_saturate_instead_of_panicking() {
+        let now = DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
+            .map(|t| t.with_timezone(&Utc))
+            .unwrap();
+        let catalog = crate::model::Catalog::default();
+        let ev = IdpEvent {
+            uuid: "u".into(),
+            published: now - Duration::minutes(5),
+            kind: IdpEventKind::MembershipAdd,
+            user_id: None,
+            user_login: Some(Email::new("dan@acme.test")),
+            group_id: None,
+            group_name: Some("Owners".into()),
+            actor: None,
+        };
+        let cx = Context {
+            workspace: "production",
+            idp: IdpKind::Okta,
+            window: Duration::MAX,
+            lookback: Duration::MAX,
+            now,
+            events: std::slice::from_ref(&ev),
+            audit: &[],
+            catalog: &catalog,
+            self_actor: None,
+            automation_actors: &[],
+            scim_actors: &[],
+            first_seen: None,
+        };
+        assert!(in_lookback(&cx, &ev));
+        let f = explained(
+            &cx,
+            Kind::UserNotProvisioned,
+            &Subject::User(Email::new("dan@acme.test")),
+            Severity::Warning,
+            &ev,
+        );
+        assert_eq!(f.state, State::Pending);
+        assert_eq!(f.deadline, Some(DateTime::<Utc>::MAX_UTC));
     }
 }
