@@ -19,10 +19,14 @@
 //! error.rs           the ground floor: `chain` (an error and its causes on one line) and
 //!                    `ErrorClass` with the one status → class function every client uses
 //! secret.rs          `Secret`: Debug/Display `***`, `expose()` only where it goes on the wire
+//! redact.rs          remote text is an excerpt (short, no control characters) and every
+//!                    configured secret value is masked wherever text leaves the process
 //! telemetry.rs       tracing setup (logs on stderr; stdout is for results)
 //! daemon/            `run`, wiring only: build the components and the task, serve HTTP,
 //!                    start the triggers and alert workers, the activator loop (one
-//!                    activation at a time, deadlines, the retry floor), signals, shutdown
+//!                    activation at a time, deadlines, the retry floor), signals, shutdown;
+//!                    supervise.rs (a task that panics or ends early, or a store that
+//!                    cannot record findings, stops the daemon non-zero: no zombie)
 //! task/              the reconcile task: `Reconciler::activate(reasons) -> ActivationStatus`
 //!                    (read → evaluate → record → plan alerts → upkeep). mod.rs (the
 //!                    activation, alert planning, publishing /findings and /status),
