@@ -11,7 +11,7 @@ use scimwatch::idp::okta::Okta;
 use scimwatch::output;
 use scimwatch::reconcile::pass;
 use scimwatch::segment::SegmentClient;
-use scimwatch::sim::{self, SimHandle};
+use scimwatch_sim::{self as sim, SimHandle};
 use serde_json::{json, Value};
 
 const SEED: &str = include_str!("../../deploy/demo-seed.toml");

@@ -14,7 +14,4 @@ mod governance;
 mod okta;
 mod segment;
 mod server;
-mod sim;
-mod sim_hooks;
-mod sim_sinks;
 mod store;
