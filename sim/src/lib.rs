@@ -42,6 +42,7 @@ mod okta;
 mod push;
 mod ratelimit;
 mod scim;
+mod scim_schema;
 mod seed;
 mod segment;
 mod segment_iam;

@@ -4,8 +4,11 @@
 //! Contract: creating a user adds it to the workspace with Minimal Workspace Access
 //! (`User Added via SSO`); `active:false` or DELETE removes it from the workspace and all
 //! groups (`User Removed`); SCIM-created groups start with Minimal Workspace Access; PATCH
-//! adds or removes members and answers 204. Same store and audit as the Public API, actor
-//! `scim/sso-sync`. Request bodies are read with the `scim_v2` crate's types.
+//! adds, replaces or removes members (RFC 7644 §3.5.2, all operations or none) and answers
+//! 200 with the group. Same store and audit as the Public API, actor `scim/sso-sync`.
+//! Request bodies are read with the `scim_v2` crate's types. Lists filter, then page by
+//! `startIndex` and `count` (RFC 7644 §3.4.2.4); `/ServiceProviderConfig`,
+//! `/ResourceTypes` and `/Schemas` describe all of it (`scim_schema.rs`).
 
 use axum::http::{Method, StatusCode};
 use axum::response::Response;
@@ -13,6 +16,7 @@ use serde_json::{json, Value};
 
 use super::filter;
 use super::http::{empty, json as json_resp};
+use super::scim_schema::{self, GROUP_URN, MAX_RESULTS, USER_URN};
 use super::segment::name_from_okta;
 use super::state::{Actor, SegGroup, SegUser, Workspace};
 use super::{App, Req};
@@ -29,10 +33,17 @@ fn scim_err(status: u16, detail: &str, scim_type: Option<&str>) -> Response {
     json_resp(super::http::status(status), &body, SCIM)
 }
 
-fn user_json(origin: &str, ws: &str, u: &SegUser, active: bool) -> Value {
-    json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "id": u.id, "userName": u.email,
+fn user_json(origin: &str, ws_name: &str, ws: &Workspace, u: &SegUser, active: bool) -> Value {
+    let base = format!("{origin}/segment/{ws_name}/scim/v2");
+    let groups: Vec<Value> = ws
+        .groups
+        .values()
+        .filter(|g| g.members.contains(&u.id))
+        .map(|g| json!({"value": g.id, "$ref": format!("{base}/Groups/{}", g.id), "display": g.name, "type": "direct"}))
+        .collect();
+    json!({"schemas": [USER_URN], "id": u.id, "userName": u.email,
         "displayName": u.name, "active": active, "emails": [{"value": u.email, "primary": true, "type": "work"}],
-        "groups": [], "meta": {"resourceType": "User", "location": format!("{origin}/segment/{ws}/scim/v2/Users/{}", u.id)}})
+        "groups": groups, "meta": {"resourceType": "User", "location": format!("{base}/Users/{}", u.id)}})
 }
 
 fn group_json(origin: &str, ws_name: &str, ws: &Workspace, g: &SegGroup) -> Value {
@@ -40,18 +51,169 @@ fn group_json(origin: &str, ws_name: &str, ws: &Workspace, g: &SegGroup) -> Valu
         .members
         .iter()
         .filter_map(|id| ws.users.get(id))
-        .map(|u| json!({"value": u.id, "display": u.email}))
+        .map(|u| json!({"value": u.id, "$ref": format!("{origin}/segment/{ws_name}/scim/v2/Users/{}", u.id), "display": u.email}))
         .collect();
-    json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "id": g.id, "displayName": g.name,
+    json!({"schemas": [GROUP_URN], "id": g.id, "displayName": g.name,
         "members": members, "meta": {"resourceType": "Group", "location": format!("{origin}/segment/{ws_name}/scim/v2/Groups/{}", g.id)}})
 }
 
-fn list(resources: Vec<Value>) -> Response {
+/// A list answer (RFC 7644 §3.4.2): `resources` are every match of the filter, in a
+/// stable order; `startIndex` (1-based, below 1 means 1) and `count` (negative means 0,
+/// absent or above [`MAX_RESULTS`] means `MAX_RESULTS`) pick the page (§3.4.2.4).
+/// `totalResults` counts every match, `itemsPerPage` what this page carries.
+fn list(req: &Req, resources: Vec<Value>) -> Response {
+    let number = |key: &str| -> Result<Option<i64>, Response> {
+        match req.q(key) {
+            None => Ok(None),
+            Some(v) => v.trim().parse::<i64>().map(Some).map_err(|_| {
+                scim_err(
+                    400,
+                    &format!("{key} must be an integer, got {v:?}"),
+                    Some("invalidValue"),
+                )
+            }),
+        }
+    };
+    let (start, count) = match (number("startIndex"), number("count")) {
+        (Ok(s), Ok(c)) => (s, c),
+        (Err(resp), _) | (_, Err(resp)) => return resp,
+    };
+    let start = start.unwrap_or(1).max(1);
+    let count = count.map_or(MAX_RESULTS, |c| {
+        usize::try_from(c.max(0)).map_or(MAX_RESULTS, |c| c.min(MAX_RESULTS))
+    });
+    let total = resources.len();
+    let skip = usize::try_from(start - 1).unwrap_or(usize::MAX);
+    let page: Vec<Value> = resources.into_iter().skip(skip).take(count).collect();
+    json_resp(
+        StatusCode::OK,
+        &json!({"schemas": [LIST_URN], "totalResults": total, "startIndex": start, "itemsPerPage": page.len(), "Resources": page}),
+        SCIM,
+    )
+}
+
+/// A list of fixed resources (`/Schemas`, `/ResourceTypes`): RFC 7644 §4 allows these
+/// to ignore filtering and paging, so the page is everything.
+fn list_all(resources: Vec<Value>) -> Response {
     json_resp(
         StatusCode::OK,
         &json!({"schemas": [LIST_URN], "totalResults": resources.len(), "startIndex": 1, "itemsPerPage": resources.len(), "Resources": resources}),
         SCIM,
     )
+}
+
+/// One member-related change of a group PATCH, checked before anything is applied.
+enum GroupOp {
+    Add(Vec<String>),
+    Replace(Vec<String>),
+    Remove(Vec<String>),
+    RemoveWhere(filter::Expr),
+    RemoveAll,
+    Rename(String),
+}
+
+/// The `value` of each entry of a `members` array.
+fn member_ids(v: Option<&Value>) -> Result<Vec<String>, String> {
+    let Some(v) = v else {
+        return Ok(Vec::new());
+    };
+    let items: Vec<&Value> = match v {
+        Value::Array(a) => a.iter().collect(),
+        Value::Object(_) => vec![v],
+        _ => return Err("members must be an array of {\"value\": id}".to_string()),
+    };
+    items
+        .into_iter()
+        .map(|m| {
+            m.get("value")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+                .ok_or_else(|| "each member needs a \"value\" (the user id)".to_string())
+        })
+        .collect()
+}
+
+/// RFC 7644 §3.5.2: one `Operations` entry of a group PATCH → the changes it asks for.
+/// Attribute names are case-insensitive; `op` too (Entra sends `Add`, `Remove`).
+fn group_ops(op: &Value) -> Result<Vec<GroupOp>, (String, &'static str)> {
+    let kind = op
+        .get("op")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_lowercase();
+    let path = op.get("path").and_then(Value::as_str).unwrap_or("").trim();
+    let value = op.get("value");
+    let lower = path.to_lowercase();
+    let invalid_value = |m: String| (m, "invalidValue");
+    let name_of = |v: Option<&Value>| -> Result<String, (String, &'static str)> {
+        v.and_then(Value::as_str)
+            .filter(|n| !n.trim().is_empty())
+            .map(str::to_string)
+            .ok_or_else(|| {
+                (
+                    "displayName must be a non-empty string".to_string(),
+                    "invalidValue",
+                )
+            })
+    };
+    match (kind.as_str(), lower.as_str()) {
+        ("add" | "replace", "") => {
+            let Some(obj) = value.and_then(Value::as_object) else {
+                return Err((
+                    "without a path, value must be an object of attributes".to_string(),
+                    "invalidValue",
+                ));
+            };
+            let mut out = Vec::new();
+            for (k, v) in obj {
+                match k.to_lowercase().as_str() {
+                    "members" => {
+                        let ids = member_ids(Some(v)).map_err(invalid_value)?;
+                        out.push(if kind == "add" {
+                            GroupOp::Add(ids)
+                        } else {
+                            GroupOp::Replace(ids)
+                        });
+                    }
+                    "displayname" => out.push(GroupOp::Rename(name_of(Some(v))?)),
+                    // Read-only or unknown attributes: ignored, as RFC 7644 §3.5.2 lets a
+                    // server ignore read-only ones.
+                    _ => {}
+                }
+            }
+            Ok(out)
+        }
+        ("add", "members") => Ok(vec![GroupOp::Add(
+            member_ids(value).map_err(invalid_value)?,
+        )]),
+        ("replace", "members") => Ok(vec![GroupOp::Replace(
+            member_ids(value).map_err(invalid_value)?,
+        )]),
+        ("add" | "replace", "displayname") => Ok(vec![GroupOp::Rename(name_of(value)?)]),
+        // Entra names the members to remove in `value` with path `members`; with no value,
+        // RFC 7644 §3.5.2.2 removes every member.
+        ("remove", "members") => match value {
+            None | Some(Value::Null) => Ok(vec![GroupOp::RemoveAll]),
+            v => Ok(vec![GroupOp::Remove(member_ids(v).map_err(invalid_value)?)]),
+        },
+        ("remove", _) if lower.starts_with("members[") && path.ends_with(']') => {
+            let Some(inner) = path.get("members[".len()..path.len() - 1) else {
+                return Err((format!("unsupported path {path:?}"), "invalidPath"));
+            };
+            let f = filter::parse(inner)
+                .map_err(|m| (format!("path filter {inner:?}: {m}"), "invalidFilter"))?;
+            Ok(vec![GroupOp::RemoveWhere(f)])
+        }
+        ("remove", "") => Err(("remove needs a path".to_string(), "noTarget")),
+        ("add" | "remove" | "replace", _) => Err((
+            format!("unsupported path {path:?} (members, members[filter], displayName)"),
+            "invalidPath",
+        )),
+        _ => Err((
+            format!("op must be add, remove or replace, got {kind:?}"),
+            "invalidSyntax",
+        )),
+    }
 }
 
 pub async fn handle(app: &App, ws_name: &str, req: Req) -> Response {
@@ -91,7 +253,33 @@ pub async fn handle(app: &App, ws_name: &str, req: Req) -> Response {
         .filter(|s| !s.is_empty())
         .collect();
     let body = req.json_body();
+    let base = format!("{origin}/segment/{ws_name}/scim/v2");
     match (req.method.clone(), parts.as_slice()) {
+        (Method::GET, ["ServiceProviderConfig"]) => json_resp(
+            StatusCode::OK,
+            &scim_schema::service_provider_config(&base),
+            SCIM,
+        ),
+        (Method::GET, ["Schemas"]) => list_all(scim_schema::schemas(&base)),
+        (Method::GET, ["Schemas", id]) => {
+            match scim_schema::schemas(&base)
+                .into_iter()
+                .find(|s| s["id"] == *id)
+            {
+                Some(s) => json_resp(StatusCode::OK, &s, SCIM),
+                None => scim_err(404, "Schema not found", None),
+            }
+        }
+        (Method::GET, ["ResourceTypes"]) => list_all(scim_schema::resource_types(&base)),
+        (Method::GET, ["ResourceTypes", id]) => {
+            match scim_schema::resource_types(&base)
+                .into_iter()
+                .find(|r| r["id"] == *id)
+            {
+                Some(r) => json_resp(StatusCode::OK, &r, SCIM),
+                None => scim_err(404, "Resource type not found", None),
+            }
+        }
         (Method::GET, ["Users"]) => {
             let f = match req.q("filter").map(filter::parse).transpose() {
                 Ok(f) => f,
@@ -110,9 +298,9 @@ pub async fn handle(app: &App, ws_name: &str, req: Req) -> Response {
                         })
                     })
                 })
-                .map(|u| user_json(&origin, ws_name, u, true))
+                .map(|u| user_json(&origin, ws_name, ws, u, true))
                 .collect();
-            list(users)
+            list(&req, users)
         }
         (Method::POST, ["Users"]) => {
             let parsed: Result<scim_v2::models::user::User, _> = serde_json::from_slice(&req.body);
@@ -140,7 +328,7 @@ pub async fn handle(app: &App, ws_name: &str, req: Req) -> Response {
                 Some(u) => {
                     let mut resp = json_resp(
                         StatusCode::CREATED,
-                        &user_json(&origin, ws_name, u, true),
+                        &user_json(&origin, ws_name, ws, u, true),
                         SCIM,
                     );
                     *resp.status_mut() = StatusCode::CREATED;
@@ -150,7 +338,11 @@ pub async fn handle(app: &App, ws_name: &str, req: Req) -> Response {
             }
         }
         (Method::GET, ["Users", id]) => match ws.users.get(*id) {
-            Some(u) => json_resp(StatusCode::OK, &user_json(&origin, ws_name, u, true), SCIM),
+            Some(u) => json_resp(
+                StatusCode::OK,
+                &user_json(&origin, ws_name, ws, u, true),
+                SCIM,
+            ),
             None => scim_err(404, "User not found", None),
         },
         (Method::PUT | Method::PATCH, ["Users", id]) => {
@@ -161,11 +353,15 @@ pub async fn handle(app: &App, ws_name: &str, req: Req) -> Response {
                 ws.remove_user(counter, id, &actor);
                 return json_resp(
                     StatusCode::OK,
-                    &user_json(&origin, ws_name, &u, false),
+                    &user_json(&origin, ws_name, ws, &u, false),
                     SCIM,
                 );
             }
-            json_resp(StatusCode::OK, &user_json(&origin, ws_name, &u, true), SCIM)
+            json_resp(
+                StatusCode::OK,
+                &user_json(&origin, ws_name, ws, &u, true),
+                SCIM,
+            )
         }
         (Method::DELETE, ["Users", id]) => {
             if ws.remove_user(counter, id, &actor) {
@@ -193,7 +389,7 @@ pub async fn handle(app: &App, ws_name: &str, req: Req) -> Response {
                 })
                 .map(|g| group_json(&origin, ws_name, ws, g))
                 .collect();
-            list(groups)
+            list(&req, groups)
         }
         (Method::POST, ["Groups"]) => {
             let parsed: Result<scim_v2::models::group::Group, _> =
@@ -236,78 +432,86 @@ pub async fn handle(app: &App, ws_name: &str, req: Req) -> Response {
             if !ws.groups.contains_key(*id) {
                 return scim_err(404, "Group not found", None);
             }
-            let ops = body
+            let Some(ops) = body
                 .as_ref()
                 .and_then(|b| b.get("Operations"))
                 .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default();
+            else {
+                return scim_err(
+                    400,
+                    "A PATCH body needs an \"Operations\" array (RFC 7644 §3.5.2).",
+                    Some("invalidSyntax"),
+                );
+            };
+            // Every operation is checked before any is applied: all or nothing.
+            let mut plan = Vec::new();
             for op in ops {
-                let kind = op
-                    .get("op")
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .to_lowercase();
-                let path = op.get("path").and_then(Value::as_str).unwrap_or("");
-                let value = op.get("value");
-                let ids_in = |v: Option<&Value>| -> Vec<String> {
-                    v.and_then(Value::as_array)
-                        .into_iter()
-                        .flatten()
-                        .filter_map(|m| m.get("value").and_then(Value::as_str).map(str::to_string))
-                        .collect()
-                };
-                let mut ids = ids_in(value);
-                if let Some(inner) = path
-                    .strip_prefix("members[")
-                    .and_then(|p| p.strip_suffix(']'))
-                {
-                    if let Ok(f) = filter::parse(inner) {
-                        if let Some(v) = f.eq_values("value") {
-                            ids.extend(v);
-                        }
+                match group_ops(op) {
+                    Ok(changes) => plan.extend(changes),
+                    Err((detail, scim_type)) => return scim_err(400, &detail, Some(scim_type)),
+                }
+            }
+            // A new name must not be another group's (displayName is unique, 409 as on POST).
+            for change in &plan {
+                if let GroupOp::Rename(name) = change {
+                    if ws.group_id_by_name(name).is_some_and(|other| other != *id) {
+                        return scim_err(409, "Group already exists", Some("uniqueness"));
                     }
                 }
-                let emails: Vec<String> = ids
-                    .iter()
-                    .filter_map(|i| ws.users.get(i).map(|u| u.email.clone()))
-                    .collect();
-                match (kind.as_str(), path) {
-                    ("add", "members") => {
+            }
+            for change in plan {
+                match change {
+                    GroupOp::Add(ids) => {
+                        let emails = emails_of(ws, &ids);
                         ws.add_members(counter, id, &emails, &actor, &|e| name_from_okta(okta, e));
                     }
-                    ("remove", p) if p.starts_with("members") => {
+                    GroupOp::Remove(ids) => {
+                        let emails = emails_of(ws, &ids);
                         ws.remove_members(counter, id, &emails, &actor);
                     }
-                    ("replace", "displayName") | ("replace", "") => {
-                        let name = value.and_then(|v| {
-                            v.as_str().map(str::to_string).or_else(|| {
-                                v.get("displayName")
-                                    .and_then(Value::as_str)
-                                    .map(str::to_string)
+                    GroupOp::RemoveWhere(f) => {
+                        let matching: Vec<String> = ws.groups[*id]
+                            .members
+                            .iter()
+                            .filter_map(|m| ws.users.get(m))
+                            .filter(|u| {
+                                f.eval(&|a| match a.to_lowercase().as_str() {
+                                    "value" => Some(u.id.clone()),
+                                    "display" => Some(u.email.clone()),
+                                    _ => None,
+                                })
                             })
-                        });
-                        if let (Some(name), Some(g)) = (name, ws.groups.get_mut(*id)) {
+                            .map(|u| u.email.clone())
+                            .collect();
+                        ws.remove_members(counter, id, &matching, &actor);
+                    }
+                    GroupOp::RemoveAll => {
+                        let all = emails_of(ws, &ws.groups[*id].members);
+                        ws.remove_members(counter, id, &all, &actor);
+                    }
+                    GroupOp::Replace(ids) => {
+                        let keep: std::collections::HashSet<&String> = ids.iter().collect();
+                        let drop = emails_of(
+                            ws,
+                            ws.groups[*id].members.iter().filter(|m| !keep.contains(m)),
+                        );
+                        let emails = emails_of(ws, &ids);
+                        ws.remove_members(counter, id, &drop, &actor);
+                        ws.add_members(counter, id, &emails, &actor, &|e| name_from_okta(okta, e));
+                    }
+                    GroupOp::Rename(name) => {
+                        if let Some(g) = ws.groups.get_mut(*id) {
                             let old = std::mem::replace(&mut g.name, name.clone());
                             ws.group_by_name.remove(&old);
                             ws.group_by_name.insert(name, id.to_string());
                         }
                     }
-                    ("replace", "members") => {
-                        let keep: std::collections::HashSet<&String> = ids.iter().collect();
-                        let drop: Vec<String> = ws.groups[*id]
-                            .members
-                            .iter()
-                            .filter(|m| !keep.contains(m))
-                            .filter_map(|m| ws.users.get(m).map(|u| u.email.clone()))
-                            .collect();
-                        ws.remove_members(counter, id, &drop, &actor);
-                        ws.add_members(counter, id, &emails, &actor, &|e| name_from_okta(okta, e));
-                    }
-                    _ => return scim_err(400, "Unsupported PATCH operation", Some("invalidPath")),
                 }
             }
-            empty(StatusCode::NO_CONTENT)
+            match ws.groups.get(*id) {
+                Some(g) => json_resp(StatusCode::OK, &group_json(&origin, ws_name, ws, g), SCIM),
+                None => scim_err(404, "Group not found", None),
+            }
         }
         (Method::DELETE, ["Groups", id]) => {
             if ws.delete_group(counter, id, &actor) {
@@ -318,6 +522,13 @@ pub async fn handle(app: &App, ws_name: &str, req: Req) -> Response {
         }
         _ => scim_err(404, "Endpoint not found", None),
     }
+}
+
+/// The emails of these user ids (ids not in the workspace are left out).
+fn emails_of<'a>(ws: &Workspace, ids: impl IntoIterator<Item = &'a String>) -> Vec<String> {
+    ids.into_iter()
+        .filter_map(|i| ws.users.get(i).map(|u| u.email.clone()))
+        .collect()
 }
 
 /// Whether a SCIM PUT/PATCH body sets `active` to false.

@@ -2,5 +2,6 @@
 //! HTTP client and tiny receivers, with nothing of scimwatch.
 
 mod hooks;
+mod scim;
 mod sim;
 mod sinks;
