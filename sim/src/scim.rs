@@ -18,7 +18,7 @@ use super::filter;
 use super::http::{empty, json as json_resp};
 use super::scim_schema::{self, GROUP_URN, MAX_RESULTS, USER_URN};
 use super::segment::name_from_okta;
-use super::state::{Actor, SegGroup, SegUser, Workspace};
+use super::state::{Actor, Okta, SegGroup, SegUser, Workspace};
 use super::{App, Req};
 
 const SCIM: &str = "application/scim+json";
@@ -51,7 +51,7 @@ fn group_json(origin: &str, ws_name: &str, ws: &Workspace, g: &SegGroup) -> Valu
         .members
         .iter()
         .filter_map(|id| ws.users.get(id))
-        .map(|u| json!({"value": u.id, "$ref": format!("{origin}/segment/{ws_name}/scim/v2/Users/{}", u.id), "display": u.email}))
+        .map(|u| json!({"value": u.id, "$ref": format!("{origin}/segment/{ws_name}/scim/v2/Users/{}", u.id), "display": u.email, "type": "User"}))
         .collect();
     json!({"schemas": [GROUP_URN], "id": g.id, "displayName": g.name,
         "members": members, "meta": {"resourceType": "Group", "location": format!("{origin}/segment/{ws_name}/scim/v2/Groups/{}", g.id)}})
@@ -84,12 +84,126 @@ fn list(req: &Req, resources: Vec<Value>) -> Response {
     });
     let total = resources.len();
     let skip = usize::try_from(start - 1).unwrap_or(usize::MAX);
-    let page: Vec<Value> = resources.into_iter().skip(skip).take(count).collect();
+    let page: Vec<Value> = resources
+        .into_iter()
+        .skip(skip)
+        .take(count)
+        .map(|r| project(req, r))
+        .collect();
     json_resp(
         StatusCode::OK,
         &json!({"schemas": [LIST_URN], "totalResults": total, "startIndex": start, "itemsPerPage": page.len(), "Resources": page}),
         SCIM,
     )
+}
+
+/// RFC 7644 §3.4.2.5: `attributes` keeps only the named attributes (with `schemas` and
+/// `id`, which is returned always); `excludedAttributes` drops the named ones (never
+/// `id`). Names are case-insensitive, may carry their schema URN, and `a.b` names
+/// sub-attribute `b` of complex `a`.
+fn project(req: &Req, mut resource: Value) -> Value {
+    let names = |key: &str| -> Option<Vec<String>> {
+        req.q(key).map(|list| {
+            list.split(',')
+                .map(|n| {
+                    let n = n.trim();
+                    let n = if n.to_lowercase().starts_with("urn:") {
+                        n.rsplit(':').next().unwrap_or(n)
+                    } else {
+                        n
+                    };
+                    n.to_lowercase()
+                })
+                .filter(|n| !n.is_empty())
+                .collect()
+        })
+    };
+    let subs_of = |names: &[String], attr: &str| -> Vec<String> {
+        let prefix = format!("{attr}.");
+        names
+            .iter()
+            .filter_map(|n| n.strip_prefix(&prefix).map(str::to_string))
+            .collect()
+    };
+    let (keep, drop) = (names("attributes"), names("excludedAttributes"));
+    if let Some(obj) = resource.as_object_mut() {
+        obj.retain(|k, v| {
+            let k = k.to_lowercase();
+            if k == "schemas" || k == "id" {
+                return true;
+            }
+            if let Some(keep) = &keep {
+                if !keep.contains(&k) {
+                    let subs = subs_of(keep, &k);
+                    if subs.is_empty() {
+                        return false;
+                    }
+                    retain_subs(v, &|sub| subs.contains(&sub.to_lowercase()));
+                }
+            }
+            if let Some(drop) = &drop {
+                if drop.contains(&k) {
+                    return false;
+                }
+                let subs = subs_of(drop, &k);
+                retain_subs(v, &|sub| !subs.contains(&sub.to_lowercase()));
+            }
+            true
+        });
+    }
+    resource
+}
+
+/// Keeps the sub-attributes of a complex value (each element of a multi-valued one) that
+/// `keep` accepts.
+fn retain_subs(value: &mut Value, keep: &dyn Fn(&str) -> bool) {
+    let items: Vec<&mut Value> = match value {
+        Value::Array(items) => items.iter_mut().collect(),
+        v => vec![v],
+    };
+    for item in items {
+        if let Value::Object(o) = item {
+            o.retain(|k, _| keep(k));
+        }
+    }
+}
+
+/// RFC 7644 §3.4.3: `POST /Users/.search` (or `/Groups/.search`) is the list `GET` with its
+/// parameters in the body (`filter`, `startIndex`, `count`, and `attributes` /
+/// `excludedAttributes` as arrays). Any other request passes through unchanged.
+fn search_as_get(mut req: Req) -> Req {
+    if req.method != Method::POST {
+        return req;
+    }
+    let Some(list) = req.path.trim_end_matches('/').strip_suffix("/.search") else {
+        return req;
+    };
+    let list = list.to_string();
+    let body = req.json_body().unwrap_or(Value::Null);
+    let mut query = Vec::new();
+    for key in [
+        "filter",
+        "startIndex",
+        "count",
+        "attributes",
+        "excludedAttributes",
+    ] {
+        let value = match body.get(key) {
+            Some(Value::String(v)) => v.clone(),
+            Some(Value::Number(n)) => n.to_string(),
+            Some(Value::Array(items)) => items
+                .iter()
+                .filter_map(Value::as_str)
+                .collect::<Vec<_>>()
+                .join(","),
+            _ => continue,
+        };
+        query.push((key.to_string(), value));
+    }
+    req.method = Method::GET;
+    req.path = list;
+    req.query = query;
+    req
 }
 
 /// A list of fixed resources (`/Schemas`, `/ResourceTypes`): RFC 7644 §4 allows these
@@ -230,6 +344,7 @@ pub async fn handle(app: &App, ws_name: &str, req: Req) -> Response {
             return scim_err(status, "Injected fault", None);
         }
     }
+    let req = search_as_get(req);
     let mut guard = app.state();
     let st = &mut *guard;
     let okta = &st.okta;
@@ -279,6 +394,10 @@ pub async fn handle(app: &App, ws_name: &str, req: Req) -> Response {
                 Some(r) => json_resp(StatusCode::OK, &r, SCIM),
                 None => scim_err(404, "Resource type not found", None),
             }
+        }
+        // RFC 7644 §4: the discovery endpoints are read-only.
+        (_, ["ServiceProviderConfig" | "Schemas" | "ResourceTypes", ..]) => {
+            scim_err(405, "Only GET is allowed on the discovery endpoints.", None)
         }
         (Method::GET, ["Users"]) => {
             let f = match req.q("filter").map(filter::parse).transpose() {
@@ -340,7 +459,7 @@ pub async fn handle(app: &App, ws_name: &str, req: Req) -> Response {
         (Method::GET, ["Users", id]) => match ws.users.get(*id) {
             Some(u) => json_resp(
                 StatusCode::OK,
-                &user_json(&origin, ws_name, ws, u, true),
+                &project(&req, user_json(&origin, ws_name, ws, u, true)),
                 SCIM,
             ),
             None => scim_err(404, "User not found", None),
@@ -425,7 +544,11 @@ pub async fn handle(app: &App, ws_name: &str, req: Req) -> Response {
             }
         }
         (Method::GET, ["Groups", id]) => match ws.groups.get(*id) {
-            Some(g) => json_resp(StatusCode::OK, &group_json(&origin, ws_name, ws, g), SCIM),
+            Some(g) => json_resp(
+                StatusCode::OK,
+                &project(&req, group_json(&origin, ws_name, ws, g)),
+                SCIM,
+            ),
             None => scim_err(404, "Group not found", None),
         },
         (Method::PATCH, ["Groups", id]) => {
@@ -451,62 +574,45 @@ pub async fn handle(app: &App, ws_name: &str, req: Req) -> Response {
                     Err((detail, scim_type)) => return scim_err(400, &detail, Some(scim_type)),
                 }
             }
-            // A new name must not be another group's (displayName is unique, 409 as on POST).
-            for change in &plan {
-                if let GroupOp::Rename(name) = change {
-                    if ws.group_id_by_name(name).is_some_and(|other| other != *id) {
-                        return scim_err(409, "Group already exists", Some("uniqueness"));
-                    }
-                }
+            if let Err(resp) = apply_group(ws, counter, id, plan, &actor, okta) {
+                return resp;
             }
-            for change in plan {
-                match change {
-                    GroupOp::Add(ids) => {
-                        let emails = emails_of(ws, &ids);
-                        ws.add_members(counter, id, &emails, &actor, &|e| name_from_okta(okta, e));
-                    }
-                    GroupOp::Remove(ids) => {
-                        let emails = emails_of(ws, &ids);
-                        ws.remove_members(counter, id, &emails, &actor);
-                    }
-                    GroupOp::RemoveWhere(f) => {
-                        let matching: Vec<String> = ws.groups[*id]
-                            .members
-                            .iter()
-                            .filter_map(|m| ws.users.get(m))
-                            .filter(|u| {
-                                f.eval(&|a| match a.to_lowercase().as_str() {
-                                    "value" => Some(u.id.clone()),
-                                    "display" => Some(u.email.clone()),
-                                    _ => None,
-                                })
-                            })
-                            .map(|u| u.email.clone())
-                            .collect();
-                        ws.remove_members(counter, id, &matching, &actor);
-                    }
-                    GroupOp::RemoveAll => {
-                        let all = emails_of(ws, &ws.groups[*id].members);
-                        ws.remove_members(counter, id, &all, &actor);
-                    }
-                    GroupOp::Replace(ids) => {
-                        let keep: std::collections::HashSet<&String> = ids.iter().collect();
-                        let drop = emails_of(
-                            ws,
-                            ws.groups[*id].members.iter().filter(|m| !keep.contains(m)),
-                        );
-                        let emails = emails_of(ws, &ids);
-                        ws.remove_members(counter, id, &drop, &actor);
-                        ws.add_members(counter, id, &emails, &actor, &|e| name_from_okta(okta, e));
-                    }
-                    GroupOp::Rename(name) => {
-                        if let Some(g) = ws.groups.get_mut(*id) {
-                            let old = std::mem::replace(&mut g.name, name.clone());
-                            ws.group_by_name.remove(&old);
-                            ws.group_by_name.insert(name, id.to_string());
-                        }
-                    }
-                }
+            match ws.groups.get(*id) {
+                Some(g) => json_resp(StatusCode::OK, &group_json(&origin, ws_name, ws, g), SCIM),
+                None => scim_err(404, "Group not found", None),
+            }
+        }
+        (Method::PUT, ["Groups", id]) => {
+            if !ws.groups.contains_key(*id) {
+                return scim_err(404, "Group not found", None);
+            }
+            // RFC 7644 §3.5.1: the body replaces the group's displayName and members.
+            let Some(obj) = body.as_ref().and_then(Value::as_object) else {
+                return scim_err(
+                    400,
+                    "Request is unparsable, syntactically incorrect, or violates schema.",
+                    Some("invalidSyntax"),
+                );
+            };
+            let name = obj
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case("displayName"))
+                .and_then(|(_, v)| v.as_str())
+                .filter(|n| !n.trim().is_empty());
+            let Some(name) = name else {
+                return scim_err(400, "displayName is required", Some("invalidValue"));
+            };
+            let members = obj
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case("members"))
+                .map(|(_, v)| v);
+            let ids = match member_ids(members) {
+                Ok(ids) => ids,
+                Err(m) => return scim_err(400, &m, Some("invalidValue")),
+            };
+            let plan = vec![GroupOp::Rename(name.to_string()), GroupOp::Replace(ids)];
+            if let Err(resp) = apply_group(ws, counter, id, plan, &actor, okta) {
+                return resp;
             }
             match ws.groups.get(*id) {
                 Some(g) => json_resp(StatusCode::OK, &group_json(&origin, ws_name, ws, g), SCIM),
@@ -522,6 +628,76 @@ pub async fn handle(app: &App, ws_name: &str, req: Req) -> Response {
         }
         _ => scim_err(404, "Endpoint not found", None),
     }
+}
+
+/// Applies a checked group change list: a rename onto another group's name is refused
+/// (409, nothing applied), everything else cannot fail.
+fn apply_group(
+    ws: &mut Workspace,
+    counter: &mut u64,
+    id: &str,
+    plan: Vec<GroupOp>,
+    actor: &Actor,
+    okta: &Okta,
+) -> Result<(), Response> {
+    // A new name must not be another group's (displayName is unique, 409 as on POST).
+    for change in &plan {
+        if let GroupOp::Rename(name) = change {
+            if ws.group_id_by_name(name).is_some_and(|other| other != id) {
+                return Err(scim_err(409, "Group already exists", Some("uniqueness")));
+            }
+        }
+    }
+    for change in plan {
+        match change {
+            GroupOp::Add(ids) => {
+                let emails = emails_of(ws, &ids);
+                ws.add_members(counter, id, &emails, actor, &|e| name_from_okta(okta, e));
+            }
+            GroupOp::Remove(ids) => {
+                let emails = emails_of(ws, &ids);
+                ws.remove_members(counter, id, &emails, actor);
+            }
+            GroupOp::RemoveWhere(f) => {
+                let matching: Vec<String> = ws.groups[id]
+                    .members
+                    .iter()
+                    .filter_map(|m| ws.users.get(m))
+                    .filter(|u| {
+                        f.eval(&|a| match a.to_lowercase().as_str() {
+                            "value" => Some(u.id.clone()),
+                            "display" => Some(u.email.clone()),
+                            _ => None,
+                        })
+                    })
+                    .map(|u| u.email.clone())
+                    .collect();
+                ws.remove_members(counter, id, &matching, actor);
+            }
+            GroupOp::RemoveAll => {
+                let all = emails_of(ws, &ws.groups[id].members);
+                ws.remove_members(counter, id, &all, actor);
+            }
+            GroupOp::Replace(ids) => {
+                let keep: std::collections::HashSet<&String> = ids.iter().collect();
+                let drop = emails_of(
+                    ws,
+                    ws.groups[id].members.iter().filter(|m| !keep.contains(m)),
+                );
+                let emails = emails_of(ws, &ids);
+                ws.remove_members(counter, id, &drop, actor);
+                ws.add_members(counter, id, &emails, actor, &|e| name_from_okta(okta, e));
+            }
+            GroupOp::Rename(name) => {
+                if let Some(g) = ws.groups.get_mut(id) {
+                    let old = std::mem::replace(&mut g.name, name.clone());
+                    ws.group_by_name.remove(&old);
+                    ws.group_by_name.insert(name, id.to_string());
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The emails of these user ids (ids not in the workspace are left out).

@@ -552,3 +552,96 @@ async fn group_patch_adds_replaces_and_removes_members_and_answers_the_result() 
         .all(|g| g["value"] != gid.as_str()));
     s.h.stop().await;
 }
+
+#[tokio::test]
+async fn search_put_attribute_selection_and_read_only_discovery() {
+    let s = Scim::start().await;
+    let a = s.user_id("a@x.test").await;
+    let b = s.user_id("b@x.test").await;
+
+    // attributes keeps only what is named (and id, returned always); excludedAttributes
+    // drops what is named; `a.b` selects a sub-attribute (RFC 7644 §3.4.2.5).
+    let user = s
+        .get(&format!("/Users/{a}?attributes=userName,emails.value"))
+        .await;
+    let keys: BTreeSet<&str> = user
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(|k| k.as_str())
+        .collect();
+    assert_eq!(
+        keys,
+        BTreeSet::from(["emails", "id", "schemas", "userName"])
+    );
+    assert_eq!(user["emails"], json!([{"value": "a@x.test"}]));
+    let user = s
+        .get(&format!("/Users/{a}?excludedAttributes=groups,id,meta"))
+        .await;
+    assert!(user.get("groups").is_none() && user.get("meta").is_none());
+    assert_eq!(user["id"], a.as_str(), "id is returned always");
+    let list = s.get("/Groups?excludedAttributes=members").await;
+    assert!(list["Resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|g| g.get("members").is_none() && g["displayName"].is_string()));
+
+    // POST /.search is the list GET with its parameters in the body (RFC 7644 §3.4.3).
+    let (status, found) = s
+        .call(
+            Method::POST,
+            "/Users/.search",
+            Some(
+                json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"],
+                "filter": "userName sw \"a@\" or userName sw \"b@\"", "startIndex": 2, "count": 1,
+                "attributes": ["userName"]}),
+            ),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{found}");
+    assert_eq!(found["totalResults"], 2);
+    assert_eq!(found["itemsPerPage"], 1);
+    assert!(found["Resources"][0].get("displayName").is_none());
+
+    // PUT replaces a group's name and members (RFC 7644 §3.5.1).
+    let eng = s.group_id("Eng").await;
+    let (status, body) = s
+        .call(
+            Method::PUT,
+            &format!("/Groups/{eng}"),
+            Some(
+                json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+                "displayName": "Engineering", "members": [{"value": b}]}),
+            ),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["displayName"], "Engineering");
+    assert_eq!(members(&body), BTreeSet::from([b.clone()]));
+    assert_eq!(
+        members(&s.get(&format!("/Groups/{eng}")).await),
+        BTreeSet::from([b])
+    );
+    // Onto another group's name: 409, and nothing changes.
+    let (status, err) = s
+        .call(
+            Method::PUT,
+            &format!("/Groups/{eng}"),
+            Some(json!({"displayName": "Ops", "members": []})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(err["scimType"], "uniqueness");
+    assert_eq!(
+        s.get(&format!("/Groups/{eng}")).await["displayName"],
+        "Engineering"
+    );
+
+    // The discovery endpoints are read-only: 405, not 404.
+    for path in ["/ServiceProviderConfig", "/Schemas", "/ResourceTypes"] {
+        let (status, _) = s.call(Method::POST, path, Some(json!({}))).await;
+        assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "{path}");
+    }
+    s.h.stop().await;
+}
