@@ -206,6 +206,58 @@ fn search_as_get(mut req: Req) -> Req {
     req
 }
 
+fn parse_filter(req: &Req) -> Result<Option<filter::Expr>, Response> {
+    req.q("filter")
+        .map(filter::parse)
+        .transpose()
+        .map_err(|m| scim_err(400, &m, Some("invalidFilter")))
+}
+
+/// The workspace's users that match the filter, as SCIM Users, in id order.
+fn users_matching(
+    origin: &str,
+    ws_name: &str,
+    ws: &Workspace,
+    f: Option<&filter::Expr>,
+) -> Vec<Value> {
+    ws.users
+        .values()
+        .filter(|u| {
+            f.is_none_or(|f| {
+                f.eval(&|a| match a {
+                    "userName" => Some(u.email.clone()),
+                    "displayName" => Some(u.name.clone()),
+                    "id" => Some(u.id.clone()),
+                    _ => None,
+                })
+            })
+        })
+        .map(|u| user_json(origin, ws_name, ws, u, true))
+        .collect()
+}
+
+/// The workspace's groups that match the filter, as SCIM Groups, in id order.
+fn groups_matching(
+    origin: &str,
+    ws_name: &str,
+    ws: &Workspace,
+    f: Option<&filter::Expr>,
+) -> Vec<Value> {
+    ws.groups
+        .values()
+        .filter(|g| {
+            f.is_none_or(|f| {
+                f.eval(&|a| match a {
+                    "displayName" => Some(g.name.clone()),
+                    "id" => Some(g.id.clone()),
+                    _ => None,
+                })
+            })
+        })
+        .map(|g| group_json(origin, ws_name, ws, g))
+        .collect()
+}
+
 /// A list of fixed resources (`/Schemas`, `/ResourceTypes`): RFC 7644 §4 allows these
 /// to ignore filtering and paging, so the page is everything.
 fn list_all(resources: Vec<Value>) -> Response {
@@ -344,6 +396,7 @@ pub async fn handle(app: &App, ws_name: &str, req: Req) -> Response {
             return scim_err(status, "Injected fault", None);
         }
     }
+    let searched_root = req.method == Method::POST && req.path.trim_end_matches('/') == "/.search";
     let req = search_as_get(req);
     let mut guard = app.state();
     let st = &mut *guard;
@@ -399,28 +452,10 @@ pub async fn handle(app: &App, ws_name: &str, req: Req) -> Response {
         (_, ["ServiceProviderConfig" | "Schemas" | "ResourceTypes", ..]) => {
             scim_err(405, "Only GET is allowed on the discovery endpoints.", None)
         }
-        (Method::GET, ["Users"]) => {
-            let f = match req.q("filter").map(filter::parse).transpose() {
-                Ok(f) => f,
-                Err(m) => return scim_err(400, &m, Some("invalidFilter")),
-            };
-            let users: Vec<Value> = ws
-                .users
-                .values()
-                .filter(|u| {
-                    f.as_ref().is_none_or(|f| {
-                        f.eval(&|a| match a {
-                            "userName" => Some(u.email.clone()),
-                            "displayName" => Some(u.name.clone()),
-                            "id" => Some(u.id.clone()),
-                            _ => None,
-                        })
-                    })
-                })
-                .map(|u| user_json(&origin, ws_name, ws, u, true))
-                .collect();
-            list(&req, users)
-        }
+        (Method::GET, ["Users"]) => match parse_filter(&req) {
+            Ok(f) => list(&req, users_matching(&origin, ws_name, ws, f.as_ref())),
+            Err(resp) => resp,
+        },
         (Method::POST, ["Users"]) => {
             let parsed: Result<scim_v2::models::user::User, _> = serde_json::from_slice(&req.body);
             let Ok(user) = parsed else {
@@ -489,27 +524,20 @@ pub async fn handle(app: &App, ws_name: &str, req: Req) -> Response {
                 scim_err(404, "User not found", None)
             }
         }
-        (Method::GET, ["Groups"]) => {
-            let f = match req.q("filter").map(filter::parse).transpose() {
-                Ok(f) => f,
-                Err(m) => return scim_err(400, &m, Some("invalidFilter")),
-            };
-            let groups: Vec<Value> = ws
-                .groups
-                .values()
-                .filter(|g| {
-                    f.as_ref().is_none_or(|f| {
-                        f.eval(&|a| match a {
-                            "displayName" => Some(g.name.clone()),
-                            "id" => Some(g.id.clone()),
-                            _ => None,
-                        })
-                    })
-                })
-                .map(|g| group_json(&origin, ws_name, ws, g))
-                .collect();
-            list(&req, groups)
-        }
+        (Method::GET, ["Groups"]) => match parse_filter(&req) {
+            Ok(f) => list(&req, groups_matching(&origin, ws_name, ws, f.as_ref())),
+            Err(resp) => resp,
+        },
+        // The server-wide search (RFC 7644 §3.4.3): users, then groups, filtered and paged
+        // together; an attribute one type lacks compares false.
+        (Method::GET, []) if searched_root => match parse_filter(&req) {
+            Ok(f) => {
+                let mut all = users_matching(&origin, ws_name, ws, f.as_ref());
+                all.extend(groups_matching(&origin, ws_name, ws, f.as_ref()));
+                list(&req, all)
+            }
+            Err(resp) => resp,
+        },
         (Method::POST, ["Groups"]) => {
             let parsed: Result<scim_v2::models::group::Group, _> =
                 serde_json::from_slice(&req.body);

@@ -645,3 +645,31 @@ async fn search_put_attribute_selection_and_read_only_discovery() {
     }
     s.h.stop().await;
 }
+
+#[tokio::test]
+async fn the_server_wide_search_returns_users_and_groups() {
+    let s = Scim::start().await;
+    let (status, found) = s
+        .call(
+            Method::POST,
+            "/.search",
+            Some(
+                json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"],
+                "filter": "userName eq \"a@x.test\" or displayName eq \"Ops\""}),
+            ),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{found}");
+    assert_eq!(found["totalResults"], 2);
+    let kinds: BTreeSet<&str> = found["Resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["meta"]["resourceType"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, BTreeSet::from(["Group", "User"]));
+    // A plain GET of the root is still not an endpoint.
+    let (status, _) = s.call(Method::GET, "/", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    s.h.stop().await;
+}
