@@ -77,7 +77,8 @@
 //!                    (Graph v1.0 + Entra token endpoint), graph_state.rs (the tenant),
 //!                    graph_sync.rs (delta, apps and jobs, provisioning logs, subscriptions
 //!                    and notification delivery), segment.rs,
-//!                    segment_iam.rs, scim.rs, push.rs, control.rs, state.rs (one store),
+//!                    segment_iam.rs, scim.rs + scim_schema.rs, push.rs, control.rs,
+//!                    state.rs (one store),
 //!                    seed.rs, filter.rs, cursor.rs, ratelimit.rs, http.rs, hooks.rs (Okta
 //!                    Event Hook delivery), sinks.rs (PagerDuty, Slack, webhook receivers)
 //! alert/             AlertSink, Alert (from a Finding), SinkError (rejected/broken/transient):
