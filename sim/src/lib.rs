@@ -22,8 +22,8 @@
 //! under `/graph`) + `graph_state.rs` (the Entra tenant and its mutators), `segment.rs` +
 //! `segment_iam.rs`, `scim.rs` + `scim_schema.rs` (SCIM discovery: /Schemas,
 //! /ResourceTypes, /ServiceProviderConfig), `push.rs`, `hooks.rs` (Okta Event Hooks:
-//! verification and delivery), `sinks.rs` (fake PagerDuty, Slack and webhook receivers under `/pagerduty`,
-//! `/slack`, `/webhook`), `control.rs`, `filter.rs` (Okta's filter language), `cursor.rs`
+//! verification and delivery), `sinks.rs` (fake PagerDuty, Slack and webhook receivers
+//! under `/pagerduty`, `/slack`, `/webhook`), `control.rs`, `filter.rs` (Okta's filter language), `cursor.rs`
 //! (signed cursors, ids), `ratelimit.rs` (windows and faults), `http.rs` (the request type
 //! and response helpers).
 
