@@ -112,6 +112,7 @@ pub enum Command {
         since: String,
     },
     /// The simulator (sim.md).
+    #[cfg(feature = "sim")]
     Sim {
         #[arg(long)]
         seed: PathBuf,
@@ -126,6 +127,7 @@ pub enum Command {
         idp: Option<IdpArg>,
     },
     /// A narrated scenario on the embedded simulator.
+    #[cfg(feature = "sim")]
     Demo {
         /// The IdP the scenario runs on (default okta).
         #[arg(long, value_enum)]
@@ -219,20 +221,21 @@ pub async fn main(cli: Cli) -> i32 {
             }
         },
         Command::Explain { email, output } => explain(cli.config.as_deref(), &email, output).await,
+        #[cfg(feature = "sim")]
         Command::Sim {
             seed,
             listen,
             write_config,
             mappings,
             idp,
-        } => match crate::sim::run_cli(
+        } => match scimwatch_sim::run_cli(
             &seed,
             &listen,
             write_config.as_deref(),
             &mappings,
             idp.map(|i| match i {
-                IdpArg::Okta => crate::model::IdpKind::Okta,
-                IdpArg::AzureAd => crate::model::IdpKind::AzureAd,
+                IdpArg::Okta => scimwatch_sim::IdpKind::Okta,
+                IdpArg::AzureAd => scimwatch_sim::IdpKind::AzureAd,
             }),
         )
         .await
@@ -243,6 +246,7 @@ pub async fn main(cli: Cli) -> i32 {
                 2
             }
         },
+        #[cfg(feature = "sim")]
         Command::Demo { idp } => match match idp {
             Some(IdpArg::AzureAd) => crate::demo::azure::run().await,
             _ => crate::demo::run().await,

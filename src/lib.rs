@@ -92,11 +92,15 @@
 //!                    (Okta Event Hook receiver), graph.rs (Graph change notifications),
 //!                    auth.rs (constant-time bearer/secret)
 //! output.rs          the text table and the JSON of findings.md
-//! sim/               the simulator (sim.md): okta.rs, systemlog.rs, oauth.rs, graph.rs
+//! ../sim/            the simulator (sim.md) is its own package, `scimwatch-sim` in sim/ at
+//!                    the repository root (lib `scimwatch_sim`, nothing of scimwatch in
+//!                    it; a dev-dependency, and optional behind the default feature
+//!                    `sim`); sim/src/: lib.rs, okta.rs, systemlog.rs, oauth.rs, graph.rs
 //!                    (Graph v1.0 + Entra token endpoint), graph_state.rs (the tenant),
 //!                    graph_sync.rs (delta, apps and jobs, provisioning logs, subscriptions
 //!                    and notification delivery), segment.rs,
-//!                    segment_iam.rs, scim.rs, push.rs, control.rs, state.rs (one store),
+//!                    segment_iam.rs, scim.rs + scim_schema.rs, push.rs, control.rs,
+//!                    state.rs (one store),
 //!                    seed.rs, filter.rs, cursor.rs, ratelimit.rs, http.rs, hooks.rs (Okta
 //!                    Event Hook delivery), sinks.rs (PagerDuty, Slack, webhook receivers)
 //! alert/             AlertSink, Alert (from a Finding), SinkError (rejected/broken/transient):
@@ -117,7 +121,8 @@
 //!                    value in mod.rs; render.rs Markdown and CSV; html.rs one printable
 //!                    self-contained HTML file with SVG charts); tests in
 //!                    reconcile/tests/report.rs and tests/it/governance.rs (Chromium → PDF)
-//! demo/              the narrated scenario: the daemon in-process on the embedded simulator;
+//! demo/              (feature `sim`) the narrated scenario: the daemon in-process on the
+//!                    simulator crate `scimwatch_sim`;
 //!                    mod.rs (Okta), azure.rs (`demo --idp azure_ad`: Entra ID, delta, evidence)
 //! ```
 //!
@@ -160,6 +165,7 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod daemon;
+#[cfg(feature = "sim")]
 pub mod demo;
 pub mod enforce;
 pub mod error;
@@ -176,7 +182,6 @@ pub mod report;
 pub mod secret;
 pub mod segment;
 pub mod server;
-pub mod sim;
 pub mod store;
 pub mod task;
 pub mod telemetry;

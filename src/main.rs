@@ -5,8 +5,11 @@ use clap::Parser;
 fn main() {
     let cli = scimwatch::cli::Cli::parse();
     let level = match cli.command {
-        scimwatch::cli::Command::Sim { .. } | scimwatch::cli::Command::Run => "info",
+        scimwatch::cli::Command::Run => "info",
+        #[cfg(feature = "sim")]
+        scimwatch::cli::Command::Sim { .. } => "info",
         // The demo narrates what the daemon finds; its own log lines would say it twice.
+        #[cfg(feature = "sim")]
         scimwatch::cli::Command::Demo { .. } => "warn,scimwatch::daemon=off",
         _ => "warn",
     };

@@ -18,8 +18,8 @@ use tokio_util::sync::CancellationToken;
 use super::{alerts_toml, any, has, step, Demo, MAPPINGS, WINDOW_SECS};
 use crate::daemon::Daemon;
 use crate::http::RetryConfig;
-use crate::model::IdpKind;
 use crate::reconcile::{Kind, State};
+use scimwatch_sim::IdpKind;
 
 pub const SEED: &str = include_str!("../../deploy/demo-seed-azure.toml");
 
@@ -27,7 +27,7 @@ pub async fn run() -> anyhow::Result<()> {
     let started = Instant::now();
     // Cycles run when the scenario says so.
     let seed = SEED.replace("cycle = \"40m\"", "cycle = \"24h\"");
-    let sim = crate::sim::start(&seed, "127.0.0.1:0")
+    let sim = scimwatch_sim::start(&seed, "127.0.0.1:0")
         .await
         .context("starting the simulator")?;
     let dir = std::env::temp_dir().join(format!(

@@ -57,7 +57,7 @@ struct Demo {
 
 pub async fn run() -> anyhow::Result<()> {
     let started = Instant::now();
-    let sim = crate::sim::start(SEED, "127.0.0.1:0")
+    let sim = scimwatch_sim::start(SEED, "127.0.0.1:0")
         .await
         .context("starting the simulator")?;
     let dir = std::env::temp_dir().join(format!(

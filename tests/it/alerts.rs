@@ -18,7 +18,7 @@ use scimwatch::model::{Email, ResourceType};
 use scimwatch::reconcile::finding::{
     Attribution, AttributionKind, Finding, GrantView, Kind, ResourceView, Severity, State,
 };
-use scimwatch::sim::{self, SimHandle};
+use scimwatch_sim::{self as sim, SimHandle};
 use serde_json::{json, Value};
 use sha2::Sha256;
 

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use scimwatch::daemon::Daemon;
 use scimwatch::http::RetryConfig;
-use scimwatch::sim::{self, SimHandle};
 use scimwatch::triggers::Reason;
+use scimwatch_sim::{self as sim, SimHandle};
 use serde_json::{json, Value};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;

@@ -12,7 +12,7 @@ use scimwatch::idp::azure::Azure;
 use scimwatch::idp::{IdentityProvider, IdpError};
 use scimwatch::model::{Email, GroupRead, GroupRef, IdpEventKind, IdpKind, IdpStatus, UserLookup};
 use scimwatch::secret::Secret;
-use scimwatch::sim::{self, SimHandle};
+use scimwatch_sim::{self as sim, SimHandle};
 use serde_json::{json, Value};
 
 const SECRET: &str = "sim-secret-do-not-print";
@@ -237,7 +237,9 @@ async fn direct_members_with_status_and_nested_groups_with_the_people_they_reach
     // An Azure-only seed writes an azure_ad config, and refuses to write an Okta one.
     let dir = Path::new("/tmp");
     assert!(h.config_toml(dir, "").contains("kind = \"azure_ad\""));
-    let err = h.config_toml_for(dir, "", Some(IdpKind::Okta)).unwrap_err();
+    let err = h
+        .config_toml_for(dir, "", Some(sim::IdpKind::Okta))
+        .unwrap_err();
     assert!(err.to_string().contains("no [okta] section"), "{err}");
     h.stop().await;
 }
@@ -681,7 +683,7 @@ fn files(h: &SimHandle, extra: &str) -> Files {
     std::fs::create_dir(&mappings).unwrap();
     std::fs::write(mappings.join("production.toml"), MAPPING).unwrap();
     let text = h
-        .config_toml_for(&mappings, extra, Some(IdpKind::AzureAd))
+        .config_toml_for(&mappings, extra, Some(sim::IdpKind::AzureAd))
         .unwrap();
     let config = dir.path().join("scimwatch.toml");
     std::fs::write(&config, text).unwrap();
@@ -867,7 +869,7 @@ type Key = (String, String, String, String, String);
 /// Starts the sim with `seed_text`, makes the same changes through the IdP's control API
 /// and by hand in Segment, runs `check --output json` with the shipped mappings, and
 /// returns each finding as (id, kind, state, severity, subject).
-async fn findings_after_the_same_changes(seed_text: &str, idp: IdpKind) -> Vec<Key> {
+async fn findings_after_the_same_changes(seed_text: &str, idp: sim::IdpKind) -> Vec<Key> {
     let h = start(seed_text).await;
     let dir = tempfile::tempdir().unwrap();
     let mappings = Path::new(env!("CARGO_MANIFEST_DIR")).join("mappings");
@@ -881,7 +883,7 @@ async fn findings_after_the_same_changes(seed_text: &str, idp: IdpKind) -> Vec<K
     // IdP side, not carried yet: Okta's push is paused, Entra's cycle is 40 minutes away.
     control(&h, post.clone(), "/push", json!({"mode": "paused"})).await;
     match idp {
-        IdpKind::Okta => {
+        sim::IdpKind::Okta => {
             control(
                 &h,
                 post.clone(),
@@ -897,7 +899,7 @@ async fn findings_after_the_same_changes(seed_text: &str, idp: IdpKind) -> Vec<K
             )
             .await;
         }
-        IdpKind::AzureAd => {
+        sim::IdpKind::AzureAd => {
             control(
                 &h,
                 post.clone(),
@@ -1014,8 +1016,8 @@ async fn findings_after_the_same_changes(seed_text: &str, idp: IdpKind) -> Vec<K
 async fn the_same_organisation_in_okta_and_in_entra_gives_the_same_findings_but_the_nested_group() {
     let okta_seed = include_str!("../../deploy/demo-seed.toml");
     let azure_seed = include_str!("../../deploy/demo-seed-azure.toml");
-    let okta = findings_after_the_same_changes(okta_seed, IdpKind::Okta).await;
-    let entra = findings_after_the_same_changes(azure_seed, IdpKind::AzureAd).await;
+    let okta = findings_after_the_same_changes(okta_seed, sim::IdpKind::Okta).await;
+    let entra = findings_after_the_same_changes(azure_seed, sim::IdpKind::AzureAd).await;
     let kinds: Vec<&str> = okta.iter().map(|k| k.1.as_str()).collect();
     for k in [
         "membership_unexpected",

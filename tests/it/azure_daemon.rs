@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use scimwatch::daemon::Daemon;
 use scimwatch::http::RetryConfig;
-use scimwatch::sim::{self, SimHandle};
 use scimwatch::triggers::Reason;
+use scimwatch_sim::{self as sim, SimHandle};
 use serde_json::{json, Value};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -40,7 +40,7 @@ fn config_text(sim: &SimHandle, dir: &Path, triggers: &str, extra: &str) -> Stri
         sim.config_toml_for(
             &mappings_dir(),
             "propagation_window = \"2s\"",
-            Some(scimwatch::model::IdpKind::AzureAd)
+            Some(sim::IdpKind::AzureAd)
         )
         .unwrap(),
         dir.join("scimwatch.db").display(),
@@ -403,11 +403,7 @@ async fn delta_rounds_report_member_changes_and_expired_tokens_reset() {
         .await
         .unwrap();
     let text = sim
-        .config_toml_for(
-            &mappings_dir(),
-            "",
-            Some(scimwatch::model::IdpKind::AzureAd),
-        )
+        .config_toml_for(&mappings_dir(), "", Some(sim::IdpKind::AzureAd))
         .unwrap();
     let config =
         scimwatch::config::load_str(&text, Path::new("/tmp/scimwatch.toml"), &Default::default())

@@ -13,7 +13,7 @@ use scimwatch::mapping::MappingSet;
 use scimwatch::output::{self, Report};
 use scimwatch::reconcile::read::PassError;
 use scimwatch::segment::SegmentClient;
-use scimwatch::sim::{self, SimHandle};
+use scimwatch_sim::{self as sim, SimHandle};
 use serde_json::{json, Value};
 
 const SEED: &str = include_str!("../../deploy/demo-seed.toml");

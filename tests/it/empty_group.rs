@@ -13,8 +13,8 @@ use axum::response::{IntoResponse, Response};
 use scimwatch::app::Session;
 use scimwatch::daemon::Daemon;
 use scimwatch::http::RetryConfig;
-use scimwatch::sim::{self, SimHandle};
 use scimwatch::triggers::Reason;
+use scimwatch_sim::{self as sim, SimHandle};
 use serde_json::Value;
 
 const SEED: &str = include_str!("../../deploy/demo-seed.toml");

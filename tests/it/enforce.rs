@@ -10,7 +10,7 @@ use scimwatch::enforce::{self, apply, Options, WorkspacePlan};
 use scimwatch::http::{RequestStats, RetryConfig};
 use scimwatch::idp::okta::Okta;
 use scimwatch::segment::SegmentClient;
-use scimwatch::sim::{self, SimHandle};
+use scimwatch_sim::{self as sim, SimHandle};
 use serde_json::{json, Value};
 
 const SEED: &str = include_str!("../../deploy/demo-seed.toml");

@@ -17,8 +17,5 @@ mod mutation;
 mod okta;
 mod segment;
 mod server;
-mod sim;
-mod sim_hooks;
-mod sim_sinks;
 mod store;
 mod supervise;

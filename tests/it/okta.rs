@@ -1140,7 +1140,7 @@ name = "Eng"
 
 #[tokio::test]
 async fn a_login_with_a_slash_is_found_through_a_filter_not_the_path() {
-    let h = scimwatch::sim::start(&fidelity_seed(""), "127.0.0.1:0")
+    let h = scimwatch_sim::start(&fidelity_seed(""), "127.0.0.1:0")
         .await
         .expect("sim");
     let base = format!("{}/okta", h.url());
@@ -1182,7 +1182,7 @@ async fn a_login_with_a_slash_is_found_through_a_filter_not_the_path() {
 #[tokio::test]
 async fn the_system_log_is_read_past_short_pages_and_an_old_since_is_clamped() {
     // Pages of at most 2 events although the client asks for 1000.
-    let h = scimwatch::sim::start(&fidelity_seed("log_page_cap = 2"), "127.0.0.1:0")
+    let h = scimwatch_sim::start(&fidelity_seed("log_page_cap = 2"), "127.0.0.1:0")
         .await
         .expect("sim");
     let c = reqwest::Client::new();

@@ -942,3 +942,17 @@ async fn no_answer_is_a_transient_transport_error() {
         format!("segment workspace production: GET http://127.0.0.1:{port}/: no answer")
     );
 }
+
+/// The simulator keeps its own copy of Segment's well-known role ids (it depends on
+/// nothing of scimwatch); both copies must name the same roles.
+#[test]
+fn the_simulator_and_the_product_agree_on_segment_role_ids() {
+    assert_eq!(
+        scimwatch_sim::WORKSPACE_OWNER_ROLE_ID,
+        WORKSPACE_OWNER_ROLE_ID
+    );
+    assert_eq!(
+        scimwatch_sim::MINIMAL_ACCESS_ROLE_ID,
+        MINIMAL_ACCESS_ROLE_ID
+    );
+}

@@ -923,15 +923,14 @@ fn query_hash(req: &Req) -> String {
 /// Percent-encodes a query key or value, keeping `$` (OData option names) and unreserved
 /// characters.
 fn enc(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'$' | b',') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    const KEEP: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'.')
+        .remove(b'_')
+        .remove(b'~')
+        .remove(b'$')
+        .remove(b',');
+    percent_encoding::utf8_percent_encode(s, KEEP).to_string()
 }
 
 #[cfg(test)]

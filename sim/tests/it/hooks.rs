@@ -12,7 +12,7 @@ use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use reqwest::Client;
-use scimwatch::sim::{self, SimHandle};
+use scimwatch_sim::{self as sim, SimHandle};
 use serde_json::{json, Value};
 
 const SEED: &str = r#"

@@ -15,7 +15,7 @@ use serde_json::Value;
 use super::cursor::base62_id;
 use super::seed::GrantSeed;
 
-use crate::model::{MINIMAL_ACCESS_ROLE_ID, WORKSPACE_OWNER_ROLE_ID};
+use crate::{MINIMAL_ACCESS_ROLE_ID, WORKSPACE_OWNER_ROLE_ID};
 
 pub const OKTA_STATUSES: &[&str] = &[
     "ACTIVE",

@@ -3,7 +3,7 @@
 //! counts and `Retry-After`, and clearing.
 
 use reqwest::{Client, StatusCode};
-use scimwatch::sim::{self, SimHandle};
+use scimwatch_sim::{self as sim, SimHandle};
 use serde_json::{json, Value};
 
 const SEED: &str = r#"

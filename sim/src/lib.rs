@@ -20,9 +20,10 @@
 //! Layout: `seed.rs` (the seed file), `state.rs` (the world and its mutators), `okta.rs` +
 //! `systemlog.rs` + `oauth.rs`, `graph.rs` (Microsoft Graph and the Entra token endpoint
 //! under `/graph`) + `graph_state.rs` (the Entra tenant and its mutators), `segment.rs` +
-//! `segment_iam.rs`, `scim.rs`, `push.rs`, `hooks.rs` (Okta Event Hooks: verification and
-//! delivery), `sinks.rs` (fake PagerDuty, Slack and webhook receivers under `/pagerduty`,
-//! `/slack`, `/webhook`), `control.rs`, `filter.rs` (Okta's filter language), `cursor.rs`
+//! `segment_iam.rs`, `scim.rs` + `scim_schema.rs` (SCIM discovery: /Schemas,
+//! /ResourceTypes, /ServiceProviderConfig), `push.rs`, `hooks.rs` (Okta Event Hooks:
+//! verification and delivery), `sinks.rs` (fake PagerDuty, Slack and webhook receivers
+//! under `/pagerduty`, `/slack`, `/webhook`), `control.rs`, `filter.rs` (Okta's filter language), `cursor.rs`
 //! (signed cursors, ids), `ratelimit.rs` (windows and faults), `http.rs` (the request type
 //! and response helpers).
 
@@ -42,6 +43,7 @@ mod okta;
 mod push;
 mod ratelimit;
 mod scim;
+mod scim_schema;
 mod seed;
 mod segment;
 mod segment_iam;
@@ -59,6 +61,31 @@ use axum::Router;
 use tokio_util::sync::CancellationToken;
 
 pub(crate) use http::Req;
+
+/// Which identity provider a `--write-config` points at: the simulator's own copy of the
+/// choice, so it depends on nothing of scimwatch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IdpKind {
+    Okta,
+    AzureAd,
+}
+
+impl IdpKind {
+    /// The `[idp] kind` value in scimwatch.toml.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IdpKind::Okta => "okta",
+            IdpKind::AzureAd => "azure_ad",
+        }
+    }
+}
+
+/// Segment's well-known role ids (Segment's, not ours: they are the same in every
+/// workspace), copied here so the simulator stands alone. scimwatch's test
+/// `the_simulator_and_the_product_agree_on_segment_role_ids` keeps the copies equal.
+pub const WORKSPACE_OWNER_ROLE_ID: &str = "1WDUuRLxv84rrfCNUwvkrRtkxnS";
+/// Segment's "Minimal Workspace Access" role id.
+pub const MINIMAL_ACCESS_ROLE_ID: &str = "1aEWAcU0fArxScocwH9xxLgW7r3";
 
 #[derive(Debug, thiserror::Error)]
 pub enum SimError {
@@ -129,9 +156,8 @@ impl SimHandle {
         &self,
         mappings_dir: &Path,
         idp_extra: &str,
-        idp: Option<crate::model::IdpKind>,
+        idp: Option<IdpKind>,
     ) -> Result<String, SimError> {
-        use crate::model::IdpKind;
         let st = self.app.state();
         let url = self.url();
         let kind = match idp {
@@ -278,7 +304,7 @@ pub async fn run_cli(
     listen: &str,
     write_config: Option<&Path>,
     mappings: &Path,
-    idp: Option<crate::model::IdpKind>,
+    idp: Option<IdpKind>,
 ) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(seed).map_err(|source| SimError::ReadSeed {
         path: seed.display().to_string(),

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use reqwest::{Client, Response};
-use scimwatch::sim::{self, SimHandle};
+use scimwatch_sim::{self as sim, SimHandle};
 use serde_json::{json, Value};
 
 const BASE_SEED: &str = r#"
@@ -974,7 +974,7 @@ async fn scim_creates_and_deactivates_users() {
 
 #[tokio::test]
 async fn the_demo_seed_loads_and_writes_a_config() {
-    let h = start(include_str!("../../deploy/demo-seed.toml")).await;
+    let h = start(include_str!("../../../deploy/demo-seed.toml")).await;
     let c = Client::new();
     let resp = c
         .get(format!("{}/segment/production/groups", h.url()))
