@@ -1,5 +1,8 @@
 //! Segment Public API client: the reads one pass needs from one workspace.
 //!
+//! Why one file (~900 lines, a third of it the cost notes and tests): every read shares
+//! the envelope, cursor and concurrency rules below, and they change together.
+//!
 //! Contract:
 //! - Every request goes through [`crate::http::Http`] with [`SegmentPolicy`] (429 waits on
 //!   `Retry-After`, then `msBeforeNext`, then `X-RateLimit-Reset`; pacing when
@@ -52,16 +55,15 @@ use std::sync::Arc;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE};
-use reqwest::StatusCode;
 use serde::de::DeserializeOwned;
 use tokio::task::JoinSet;
 
 use super::audit::{classify, Known};
+use super::error::{error_message, is_json, SegmentError};
 use super::policy::SegmentPolicy;
 use super::wire;
 use crate::config::WorkspaceConfig;
-use crate::error::ErrorClass;
-use crate::http::{Answer, Http, HttpError, RequestStats, RetryConfig};
+use crate::http::{Answer, Http, RequestStats, RetryConfig};
 use crate::model::{
     AuditEvent, Catalog, CatalogItem, CatalogNeeds, Email, Grant, Label, Resource, ResourceType,
     Role, SegmentGroup, SegmentUser, WorkspaceSnapshot,
@@ -81,105 +83,6 @@ const FUNCTION_TYPES: [&str; 4] = [
     "INSERT_SOURCE",
     "INSERT_DESTINATION",
 ];
-
-const AUTH_HINT: &str = "token missing, invalid, or without permission — reading groups and users needs a Workspace Owner token";
-const PLAN_HINT: &str =
-    "the workspace's plan has no User Groups; scimwatch needs Segment's Business tier";
-
-/// Why a Segment read failed. Display is one line: the service ("segment workspace
-/// production"), the request ("GET https://…/groups/abc/users") and the cause.
-#[derive(Debug, thiserror::Error)]
-pub enum SegmentError {
-    #[error("{service}: {request}: {status} unauthorized: {message} ({AUTH_HINT})")]
-    Unauthorized {
-        service: String,
-        request: String,
-        status: u16,
-        message: String,
-    },
-    #[error("{service}: {request}: 404 not found: {message}")]
-    NotFound {
-        service: String,
-        request: String,
-        message: String,
-    },
-    #[error("{service}: {request}: 422 validation failed{}: {message}", .field.as_deref().map(|f| format!(" on {f}")).unwrap_or_default())]
-    Validation {
-        service: String,
-        request: String,
-        field: Option<String>,
-        message: String,
-    },
-    #[error("{service}: {request}: {status} {message} ({PLAN_HINT})")]
-    PlanLimit {
-        service: String,
-        request: String,
-        status: u16,
-        message: String,
-    },
-    #[error("{service}: {request}: 429 rate limited, still after the retries: {message}")]
-    RateLimited {
-        service: String,
-        request: String,
-        message: String,
-    },
-    #[error("{service}: {request}: {status} server error, still after the retries: {message}")]
-    Server {
-        service: String,
-        request: String,
-        status: u16,
-        message: String,
-    },
-    #[error("{service}: {request}: {status} {message}")]
-    Api {
-        service: String,
-        request: String,
-        status: u16,
-        message: String,
-    },
-    #[error("{service}: {request}: no answer")]
-    Transport {
-        service: String,
-        request: String,
-        #[source]
-        source: HttpError,
-    },
-    #[error("{service}: {request}: unexpected answer: {what}")]
-    Decode {
-        service: String,
-        request: String,
-        what: String,
-    },
-    #[error("{service}: {request}: pagination cursor {cursor:?} came back a second time (stopping rather than looping)")]
-    RepeatedCursor {
-        service: String,
-        request: String,
-        cursor: String,
-    },
-    #[error("{service}: a concurrent read failed: {what}")]
-    Internal { service: String, what: String },
-}
-
-impl SegmentError {
-    /// How a caller should treat this error.
-    pub fn class(&self) -> ErrorClass {
-        match self {
-            SegmentError::Unauthorized { status, .. }
-            | SegmentError::Server { status, .. }
-            | SegmentError::Api { status, .. } => ErrorClass::from_status(*status),
-            SegmentError::RateLimited { .. } => ErrorClass::from_status(429),
-            // Segment's own readings of a status: a plan without User Groups needs a
-            // person, and a 404 on an id we were just given means the workspace changed
-            // under us (worth another read), not a wrong request.
-            SegmentError::PlanLimit { .. } => ErrorClass::Auth,
-            SegmentError::NotFound { .. } | SegmentError::Transport { .. } => ErrorClass::Transient,
-            SegmentError::Validation { .. }
-            | SegmentError::Decode { .. }
-            | SegmentError::RepeatedCursor { .. }
-            | SegmentError::Internal { .. } => ErrorClass::Bug,
-        }
-    }
-}
 
 /// `GET /`: the workspace the token belongs to.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -958,57 +861,6 @@ impl Inner {
             request: request.to_string(),
             what,
         }
-    }
-}
-
-/// `application/json` or `application/<anything>+json` (parameters ignored).
-fn is_json(content_type: &str) -> bool {
-    let mime = content_type
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
-}
-
-/// The error text of an answer: `errors[].message` joined (with `type` when there is no
-/// message), plus the first `field`; a non-JSON answer is described by its content type.
-fn error_message(
-    status: StatusCode,
-    json: bool,
-    content_type: Option<&str>,
-    body: &[u8],
-) -> (String, Option<String>) {
-    let reason = status.canonical_reason().unwrap_or("error").to_lowercase();
-    let parsed: Option<wire::ErrorBody> = if json {
-        serde_json::from_slice(body).ok()
-    } else {
-        None
-    };
-    match parsed {
-        Some(b) if !b.errors.is_empty() => {
-            let field = b.errors.iter().find_map(|e| e.field.clone());
-            let text: Vec<String> = b
-                .errors
-                .into_iter()
-                .filter_map(|e| e.message.or(e.kind))
-                .collect();
-            let text = if text.is_empty() {
-                reason
-            } else {
-                text.join("; ")
-            };
-            (text, field)
-        }
-        _ if !json => (
-            format!(
-                "{reason} (answer not JSON: content type {:?})",
-                content_type.unwrap_or("")
-            ),
-            None,
-        ),
-        _ => (format!("{reason} (no errors in the answer)"), None),
     }
 }
 

@@ -2,7 +2,8 @@
 //! enforce mode makes).
 //!
 //! - `wire.rs`: the vendor's JSON shapes (private to this module; unknown fields ignored).
-//! - `client.rs`: auth, envelopes, typed errors, cursor pagination, rate limits.
+//! - `client.rs`: auth, envelopes, cursor pagination, rate limits, the permission writes.
+//! - `error.rs`: [`SegmentError`] and how an error answer becomes its message.
 //! - `audit.rs`: what an audit event is about, decided on our side (pure).
 //!
 //! Contract: [`read_workspace`](client::SegmentClient::read_workspace) returns a complete
@@ -10,7 +11,9 @@
 
 pub mod audit;
 pub mod client;
+mod error;
 mod policy;
 mod wire;
 
-pub use client::{SegmentClient, SegmentError};
+pub use client::SegmentClient;
+pub use error::SegmentError;

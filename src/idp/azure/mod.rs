@@ -715,6 +715,8 @@ fn api_error(method: &str, url: &str, answer: &Answer) -> IdpError {
             format!("{status} {reason}").trim_end().to_string()
         }
     };
+    // What the vendor says is an excerpt, with configured secrets masked.
+    let reason = crate::redact::excerpt(&reason);
     let class = ErrorClass::from_status(status);
     IdpError::Api {
         service: SERVICE,
