@@ -13,6 +13,7 @@
 //! Parsing lives in `load.rs` (on top of `strict.rs`, the span-keeping TOML reader shared
 //! with `mapping::parse`); this file only holds the types the rest of the program uses.
 
+pub mod limits;
 mod load;
 pub mod strict;
 
