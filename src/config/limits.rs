@@ -151,4 +151,3 @@ impl DurationBounds {
         (self.zero_is_off && d.is_zero()) || (d >= self.min && d <= self.max)
     }
 }
-
