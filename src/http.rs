@@ -1,5 +1,8 @@
 //! The one place that retries and paces HTTP requests (STYLE.md habit 5).
 //!
+//! Why one file (~600 lines): retry, pacing and the request counts are one send path;
+//! split, the order in which a 429 hint, the pacing and the backoff apply would sit apart.
+//!
 //! Every client (Okta, Graph, Segment) sends through an [`Http`] built with a
 //! [`ServicePolicy`] that knows how its service talks about limits:
 //! - *pacing*: a governor rate limiter (a steady budget) plus a pause the policy derives

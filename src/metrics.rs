@@ -1,6 +1,9 @@
 //! Prometheus metrics, rendered as the text exposition format (0.0.4) by hand (no client
 //! crate).
 //!
+//! Why one file (~650 lines): every family is declared, updated and rendered here, so
+//! the rule that no label names a person is checked in one read.
+//!
 //! Contract: [`Metrics::render`] returns every family with its `# HELP` and `# TYPE` lines,
 //! even before the first sample, so dashboards and alerts can rely on the names.
 //! Histograms are rendered cumulatively with a final `+Inf` bucket, `_sum` and `_count`.

@@ -1,5 +1,7 @@
 //! `scimwatch demo`: a narrated scenario on the embedded simulator.
 //!
+//! Why one file (~750 lines): it is one narrated script, read top to bottom.
+//!
 //! It starts the simulator on `127.0.0.1:0` with the seed in `deploy/demo-seed.toml` and
 //! the mappings in `mappings/` (both embedded in the binary), runs the daemon in-process
 //! against it with an Okta Event Hook registered, and walks through what on-call meets in

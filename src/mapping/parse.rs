@@ -1,5 +1,8 @@
 //! mappings/*.toml → [`MappingSet`](super::MappingSet), every problem at once.
 //!
+//! Why one file (~650 lines): the per-file rules and the cross-file checks share the
+//! strict reader's state and the origins they report.
+//!
 //! Contract: the same strictness as `config` (unknown keys are errors with "did you mean",
 //! every problem names the file, line and key and says how to fix it). Every rule carries
 //! the [`Origin`] of its header or inline table. Rules spanning files (one IdP group or one

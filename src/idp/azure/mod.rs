@@ -3,6 +3,10 @@
 //! in them (and the people those reach), single users by userPrincipalName or mail, and
 //! the directory audit log that dates IdP changes.
 //!
+//! Why one file (~800 lines): the reads share Graph's `@odata.nextLink` paging, its
+//! advanced-query rules and error shapes; auth, delta, provisioning, policy and wire
+//! types are in their own files.
+//!
 //! Contract:
 //! - Every request goes through [`crate::http::Http`] with [`policy::GraphPolicy`]
 //!   (`Retry-After` on 429/503/504, pacing past 80 % of the resource-unit budget, backoff

@@ -1,6 +1,9 @@
 //! Okta Management API client (reference/okta.md): the mapped groups and their members
 //! with status, single users by login or email, and the System Log.
 //!
+//! Why one file (~700 lines): the reads share Okta's paging (`link` headers) and its
+//! error shapes; auth, rate-limit policy and wire types are already in their own files.
+//!
 //! Contract:
 //! - Every request goes through [`crate::http::Http`] with [`policy::OktaPolicy`]
 //!   (pacing from `X-Rate-Limit-*`, 429 waits until `X-Rate-Limit-Reset` against `Date`,

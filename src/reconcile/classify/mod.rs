@@ -1,5 +1,8 @@
 //! Mismatch + history + `now` → finding. Pure.
 //!
+//! Why one file (~600 lines): the state and attribution rules every kind shares; the
+//! kinds themselves are in `scim.rs`, `grants.rs` and `governance.rs`.
+//!
 //! The rules are product.md's "State", "Attribution" and "Will SCIM revert it?":
 //! - A kind SCIM carries, explained by an IdP change in the look-back, is `pending` while
 //!   `now < since + window` and a stalled push (`drift`, deadline passed) from the deadline
