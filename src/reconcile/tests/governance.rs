@@ -1,6 +1,9 @@
 //! Access governance through the pure core: exceptions as temporary elevation (every
 //! boundary of `expires` and of the notice window), account hygiene, consistency across
 //! workspaces, and the `explain` value and text built from the same fixtures.
+//!
+//! Why one file (~700 lines): the governance cases share their own fixtures (service
+//! accounts, consistency sets).
 
 use super::*;
 use crate::reconcile::consistency::{self, Evaluated};
