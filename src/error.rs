@@ -29,7 +29,8 @@ impl ErrorClass {
 }
 
 /// An error and its causes on one line, each cause once (a cause whose text an outer
-/// message already contains is not repeated).
+/// message already contains is not repeated), with every configured secret masked: this
+/// is the text the CLI prints, the log records and `/status` shows.
 pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut parts = vec![e.to_string()];
     let mut cur = e.source();
@@ -40,7 +41,7 @@ pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
         }
         cur = s.source();
     }
-    parts.join(": ")
+    crate::redact::mask(&parts.join(": "))
 }
 
 #[cfg(test)]
@@ -73,5 +74,14 @@ mod tests {
         assert_eq!(chain(&e), "reading groups: connection reset");
         let e = anyhow::Error::new(std::io::Error::other("boom")).context("boom");
         assert_eq!(chain(e.as_ref()), "boom");
+    }
+
+    #[test]
+    fn chain_masks_configured_secrets() {
+        crate::redact::register("chain-test-secret-0123456789");
+        let e = std::io::Error::other("the server said: chain-test-secret-0123456789 is wrong");
+        let text = chain(&e);
+        assert!(!text.contains("chain-test-secret-0123456789"), "{text}");
+        assert!(text.contains("is wrong"), "{text}");
     }
 }
