@@ -90,9 +90,11 @@
 //!                    Knows nothing of alerts: their tables' queries live in alert/store.rs
 //! server/            router(state): /livez /readyz /metrics /status /findings, hooks.rs
 //!                    (Okta Event Hook receiver), graph.rs (Graph change notifications),
-//!                    auth.rs (constant-time bearer/secret)
-//! output.rs          the text table and the JSON of findings.md
-//! ../sim/            the simulator (sim.md) is its own package, `scimwatch-sim` in sim/ at
+//!                    wire.rs (the hook and notification bodies, typed), auth.rs
+//!                    (constant-time bearer/secret), limits.rs (`serve`: connection cap,
+//!                    read timeouts, so a flood on the hooks leaves health answering)
+//! output.rs          the text table and the JSON findings document
+//! ../sim/            the simulator is its own package, `scimwatch-sim` in sim/ at
 //!                    the repository root (lib `scimwatch_sim`, nothing of scimwatch in
 //!                    it; a dev-dependency, and optional behind the default feature
 //!                    `sim`); sim/src/: lib.rs, okta.rs, systemlog.rs, oauth.rs, graph.rs
