@@ -13,6 +13,7 @@ mod empty_group;
 mod enforce;
 mod governance;
 mod okta;
+mod refresh_config;
 mod segment;
 mod server;
 mod sim;
