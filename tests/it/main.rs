@@ -11,6 +11,7 @@ mod daemon;
 mod e2e;
 mod empty_group;
 mod enforce;
+mod full_pass;
 mod governance;
 mod okta;
 mod refresh_config;
