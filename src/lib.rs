@@ -36,7 +36,9 @@
 //!                    only, Entra runs full passes), entra.rs (provisioning-job quarantine as
 //!                    an unavailable source, provisioning-log evidence on stalled findings),
 //!                    enforce.rs ([enforce] plan/apply), upkeep.rs (after a full pass:
-//!                    retention, the change log's head). Never imports `daemon/`.
+//!                    retention, the change log's head), refresh.rs (the rolling-refresh
+//!                    planner of issue 13, pure; not wired into the loop yet). Never imports
+//!                    `daemon/`.
 //! metrics.rs         Prometheus text, by hand; never a person in a label
 //! model.rs           our vocabulary: Email, Grant, IdP and Segment snapshots. No vendor JSON.
 //! http.rs            the one place that retries (backon) and paces (governor + headers);
@@ -88,7 +90,8 @@
 //!                    HMAC chain: canonical bytes, anchors, the verify walk; pure, table
 //!                    tests in chain/tests.rs), checkpoints.rs, snapshots.rs, activations.rs.
 //!                    Knows nothing of alerts: their tables' queries live in alert/store.rs
-//! server/            router(state): /livez /readyz /metrics /status /findings, hooks.rs
+//! server/            router(state): /livez /readyz /metrics /status /findings, POST
+//!                    /-/full-pass (operator, bearer token), hooks.rs
 //!                    (Okta Event Hook receiver), graph.rs (Graph change notifications),
 //!                    wire.rs (the hook and notification bodies, typed), auth.rs
 //!                    (constant-time bearer/secret), limits.rs (`serve`: connection cap,

@@ -137,6 +137,11 @@ pub struct MappingsConfig {
 #[derive(Clone, Debug)]
 pub struct SyncConfig {
     pub interval: Duration,
+    /// Every subject is re-read at least once per this window (rolling refresh; not yet
+    /// read by the daemon loop, which today runs a full pass every tick). 1 s ..= 7 days.
+    pub full_refresh: Duration,
+    /// Subjects of open findings re-read per tick, most severe first (1 ..= 10000).
+    pub open_findings_per_tick: u32,
 }
 
 #[derive(Clone, Debug)]

@@ -98,6 +98,7 @@ pub fn router(state: Arc<ServerState>, with_hooks: bool) -> axum::Router {
         .route("/metrics", get(metrics))
         .route("/status", get(status))
         .route("/findings", get(findings))
+        .route("/-/full-pass", axum::routing::post(full_pass))
         .with_state(state.clone());
     if with_hooks {
         main.merge(hooks_router(state))
@@ -202,6 +203,25 @@ async fn findings(State(state): State<Arc<ServerState>>, headers: HeaderMap) -> 
         )
             .into_response(),
     }
+}
+
+/// `POST /-/full-pass`: an operator asks for a full pass now. It costs a read of the whole
+/// org, so it needs `server.auth_token` as a bearer token (401 without it) and is refused
+/// with 403 when no token is configured; 202 once the reconciler is woken.
+async fn full_pass(State(state): State<Arc<ServerState>>, headers: HeaderMap) -> Response {
+    if state.auth_token.is_none() {
+        return (
+            StatusCode::FORBIDDEN,
+            "a full pass on request needs server.auth_token to be set (it reads the whole org)\n",
+        )
+            .into_response();
+    }
+    if let Err(denied) = auth::require_bearer(state.auth_token.as_ref(), &headers, "/-/full-pass") {
+        return denied.into_response();
+    }
+    tracing::info!("An operator asked for a full pass.");
+    state.activator.activate(crate::triggers::Reason::FullPass);
+    (StatusCode::ACCEPTED, "full pass requested\n").into_response()
 }
 
 /// Reads a lock shared with the daemon; a poisoned lock still holds the last value

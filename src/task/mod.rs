@@ -20,6 +20,8 @@
 mod enforce;
 mod entra;
 mod full;
+#[allow(dead_code)] // the rolling-refresh planner: pure, wired by the incremental daemon (issue 13)
+mod refresh;
 pub mod status;
 mod targeted;
 mod upkeep;

@@ -30,6 +30,8 @@ pub enum Reason {
     GraphDelta,
     /// Entra ID: a change notification on `/hooks/graph`, or a `missed` lifecycle event.
     GraphHook,
+    /// An operator asked for one on `POST /-/full-pass`.
+    FullPass,
 }
 
 impl Reason {
@@ -44,6 +46,7 @@ impl Reason {
             Reason::Audit(_) => "audit",
             Reason::GraphDelta => "graph_delta",
             Reason::GraphHook => "graph_hook",
+            Reason::FullPass => "full_pass",
         }
     }
 }

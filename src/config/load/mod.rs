@@ -512,7 +512,12 @@ fn load_text(
 
     let mut t = section(&mut root, &src, &empty, "sync", &mut overrides, &mut out);
     let interval = t.bounded_duration("interval", minutes(5), INTERVAL, &mut out);
-    let sync = SyncConfig { interval };
+    let (full_refresh, open_findings_per_tick) = read_sync_refresh(&mut t, &mut out);
+    let sync = SyncConfig {
+        interval,
+        full_refresh,
+        open_findings_per_tick,
+    };
     t.finish(&mut out);
 
     let mut t = section(
@@ -842,4 +847,38 @@ fn unique_name(
     }
     seen.insert(n.clone(), t.line());
     Some(n)
+}
+
+// `[sync] full_refresh` and `[sync] open_findings_per_tick` (issue 13, the rolling
+// refresh). Kept in one block of its own: bounds on other keys are edited elsewhere.
+const FULL_REFRESH_DEFAULT: Duration = Duration::from_secs(12 * 3600);
+const FULL_REFRESH_MIN: Duration = Duration::from_secs(1);
+const FULL_REFRESH_MAX: Duration = days(7);
+const OPEN_FINDINGS_PER_TICK_DEFAULT: u32 = 100;
+const OPEN_FINDINGS_PER_TICK_MAX: u32 = 10_000;
+
+/// Reads the two rolling-refresh keys of `[sync]`, each bounded; a value out of bounds
+/// is a problem naming the key and its line, and the default is used so every other
+/// problem in the file is still reported.
+fn read_sync_refresh(t: &mut Table<'_, '_>, out: &mut Vec<Problem>) -> (Duration, u32) {
+    let mut full_refresh = t.duration_or("full_refresh", FULL_REFRESH_DEFAULT, out);
+    if full_refresh < FULL_REFRESH_MIN || full_refresh > FULL_REFRESH_MAX {
+        out.push(t.key_problem(
+            "full_refresh",
+            "must be between 1s and 7 days (every subject is re-read once per this window); \
+             write it like \"12h\"",
+        ));
+        full_refresh = FULL_REFRESH_DEFAULT;
+    }
+    let mut per_tick = t
+        .opt_u32("open_findings_per_tick", out)
+        .unwrap_or(OPEN_FINDINGS_PER_TICK_DEFAULT);
+    if !(1..=OPEN_FINDINGS_PER_TICK_MAX).contains(&per_tick) {
+        out.push(t.key_problem(
+            "open_findings_per_tick",
+            format!("must be between 1 and {OPEN_FINDINGS_PER_TICK_MAX}; the default is {OPEN_FINDINGS_PER_TICK_DEFAULT}"),
+        ));
+        per_tick = OPEN_FINDINGS_PER_TICK_DEFAULT;
+    }
+    (full_refresh, per_tick)
 }
