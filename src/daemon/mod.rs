@@ -403,6 +403,9 @@ impl Daemon {
                 r = self.activator.next() => r,
                 _ = sleep_or_forever(sleep) => [Reason::Deadline].into(),
             };
+            // Fault injection for the supervision test only: no input, config or request
+            // reaches this; only `Daemon::inject_reconciler_panic` (hidden, never called by
+            // the product) sets the flag.
             if self
                 .inject_panic
                 .swap(false, std::sync::atomic::Ordering::Relaxed)
