@@ -31,14 +31,17 @@
 //!                    (read → evaluate → record → plan alerts → upkeep). mod.rs (the
 //!                    activation, alert planning, publishing /findings and /status),
 //!                    status.rs (the typed status: Scope, counts, source failures),
-//!                    full.rs (full passes with per-workspace failure scoping), targeted.rs
-//!                    (event-woken passes that re-read only what the events touched; Okta
-//!                    only, Entra runs full passes), entra.rs (provisioning-job quarantine as
+//!                    full.rs (full passes with per-workspace failure scoping: start-up,
+//!                    `POST /-/full-pass`, stale checkpoints), targeted.rs (event-woken
+//!                    passes and ticks that re-read only what the events, the open
+//!                    findings and the refresh plan name; Okta only, Entra runs full passes), entra.rs (provisioning-job quarantine as
 //!                    an unavailable source, provisioning-log evidence on stalled findings),
-//!                    enforce.rs ([enforce] plan/apply), upkeep.rs (after a full pass:
-//!                    retention, the change log's head), refresh.rs (the rolling-refresh
-//!                    planner of issue 13, pure; not wired into the loop yet). Never imports
-//!                    `daemon/`.
+//!                    enforce.rs ([enforce] plan/apply), upkeep.rs (retention and the
+//!                    change log's head: after full passes, after passes that changed
+//!                    something, at least hourly), refresh.rs (the rolling-refresh
+//!                    planner, pure), tick.rs (the periodic tick around it: subjects and
+//!                    costs from the kept snapshots, last-read times in the store, the
+//!                    `/status` refresh section). Never imports `daemon/`.
 //! metrics.rs         Prometheus text, by hand; never a person in a label
 //! model.rs           our vocabulary: Email, Grant, IdP and Segment snapshots. No vendor JSON.
 //! http.rs            the one place that retries (backon) and paces (governor + headers);
@@ -155,7 +158,11 @@
 //!   nothing already delivered.
 //! - **Secrets never print.** They live in `secret::Secret`, whose `Debug`/`Display` is `***`;
 //!   none reaches the store.
-//! - **Triggers wake, they never feed.** Every activation re-reads the IdP and Segment.
+//! - **Triggers wake, they never feed.** Every activation re-reads what it relies on from
+//!   the IdP and Segment (the events' subjects; a tick adds open findings' subjects and its
+//!   refresh share); no hook body is trusted.
+//! - **A lost event costs latency, never correctness**: every subject is re-read at least
+//!   once per `sync.full_refresh` (the rolling refresh), whatever the events say.
 //! - **The change log is append-only**: no code path updates it, the only delete is
 //!   retention's prune (rows below a boundary written inside the prune transaction, which
 //!   also appends a chained `prune` record), and the database refuses every other update

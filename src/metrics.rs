@@ -59,6 +59,13 @@ struct Inner {
     enforce_plan: BTreeMap<String, u64>,
     /// (workspace, target) → replace calls enforcement made.
     enforce_written: BTreeMap<(String, String), u64>,
+    /// Rolling refresh, per kind of subject: (age of the oldest read in seconds, subjects
+    /// never read).
+    refresh: BTreeMap<&'static str, (f64, u64)>,
+    /// IAM audit events tied to no known subject (a workspace moved to the front).
+    refresh_front: u64,
+    /// (reason, scope) → API requests spent by activations, and the activations.
+    activation_requests: BTreeMap<(String, String), (u64, u64)>,
 }
 
 /// Pending rows, age of the oldest in seconds, dead letters, broken.
@@ -82,6 +89,9 @@ impl Default for Inner {
             alerts_unrouted: 0,
             enforce_plan: BTreeMap::new(),
             enforce_written: BTreeMap::new(),
+            refresh: BTreeMap::new(),
+            refresh_front: 0,
+            activation_requests: BTreeMap::new(),
         }
     }
 }
@@ -161,6 +171,36 @@ impl Metrics {
                 .entry((trigger.to_string(), scope.to_string(), result))
                 .or_default() += 1;
             m.pass_duration.observe(duration.as_secs_f64());
+        });
+    }
+
+    /// The rolling refresh's progress for one kind of subject.
+    pub fn set_refresh_oldest(&self, kind: &'static str, oldest: Option<Duration>, never: usize) {
+        self.with(|m| {
+            m.refresh.insert(
+                kind,
+                (
+                    oldest.map_or(0.0, |d| d.as_secs_f64()),
+                    u64::try_from(never).unwrap_or(u64::MAX),
+                ),
+            );
+        });
+    }
+
+    /// An IAM audit event tied to no known subject moved a workspace to the front.
+    pub fn refresh_front(&self) {
+        self.with(|m| m.refresh_front += 1);
+    }
+
+    /// One activation spent `requests` API requests.
+    pub fn activation_requests(&self, reason: &str, scope: &str, requests: u64) {
+        self.with(|m| {
+            let e = m
+                .activation_requests
+                .entry((reason.to_string(), scope.to_string()))
+                .or_default();
+            e.0 += requests;
+            e.1 += 1;
         });
     }
 
@@ -339,9 +379,70 @@ impl Metrics {
 
             header(
                 &mut out,
+                "scimwatch_refresh_oldest_read_age_seconds",
+                "gauge",
+                "Rolling refresh: age of the oldest read per kind of subject; it stays under sync.full_refresh while the backstop keeps up.",
+            );
+            for (kind, (age, _)) in &m.refresh {
+                let _ = writeln!(
+                    out,
+                    "scimwatch_refresh_oldest_read_age_seconds{} {}",
+                    labels(&[("kind", kind)]),
+                    fmt_f64(*age)
+                );
+            }
+            header(
+                &mut out,
+                "scimwatch_refresh_never_read",
+                "gauge",
+                "Rolling refresh: subjects per kind not read since they appeared.",
+            );
+            for (kind, (_, never)) in &m.refresh {
+                let _ = writeln!(
+                    out,
+                    "scimwatch_refresh_never_read{} {never}",
+                    labels(&[("kind", kind)])
+                );
+            }
+            header(
+                &mut out,
+                "scimwatch_refresh_front_total",
+                "counter",
+                "IAM audit events tied to no known person or group: their workspace's users moved to the front of the refresh.",
+            );
+            let _ = writeln!(out, "scimwatch_refresh_front_total {}", m.refresh_front);
+            header(
+                &mut out,
+                "scimwatch_activation_requests_total",
+                "counter",
+                "API requests spent by activations, by reason and scope; divide by scimwatch_activations_total for requests per activation.",
+            );
+            for ((reason, scope), (n, _)) in &m.activation_requests {
+                let _ = writeln!(
+                    out,
+                    "scimwatch_activation_requests_total{} {n}",
+                    labels(&[("reason", reason), ("scope", scope)])
+                );
+            }
+            header(
+                &mut out,
+                "scimwatch_activations_total",
+                "counter",
+                "Activations by reason and scope (one per activation, whatever its reasons' count in scimwatch_passes_total).",
+            );
+            for ((reason, scope), (_, n)) in &m.activation_requests {
+                let _ = writeln!(
+                    out,
+                    "scimwatch_activations_total{} {n}",
+                    labels(&[("reason", reason), ("scope", scope)])
+                );
+            }
+
+            header(
+                &mut out,
                 "scimwatch_last_success_timestamp_seconds",
                 "gauge",
-                "Unix time of the last successful full pass (0: none yet).",
+                "Unix time of the last successful pass, full or a periodic tick (0: none yet).",
             );
             let last = m
                 .last_success

@@ -109,8 +109,31 @@ pub async fn handle(app: &App, req: Req) -> Response {
         .collect();
     let p: Vec<&str> = parts.iter().map(String::as_str).collect();
     let body = req.json_body().unwrap_or(Value::Null);
+    // `"silent": true` on an Okta control call: the change leaves no System Log entry
+    // (and so no Event Hook), as if the event were lost.
+    let once = body.get("silent").and_then(Value::as_bool) == Some(true)
+        && p.first() == Some(&"okta")
+        && !app.state().silent;
+    if once {
+        app.state().set_silent(true);
+    }
+    let out = dispatch(app, &req, &p, &body).await;
+    if once {
+        app.state().set_silent(false);
+    }
+    out
+}
+
+async fn dispatch(app: &App, req: &Req, p: &[&str], body: &Value) -> Response {
     let s = |k: &str| body.get(k).and_then(Value::as_str).map(str::to_string);
-    match (req.method.clone(), p.as_slice()) {
+    match (req.method.clone(), p) {
+        (Method::POST, ["silence"]) => {
+            let Some(on) = body.get("on").and_then(Value::as_bool) else {
+                return bad(StatusCode::BAD_REQUEST, "on must be true or false");
+            };
+            app.state().set_silent(on);
+            ok(json!({"silent": on}))
+        }
         (Method::POST, ["okta", "users"]) => {
             let Some(login) = s("login") else {
                 return bad(StatusCode::BAD_REQUEST, "login is required");
@@ -212,15 +235,15 @@ pub async fn handle(app: &App, req: Req) -> Response {
             ok(json!({"pushed": pushed, "push": app.push.snapshot()}))
         }
         (Method::POST, ["azure", ..]) | (Method::DELETE, ["azure", ..]) => {
-            azure(app, &req.method, &p[1..], &body)
+            azure(app, &req.method, &p[1..], body)
         }
-        (Method::POST, ["okta", "event-hooks"]) => hooks::register(app, &body).await,
+        (Method::POST, ["okta", "event-hooks"]) => hooks::register(app, body).await,
         (Method::GET, ["okta", "event-hooks"]) => ok(app.hooks.snapshot()),
         (Method::GET, ["okta", "event-hooks", id]) => hooks::get(app, id),
         (Method::GET, ["okta", "event-hooks", id, "deliveries"]) => hooks::deliveries(app, id),
         (Method::DELETE, ["okta", "event-hooks", id]) => hooks::remove(app, id),
         (Method::GET, ["sinks"]) => ok(app.sinks.snapshot()),
-        (Method::POST, ["sinks"]) => sinks::control_set(app, &body),
+        (Method::POST, ["sinks"]) => sinks::control_set(app, body),
         (Method::DELETE, ["sinks"]) => {
             app.sinks.clear();
             empty(StatusCode::NO_CONTENT)

@@ -513,6 +513,7 @@ impl State {
                 .map(super::graph_state::Directory::from_seed),
             seeded_okta: seed.okta.is_some(),
             workspaces: BTreeMap::new(),
+            silent: false,
             audit_counter: 0,
             log_signal: tokio::sync::watch::Sender::new(0),
         };
@@ -605,6 +606,7 @@ impl State {
             audit: Vec::new(),
             invites: Vec::new(),
             audit_resource_types: w.audit_resource_types.clone(),
+            silent: false,
         };
         let err = |key: &str, value: &str, msg: String| SimError::Seed {
             message: format!(

@@ -299,6 +299,8 @@ pub struct Workspace {
     /// The seed's `audit_resource_types`: the `resourceType` the audit trail shows for
     /// our `user` / `user_group`.
     pub audit_resource_types: BTreeMap<String, String>,
+    /// While set (`POST /_sim/silence`), changes write no audit event: a lost event.
+    pub silent: bool,
 }
 
 impl Workspace {
@@ -353,6 +355,9 @@ impl Workspace {
         rname: &str,
     ) {
         *counter += 1;
+        if self.silent {
+            return;
+        }
         self.audit.push(Audit {
             id: *counter,
             timestamp: Utc::now(),
@@ -625,6 +630,10 @@ pub struct State {
     /// Carries the System Log's length after each append: wakes the Event Hook delivery
     /// task (`hooks::run`). Sending on it never blocks or awaits.
     pub log_signal: tokio::sync::watch::Sender<usize>,
+    /// While set, changes leave no trace in the event sources: no System Log entry (so no
+    /// Event Hook), no Segment audit event. Set by `POST /_sim/silence` or for one call by
+    /// `"silent": true` on an Okta control call; the state changes all the same.
+    pub silent: bool,
 }
 
 impl State {
@@ -643,11 +652,22 @@ impl State {
     /// Appends a System Log event built by the caller, and signals the Event Hook
     /// delivery task so the event is queued for every hook registered before it.
     pub fn log(&mut self, json: Value) {
+        if self.silent {
+            return;
+        }
         self.okta.log.push(LogEvent {
             published: Utc::now(),
             json,
         });
         self.log_signal.send_replace(self.okta.log.len());
+    }
+
+    /// Turns the event sources off (`true`) or on again, everywhere.
+    pub fn set_silent(&mut self, on: bool) {
+        self.silent = on;
+        for ws in self.workspaces.values_mut() {
+            ws.silent = on;
+        }
     }
 
     pub fn new_uuid() -> String {

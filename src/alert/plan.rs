@@ -18,9 +18,12 @@
 //!   page); re-trigger (same key) when its severity rises above what was sent. More than
 //!   `group_threshold` such new findings of one kind in one workspace in one pass go out
 //!   as one digest, keyed by (workspace, kind, pass id) and kept in the store.
-//! - **Resolve** after `resolve_after` consecutive successful *full* passes of the
-//!   workspace without the finding (any state keeps an alert open); a digest when every
-//!   finding it carries is resolved. Targeted passes neither count nor resolve.
+//! - **Resolve** after `resolve_after` consecutive clean reads of the finding's subject
+//!   (any state keeps an alert open): a full pass reads every subject of the workspaces
+//!   it read; a periodic tick or an event-woken pass (`full` with a
+//!   [`Outcome::read_scope`]) only the subjects it read, and only those count. A digest
+//!   resolves when every finding it carries is resolved. An outcome with `full = false`
+//!   (kept for callers that read nothing whole) neither counts nor resolves.
 //! - A finding no route matches is recorded (so it is not re-announced every pass) and
 //!   reported in [`Plan::unrouted`] for a warning.
 
@@ -100,6 +103,20 @@ pub struct Outcome<'a> {
     /// Findings scimwatch reverted in this pass (`enforce.mode = "apply"`): their alert
     /// resolves after the next clean full pass, the verifying re-read.
     pub reverted: &'a BTreeSet<String>,
+    /// A pass that read some subjects only (a periodic tick or an event-woken pass):
+    /// the findings whose subject it read. Only their alerts count a clean read (or
+    /// restart the count); `None`: the pass read everything.
+    pub read_scope: Option<ReadScope<'a>>,
+}
+
+/// The findings whose subject a pass read (see [`Outcome::read_scope`]).
+#[derive(Clone, Copy)]
+pub struct ReadScope<'a>(pub &'a (dyn Fn(&Finding) -> bool + Sync));
+
+impl std::fmt::Debug for ReadScope<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ReadScope(..)")
+    }
 }
 
 /// One alert for some sinks.
@@ -386,6 +403,12 @@ pub fn plan(
             let Some(r) = records.get_mut(&k) else {
                 continue;
             };
+            if let Some(ReadScope(scope)) = out.read_scope {
+                // Only a read of the finding's subject counts.
+                if !r.alert.finding.as_ref().is_some_and(scope) {
+                    continue;
+                }
+            }
             touched.insert(k.clone());
             if open.contains(k.as_str()) {
                 r.clean = 0;
@@ -605,6 +628,7 @@ mod tests {
             workspaces: vec![("prod".into(), None), ("stage".into(), None)],
             findings,
             reverted: &NONE,
+            read_scope: None,
         }
     }
 
@@ -690,6 +714,36 @@ mod tests {
             .is_empty());
         assert!(run.pass(&outcome(true, 3, &[])).sends.is_empty());
         assert_eq!(run.pass(&outcome(true, 4, &[])).sends.len(), 1);
+    }
+
+    #[test]
+    fn a_pass_that_read_some_subjects_counts_a_clean_read_only_for_theirs() {
+        let mut run = Run::new(cfg());
+        let bob = drift("bob@acme.test", Severity::Critical);
+        let ann = drift("ann@acme.test", Severity::Critical);
+        let p = run.pass(&outcome(true, 0, &[bob.clone(), ann.clone()]));
+        assert_eq!(p.sends.len(), 2);
+        // Both gone, but each tick reads only Bob: Ann's alert never counts.
+        let bob_only = |f: &Finding| {
+            f.user
+                .as_ref()
+                .is_some_and(|u| u.as_str() == "bob@acme.test")
+        };
+        let mut tick = |min: i64| {
+            let mut o = outcome(true, min, &[]);
+            o.read_scope = Some(ReadScope(&bob_only));
+            run.pass(&o)
+        };
+        assert!(tick(1).sends.is_empty(), "one clean read of Bob: held");
+        let p = tick(2);
+        assert_eq!(
+            actions(&p),
+            vec![(Action::Resolve, bob.id.clone(), Family::Finding)]
+        );
+        for min in 3..6 {
+            assert!(tick(min).sends.is_empty(), "Ann was never read again");
+        }
+        assert!(run.records.iter().any(|r| r.key == ann.id && r.clean == 0));
     }
 
     #[test]

@@ -131,6 +131,8 @@ impl Daemon {
             ready: RwLock::new(Readiness {
                 last_full_success: None,
                 interval: config.sync.interval,
+                refresh_behind: None,
+                full_refresh: config.sync.full_refresh,
             }),
             okta_hook: config
                 .triggers

@@ -63,8 +63,14 @@ pub struct GraphHook {
 /// What `/readyz` needs.
 #[derive(Clone, Debug)]
 pub struct Readiness {
+    /// The last activation that read its sources and recorded its findings: a full pass
+    /// or a periodic tick (issue 13: a tick is no longer a full pass).
     pub last_full_success: Option<DateTime<Utc>>,
     pub interval: Duration,
+    /// How far the rolling refresh's oldest read is past `sync.full_refresh` (`None`
+    /// before the first pass).
+    pub refresh_behind: Option<Duration>,
+    pub full_refresh: Duration,
 }
 
 /// Shared with the daemon, which updates `status`, `findings` and `ready` after each pass.
@@ -144,18 +150,28 @@ async fn readyz(State(state): State<Arc<ServerState>>) -> Response {
     }
 }
 
-/// Ready when the last full pass succeeded within 3 × the sync interval of `now`.
+/// Ready when the last pass (full or a tick) succeeded within 3 × the sync interval of
+/// `now`, and the rolling refresh is not behind by more than one `sync.full_refresh`.
 fn readiness(ready: &Readiness, now: DateTime<Utc>) -> Result<(), String> {
     let Some(last) = ready.last_full_success else {
-        return Err("not ready: no successful full pass yet".into());
+        return Err("not ready: no successful pass yet".into());
     };
+    if let Some(behind) = ready.refresh_behind {
+        if behind > ready.full_refresh {
+            return Err(format!(
+                "not ready: the rolling refresh is {} s behind its window of {} s (see /status refresh)",
+                behind.as_secs(),
+                ready.full_refresh.as_secs()
+            ));
+        }
+    }
     let window = chrono::Duration::from_std(ready.interval.saturating_mul(3))
         .unwrap_or(chrono::Duration::MAX);
     if now.signed_duration_since(last) <= window {
         Ok(())
     } else {
         Err(format!(
-            "not ready: last successful full pass at {}",
+            "not ready: last successful pass at {}",
             last.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
         ))
     }
@@ -247,6 +263,8 @@ mod tests {
         let none = Readiness {
             last_full_success: None,
             interval,
+            refresh_behind: None,
+            full_refresh: Duration::from_secs(3600),
         };
         assert!(readiness(&none, at(10_000))
             .unwrap_err()
@@ -254,9 +272,18 @@ mod tests {
         let ok = Readiness {
             last_full_success: Some(at(10_000)),
             interval,
+            refresh_behind: Some(Duration::from_secs(3600)),
+            full_refresh: Duration::from_secs(3600),
         };
         assert!(readiness(&ok, at(10_000 + 1800)).is_ok());
         let err = readiness(&ok, at(10_000 + 1801)).unwrap_err();
         assert!(err.contains("1970-01-01T02:46:40Z"), "{err}");
+        // A refresh more than one window behind is not ready, however recent the tick.
+        let behind = Readiness {
+            refresh_behind: Some(Duration::from_secs(3601)),
+            ..ok
+        };
+        let err = readiness(&behind, at(10_000 + 10)).unwrap_err();
+        assert!(err.contains("rolling refresh is 3601 s behind"), "{err}");
     }
 }

@@ -271,6 +271,12 @@ impl Reconciler {
             self.store
                 .snapshot_put(LAST_PASS, &serde_json::to_value(now)?)
                 .await?;
+            // Everything was read: the rolling refresh's window starts over.
+            let views: Vec<(&str, &WorkspaceSnapshot)> =
+                read.iter().map(|(n, s, _)| (n.as_str(), s)).collect();
+            let state = self.refresh_state().await?;
+            self.finish_refresh(now, state, super::tick::Done::Full, &membership, &views)
+                .await?;
         }
         let report = self.publish_findings(now, Some(summaries)).await?;
         if failed.is_empty() {

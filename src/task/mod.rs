@@ -5,8 +5,10 @@
 //!
 //! One activation: read → evaluate → record → plan alerts → upkeep.
 //! - Events alone (the Okta hook, the System Log and audit-trail pollers) wake a targeted
-//!   pass (`targeted.rs`); start-up, the periodic tick, deadlines and a targeted pass that
-//!   cannot run yet wake a full one (`full.rs`). With `enforce.mode = "apply"` every
+//!   pass (`targeted.rs`); the periodic tick and deadlines a tick (the targeted pass plus
+//!   open findings' subjects and the rolling refresh's share, `tick.rs`); start-up,
+//!   `POST /-/full-pass` and a targeted pass that cannot run (nothing kept, checkpoints
+//!   older than the events reach) a full one (`full.rs`). With `enforce.mode = "apply"` every
 //!   activation is a full pass, so the fix lands in the pass that first sees the drift
 //!   (`enforce.rs`), followed at once by a verifying re-read.
 //! - Entra ID specifics (quarantine, provisioning-log evidence) live in `entra.rs`; the
@@ -20,10 +22,10 @@
 mod enforce;
 mod entra;
 mod full;
-#[allow(dead_code)] // the rolling-refresh planner: pure, wired by the incremental daemon (issue 13)
 mod refresh;
 pub mod status;
 mod targeted;
+mod tick;
 mod upkeep;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -72,6 +74,10 @@ pub struct Reconciler {
     enforce_status: Mutex<Option<serde_json::Value>>,
     /// Entra ID: the group ids the delta poller watches, published after each full pass.
     graph_scope: tokio::sync::watch::Sender<Vec<String>>,
+    /// `/status`'s `refresh`: the rolling refresh's progress after the last pass.
+    refresh_status: Mutex<Option<serde_json::Value>>,
+    /// When the change log's upkeep (retention, head) last ran.
+    last_upkeep: Mutex<Option<DateTime<Utc>>>,
 }
 
 /// The pieces a [`Reconciler`] is built from (the daemon builds them).
@@ -114,6 +120,8 @@ impl Reconciler {
             summaries: Mutex::new(Vec::new()),
             enforce_status: Mutex::new(None),
             graph_scope,
+            refresh_status: Mutex::new(None),
+            last_upkeep: Mutex::new(None),
         })
     }
 
@@ -136,35 +144,74 @@ impl Reconciler {
         let _enter = span.enter();
         let started = Utc::now();
         let clock = Instant::now();
-        let events_only = self.config.enforce.mode != crate::config::EnforceMode::Apply
-            && reasons
+        // Start-up, an operator's request and enforcement's apply mode read everything;
+        // events alone read what they name; anything else (the periodic tick, a deadline)
+        // is a tick: events, open findings' subjects and the rolling refresh's share. A
+        // targeted pass that cannot run (nothing kept, checkpoints too old, Entra ID)
+        // becomes a full pass.
+        let wants_full = self.config.enforce.mode == crate::config::EnforceMode::Apply
+            || reasons
                 .iter()
-                .all(|r| matches!(r, Reason::OktaHook | Reason::SystemLog | Reason::Audit(_)));
+                .any(|r| matches!(r, Reason::Startup | Reason::FullPass));
+        let events_only = reasons
+            .iter()
+            .all(|r| matches!(r, Reason::OktaHook | Reason::SystemLog | Reason::Audit(_)));
+        let requests_before = self.stats.total();
         let mut pass = FullPass::default();
-        let (scope, result) = if events_only {
-            match self.targeted_pass(started).await {
-                Ok(Some(counts)) => (Scope::Targeted, Ok(Counts::Targeted(counts))),
-                Ok(None) => (
-                    Scope::Full,
-                    self.full_pass(started, &mut pass).await.map(Counts::Full),
-                ),
-                Err(e) => (Scope::Targeted, Err(e)),
-            }
-        } else {
+        let mut read: Option<targeted::Targeted> = None;
+        let (scope, result) = if wants_full {
             (
                 Scope::Full,
                 self.full_pass(started, &mut pass).await.map(Counts::Full),
             )
+        } else {
+            let scope = if events_only {
+                Scope::Targeted
+            } else {
+                Scope::Tick
+            };
+            match self
+                .targeted_pass(started, !events_only, &mut pass.failures)
+                .await
+            {
+                Ok(Some(t)) => {
+                    let counts = t.counts.clone();
+                    read = Some(t);
+                    (scope, Ok(Counts::Targeted(counts)))
+                }
+                Ok(None) => {
+                    pass.failures = SourceFailures::default();
+                    (
+                        Scope::Full,
+                        self.full_pass(started, &mut pass).await.map(Counts::Full),
+                    )
+                }
+                Err(e) => (scope, Err(e)),
+            }
         };
-        // Alerts: a full pass that recorded or could not read the IdP; a targeted pass
-        // that succeeded (it may trigger, never resolve).
-        let plan_alerts = match scope {
-            Scope::Full => pass.recorded || pass.failures.idp.is_some(),
-            Scope::Targeted => result.is_ok(),
-        };
-        if plan_alerts {
-            self.plan_alerts_logged(scope == Scope::Full, &pass, started)
-                .await;
+        // Alerts: after every pass that recorded or could not read a source. A full pass
+        // counts a clean read for every finding of the workspaces it read; a tick or an
+        // event-woken pass only for the findings whose subject it read (a failed one for
+        // none), and counts source health for the sources it tried.
+        match scope {
+            Scope::Full => {
+                if pass.recorded || pass.failures.idp.is_some() {
+                    self.plan_alerts_logged(true, &pass, None, started).await;
+                }
+            }
+            Scope::Targeted | Scope::Tick => match &read {
+                Some(t) => {
+                    let covers = |f: &Finding| t.covers(f);
+                    self.plan_alerts_logged(true, &pass, Some(&covers), started)
+                        .await;
+                }
+                None if !pass.failures.is_empty() => {
+                    let nothing = |_: &Finding| false;
+                    self.plan_alerts_logged(true, &pass, Some(&nothing), started)
+                        .await;
+                }
+                None => {}
+            },
         }
         // scimwatch wrote to Segment: re-read at once to verify (and resolve what it fixed).
         let result = if scope == Scope::Full && pass.wrote {
@@ -172,7 +219,7 @@ impl Reconciler {
             let mut verify = FullPass::default();
             let verified = self.full_pass(again, &mut verify).await;
             if verify.recorded || verify.failures.idp.is_some() {
-                self.plan_alerts_logged(true, &verify, again).await;
+                self.plan_alerts_logged(true, &verify, None, again).await;
             }
             match (result, verified) {
                 (Ok(Counts::Full(mut counts)), Ok(v)) => {
@@ -210,6 +257,23 @@ impl Reconciler {
             failures: pass.failures,
             fatal,
         };
+        let spent = self.stats.total().saturating_sub(requests_before);
+        let reason = status
+            .reasons
+            .iter()
+            .map(Reason::label)
+            .min_by_key(|l| reason_rank(l))
+            .unwrap_or("none");
+        self.metrics
+            .activation_requests(reason, status.scope.as_str(), spent);
+        tracing::info!(
+            reason,
+            scope = status.scope.as_str(),
+            requests = spent,
+            ok = status.ok(),
+            took_ms = clock.elapsed().as_millis() as u64,
+            "Activation finished."
+        );
         self.record(&status, clock.elapsed()).await;
         status
     }
@@ -242,8 +306,14 @@ impl Reconciler {
         self.publish_status().await;
     }
 
-    async fn plan_alerts_logged(&self, full: bool, pass: &FullPass, now: DateTime<Utc>) {
-        if let Err(e) = self.plan_alerts(full, pass, now).await {
+    async fn plan_alerts_logged(
+        &self,
+        full: bool,
+        pass: &FullPass,
+        scope: Option<&(dyn Fn(&Finding) -> bool + Sync)>,
+        now: DateTime<Utc>,
+    ) {
+        if let Err(e) = self.plan_alerts(full, pass, scope, now).await {
             tracing::error!(error = %crate::error::chain(e.as_ref()), "Cannot plan alerts; they are planned again after the next pass.");
         }
     }
@@ -253,6 +323,7 @@ impl Reconciler {
         &self,
         full: bool,
         pass: &FullPass,
+        scope: Option<&(dyn Fn(&Finding) -> bool + Sync)>,
         now: DateTime<Utc>,
     ) -> anyhow::Result<()> {
         let Some(outbox) = &self.outbox else {
@@ -276,6 +347,11 @@ impl Reconciler {
             workspaces: self
                 .clients
                 .iter()
+                // A workspace the pass never got to is neither a failure nor a success.
+                .filter(|(w, _)| {
+                    pass.failures.workspaces.contains_key(&w.name)
+                        || !pass.failures.unread.contains(&w.name)
+                })
                 .map(|(w, _)| {
                     (
                         w.name.clone(),
@@ -284,6 +360,7 @@ impl Reconciler {
                 })
                 .collect(),
             findings: &findings,
+            read_scope: scope.map(plan::ReadScope),
         };
         let plan = plan::plan(&self.config.alerts, &records, &failures, &outcome);
         for (key, summary) in &plan.unrouted {
@@ -411,9 +488,24 @@ impl Reconciler {
         if let Some(e) = self.enforce_status.lock().ok().and_then(|e| e.clone()) {
             doc["enforce"] = e;
         }
+        if let Some(r) = self.refresh_status.lock().ok().and_then(|r| r.clone()) {
+            doc["refresh"] = r;
+        }
         if let Ok(mut s) = self.server.status.write() {
             *s = doc;
         }
+    }
+}
+
+/// The reason an activation's requests are booked under when several coalesced: the one
+/// that decided its scope (start-up and operator requests first, then ticks, then events).
+fn reason_rank(label: &str) -> u8 {
+    match label {
+        "startup" => 0,
+        "full_pass" => 1,
+        "periodic" => 2,
+        "deadline" => 3,
+        _ => 4,
     }
 }
 

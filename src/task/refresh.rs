@@ -2,8 +2,8 @@
 //! `now` in, a plan out; no IO, no clock, no state of its own (the caller keeps the last
 //! read time of each subject and hands it back).
 //!
-//! Not yet wired: today every tick is a full pass. This is the core the incremental
-//! daemon will call once per activation.
+//! Called once per periodic tick by `tick.rs`, which keeps the last-read times in the
+//! store and turns the plan into reads.
 //!
 //! Contract, in the order a tick spends its request budget:
 //! 1. subjects carried over from the previous tick (they did not fit its budget), then
@@ -37,7 +37,10 @@ use crate::reconcile::finding::Severity;
 pub const MAX_CARRY: usize = 100_000;
 
 /// What can be read on its own.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
 pub enum SubjectKind {
     /// The members of one mapped IdP group.
     IdpGroupMembers,
@@ -72,7 +75,9 @@ impl SubjectKind {
 }
 
 /// One subject: its kind, the workspace it lives in (empty for IdP subjects) and its id.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub struct Subject {
     pub kind: SubjectKind,
     pub workspace: String,
@@ -107,7 +112,7 @@ pub struct OpenSubject {
 
 /// "Read this workspace's users first": an IAM audit event tied to no subject, at `since`.
 /// A user counts as done once read after `since`.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct FrontRequest {
     pub workspace: String,
     pub since: DateTime<Utc>,

@@ -18,6 +18,9 @@ pub enum Scope {
     Full,
     /// Only what the events since the last pass touched (Okta).
     Targeted,
+    /// A periodic tick: what the events touched, the open findings' subjects and the
+    /// rolling refresh's share (Okta).
+    Tick,
 }
 
 impl Scope {
@@ -25,6 +28,7 @@ impl Scope {
         match self {
             Scope::Full => "full",
             Scope::Targeted => "targeted",
+            Scope::Tick => "tick",
         }
     }
 }
@@ -60,6 +64,9 @@ pub struct TargetedCounts {
     pub findings_updated: usize,
     pub opened: usize,
     pub changes: usize,
+    /// Subjects read (users, groups, IdP groups and users, catalogs), events and the
+    /// rolling refresh together.
+    pub subjects_read: usize,
 }
 
 /// The counts of a pass that succeeded.
@@ -77,6 +84,15 @@ pub struct SourceFailures {
     pub idp: Option<String>,
     /// Workspaces whose read failed (or whose Entra provisioning is quarantined).
     pub workspaces: BTreeMap<String, String>,
+    /// Workspaces a failed tick never got to read: neither failed nor read.
+    pub unread: BTreeSet<String>,
+}
+
+impl SourceFailures {
+    /// No source failed.
+    pub fn is_empty(&self) -> bool {
+        self.idp.is_none() && self.workspaces.is_empty()
+    }
 }
 
 /// One activation, as the driver records it.

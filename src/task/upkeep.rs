@@ -1,4 +1,5 @@
-//! The change log's chain upkeep after each full pass: retention (`[store] retain`) moves
+//! The change log's chain upkeep after each full pass, after every tick or targeted pass
+//! that appended a change, and at least hourly (`UPKEEP_EVERY`): retention (`[store] retain`) moves
 //! the chain's start forward, then the chain's head is recorded in the log and logged
 //! (`Change log head.` with its id and MAC: a copy of these lines kept outside the
 //! database is what catches a truncated tail). Failures here are logged, never fail the
@@ -11,6 +12,9 @@ use chrono::{DateTime, Utc};
 use super::Reconciler;
 use crate::store::{ChainKey, PruneOutcome};
 
+/// The longest time between two upkeeps while the daemon runs passes.
+pub(super) const UPKEEP_EVERY: chrono::Duration = chrono::Duration::hours(1);
+
 /// The "retention needs the chain key" warning, once per process.
 static SKIP_WARNED: AtomicBool = AtomicBool::new(false);
 
@@ -20,7 +24,23 @@ impl Reconciler {
         self.config.store.chain_key.as_ref().map(ChainKey::new)
     }
 
+    /// Upkeep after a pass that read only some subjects: when it changed something or
+    /// the last upkeep is an hour old.
+    pub(super) async fn chain_upkeep_if(&self, changed: bool, now: DateTime<Utc>) {
+        let due = self
+            .last_upkeep
+            .lock()
+            .map(|l| l.is_none_or(|at| now - at >= UPKEEP_EVERY))
+            .unwrap_or(true);
+        if changed || due {
+            self.chain_upkeep(now).await;
+        }
+    }
+
     pub(super) async fn chain_upkeep(&self, now: DateTime<Utc>) {
+        if let Ok(mut l) = self.last_upkeep.lock() {
+            *l = Some(now);
+        }
         let key = self.chain_key();
         let cutoff = chrono::Duration::from_std(self.config.store.retain)
             .ok()

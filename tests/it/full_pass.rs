@@ -28,6 +28,8 @@ fn state(token: bool) -> Arc<ServerState> {
         ready: RwLock::new(Readiness {
             last_full_success: None,
             interval: Duration::from_secs(600),
+            refresh_behind: None,
+            full_refresh: Duration::from_secs(43_200),
         }),
         graph_hook: None,
         okta_hook: None,

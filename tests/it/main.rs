@@ -14,6 +14,7 @@ mod enforce;
 mod full_pass;
 mod governance;
 mod hostile;
+mod incremental;
 mod mutation;
 mod okta;
 mod refresh_config;

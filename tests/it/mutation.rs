@@ -302,6 +302,8 @@ async fn mutated_hook_and_notification_bodies_get_a_2xx_or_4xx_and_never_a_panic
         ready: RwLock::new(Readiness {
             last_full_success: None,
             interval: Duration::from_secs(600),
+            refresh_behind: None,
+            full_refresh: Duration::from_secs(43_200),
         }),
         okta_hook: Some(OktaHook {
             secret: Secret::new(HOOK),
