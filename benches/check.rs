@@ -10,9 +10,6 @@
 //! Knobs (environment): `BENCH_USERS` (10000), `BENCH_GROUPS` (200).
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use chrono::Utc;
@@ -20,103 +17,9 @@ use scimwatch::http::{RequestStats, RetryConfig};
 use scimwatch::idp::okta::Okta;
 use scimwatch::segment::SegmentClient;
 
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn ceil_div(a: usize, b: usize) -> usize {
-    a.div_ceil(b)
-}
-
-struct Org {
-    seed: String,
-    mappings: Vec<(String, String)>,
-    /// Members per group, per workspace.
-    groups: BTreeMap<&'static str, Vec<usize>>,
-    users_per_ws: BTreeMap<&'static str, usize>,
-}
-
-fn generate(users: usize, groups: usize) -> Org {
-    let workspaces = ["production", "staging"];
-    let per_group = users / groups;
-    let mut seed = String::from("[okta]\ntoken = \"okta-sim-token\"\napp_id = \"0oasegment\"\n\n");
-    for u in 0..users {
-        let _ = writeln!(seed, "[[okta.user]]\nlogin = \"user{u:05}@bench.test\"\n");
-    }
-    let mut org_groups: BTreeMap<&'static str, Vec<usize>> = BTreeMap::new();
-    let mut mapping_text: BTreeMap<&'static str, String> = workspaces
-        .iter()
-        .map(|w| (*w, format!("workspace = \"{w}\"\n\n")))
-        .collect();
-    let mut seg_groups: BTreeMap<&'static str, String> = BTreeMap::new();
-    for g in 0..groups {
-        let ws = workspaces[g % 2];
-        let members: Vec<String> = (g * per_group..(g + 1) * per_group)
-            .map(|u| format!("\"user{u:05}@bench.test\""))
-            .collect();
-        let name = format!("Bench Group {g:03}");
-        let _ = writeln!(
-            seed,
-            "[[okta.group]]\nname = \"{name}\"\nmembers = [{}]\npushed_to = [\"{ws}\"]\n",
-            members.join(", ")
-        );
-        let grant = if g % 3 == 0 {
-            "{ role = \"Source Read-only\", sources = [\"web\"] }"
-        } else {
-            "{ role = \"Tracking Plan Read-only\" }"
-        };
-        let _ = writeln!(
-            seg_groups.entry(ws).or_default(),
-            "[[segment.workspace.group]]\nname = \"{name}\"\nmembers = [{}]\ngrants = [ {grant} ]\n",
-            members.join(", ")
-        );
-        let mapping_grant = if g % 3 == 0 {
-            "  [[group.grant]]\n  role = \"Source Read-only\"\n  sources = [\"web\"]\n"
-        } else {
-            "  [[group.grant]]\n  role = \"Tracking Plan Read-only\"\n"
-        };
-        let _ = writeln!(
-            mapping_text.entry(ws).or_default(),
-            "[[group]]\nidp_group = \"{name}\"\n{mapping_grant}"
-        );
-        org_groups.entry(ws).or_default().push(per_group);
-    }
-    for ws in workspaces {
-        let _ = writeln!(
-            seed,
-            "[[segment.workspace]]\nname = \"{ws}\"\ntoken = \"seg-{ws}-token\"\nscim_token = \"seg-{ws}-scim\"\nsources = [ {{ slug = \"web\", name = \"Web\" }} ]\n"
-        );
-        seed.push_str(seg_groups.get(ws).map(String::as_str).unwrap_or(""));
-    }
-    seed.push_str("[push]\ndelay = \"1s\"\n");
-    let users_per_ws = workspaces
-        .iter()
-        .map(|w| (*w, org_groups.get(w).map(|g| g.iter().sum()).unwrap_or(0)))
-        .collect();
-    Org {
-        seed,
-        mappings: mapping_text
-            .into_iter()
-            .map(|(w, t)| (format!("mappings/{w}.toml"), t))
-            .collect(),
-        groups: org_groups,
-        users_per_ws,
-    }
-}
-
-fn peak_rss_kib() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
-}
+#[path = "common/org.rs"]
+mod org;
+use org::{ceil_div, env_usize, generate, peak_rss_kib, spawn_sim};
 
 fn main() -> anyhow::Result<()> {
     let users = env_usize("BENCH_USERS", 10_000);
@@ -131,28 +34,12 @@ fn main() -> anyhow::Result<()> {
         std::fs::write(dir.path().join(name), text)?;
     }
     let config_path = dir.path().join("scimwatch.toml");
-
-    let exe = env!("CARGO_BIN_EXE_scimwatch");
-    let mut sim = Command::new(exe)
-        .args(["sim", "--seed"])
-        .arg(&seed_path)
-        .args(["--listen", "127.0.0.1:0", "--write-config"])
-        .arg(&config_path)
-        .arg("--mappings")
-        .arg(&mappings_dir)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()?;
-    let stdout = sim
-        .stdout
-        .take()
-        .ok_or_else(|| anyhow::anyhow!("no sim stdout"))?;
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line)?;
-    if !line.starts_with("listening on") {
-        let _ = sim.kill();
-        anyhow::bail!("the simulator did not start: {line:?}");
-    }
+    let mut sim = spawn_sim(
+        env!("CARGO_BIN_EXE_scimwatch"),
+        &seed_path,
+        &config_path,
+        &mappings_dir,
+    )?;
 
     let result = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

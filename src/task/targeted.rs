@@ -282,7 +282,7 @@ impl Reconciler {
 
         // The Segment side, per workspace.
         let mut touched_emails: BTreeSet<Email> = touched_logins.clone();
-        touched_emails.extend(group_members);
+        touched_emails.extend(group_members.iter().cloned());
         touched_emails.extend(planned.idp_users.iter().cloned());
         let mut touched_groups: BTreeSet<(String, String)> = BTreeSet::new(); // (workspace, mirror name)
         let mut merged_all = Vec::new();
@@ -481,7 +481,8 @@ impl Reconciler {
         let wanted: Vec<Email> = merged_all
             .iter()
             .flat_map(|(_, _, _, s)| s.users.iter().map(|u| u.email.clone()))
-            .filter(|e| touched_emails.contains(e))
+            // The members of a re-read group carry their status in that read.
+            .filter(|e| touched_emails.contains(e) && !group_members.contains(e))
             .chain(touched_logins.iter().cloned())
             .chain(planned.idp_users.iter().cloned())
             .collect::<BTreeSet<_>>()
