@@ -71,6 +71,9 @@
 //!   access.rs        who holds what in a workspace and where each grant comes from (pure)
 //!   consistency.rs   workspace_inconsistent: the one check across workspaces, a pure
 //!                    function over the per-workspace evaluations
+//!   suppress.rs      an unresolved IdP group name holds back the findings it causes
+//!                    (unmapped_group of its carrier, unmanaged_user of its members) and
+//!                    lists them on its mapping_unresolved (pure); did-you-mean for IdP names
 //!   mod.rs           `evaluate` (one workspace) and `evaluate_pass` (every workspace a
 //!                    pass read, then the consistency check): the one evaluation `check`
 //!                    and the daemon share; `Settings::from_config`
