@@ -100,6 +100,7 @@
 //!                    (constant-time bearer/secret), limits.rs (`serve`: connection cap,
 //!                    read timeouts, so a flood on the hooks leaves health answering)
 //! output.rs          the text table and the JSON findings document
+//! paths.rs           paths in messages as the person at the terminal finds them
 //! ../sim/            the simulator is its own package, `scimwatch-sim` in sim/ at
 //!                    the repository root (lib `scimwatch_sim`, nothing of scimwatch in
 //!                    it; a dev-dependency, and optional behind the default feature
@@ -184,6 +185,7 @@ pub mod mapping;
 pub mod metrics;
 pub mod model;
 pub mod output;
+pub mod paths;
 pub mod reconcile;
 pub mod redact;
 pub mod report;
