@@ -21,7 +21,8 @@
 //! secret.rs          `Secret`: Debug/Display `***`, `expose()` only where it goes on the wire
 //! redact.rs          remote text is an excerpt (short, no control characters) and every
 //!                    configured secret value is masked wherever text leaves the process
-//! telemetry.rs       tracing setup (logs on stderr; stdout is for results)
+//! telemetry.rs       tracing setup (logs on stderr as text or JSON; stdout is for results);
+//!                    findings are logged at INFO under `scimwatch::finding`, never ERROR
 //! daemon/            `run`, wiring only: build the components and the task, serve HTTP,
 //!                    start the triggers and alert workers, the activator loop (one
 //!                    activation at a time, deadlines, the retry floor), signals, shutdown;
@@ -101,6 +102,7 @@
 //!                    read timeouts, so a flood on the hooks leaves health answering)
 //! output.rs          the text table and the JSON findings document
 //! paths.rs           paths in messages as the person at the terminal finds them
+//! progress.rs        progress on stderr while one-shot commands read (a terminal only)
 //! ../sim/            the simulator is its own package, `scimwatch-sim` in sim/ at
 //!                    the repository root (lib `scimwatch_sim`, nothing of scimwatch in
 //!                    it; a dev-dependency, and optional behind the default feature
@@ -186,6 +188,7 @@ pub mod metrics;
 pub mod model;
 pub mod output;
 pub mod paths;
+pub mod progress;
 pub mod reconcile;
 pub mod redact;
 pub mod report;

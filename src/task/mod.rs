@@ -418,16 +418,5 @@ impl Reconciler {
 }
 
 fn log_finding(what: &str, f: &Finding) {
-    use crate::reconcile::{Severity, State};
-    match (f.state, f.severity) {
-        (State::Drift, Severity::Critical | Severity::Error) => {
-            tracing::error!(id = %f.id, kind = %f.kind, state = f.state.as_str(), severity = f.severity.as_str(), workspace = %f.workspace, message = %f.message, "{what}")
-        }
-        (State::Drift, _) => {
-            tracing::warn!(id = %f.id, kind = %f.kind, state = f.state.as_str(), severity = f.severity.as_str(), workspace = %f.workspace, message = %f.message, "{what}")
-        }
-        _ => {
-            tracing::info!(id = %f.id, kind = %f.kind, state = f.state.as_str(), severity = f.severity.as_str(), workspace = %f.workspace, message = %f.message, "{what}")
-        }
-    }
+    crate::telemetry::finding(what, f);
 }

@@ -6,6 +6,7 @@ mod alerts_e2e;
 mod azure;
 mod azure_daemon;
 mod chain;
+mod cli;
 mod config;
 mod daemon;
 mod e2e;
