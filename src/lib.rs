@@ -4,7 +4,8 @@
 //! through reviewed files in `mappings/`, reads each Segment workspace's actual Team
 //! Members state, and reports every difference as a *finding*: SCIM still propagating
 //! (`pending`), a stalled push or a manual override (`drift`), attributed from Segment's
-//! audit trail. `../shared/spec/product.md` is the contract.
+//! audit trail. `../shared/spec/product.md` is the contract; `docs/` (in the repository) is
+//! the user's reference: config keys, the findings schema, commands, metrics, the simulator.
 //!
 //! # Code map
 //!

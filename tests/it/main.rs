@@ -9,6 +9,7 @@ mod chain;
 mod cli;
 mod config;
 mod daemon;
+mod docs;
 mod e2e;
 mod empty_group;
 mod enforce;
