@@ -46,7 +46,69 @@ pub fn finding(what: &str, f: &Finding) {
         state = f.state.as_str(),
         severity = f.severity.as_str(),
         workspace = %f.workspace,
-        message = %f.message,
+        // Not `message`: that is the event's own ("Finding opened."), which it would hide.
+        text = %f.message,
         "{what}"
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    #[derive(Clone, Default)]
+    struct Buf(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Buf {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            if let Ok(mut v) = self.0.lock() {
+                v.extend_from_slice(b);
+            }
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Buf {
+        type Writer = Buf;
+        fn make_writer(&'a self) -> Buf {
+            self.clone()
+        }
+    }
+
+    #[test]
+    fn a_critical_finding_is_logged_at_info_under_its_own_target_never_error() {
+        let f: Finding = serde_json::from_value(serde_json::json!({
+            "id": "04d1d0f2183e42c4", "kind": "direct_grant", "state": "drift",
+            "severity": "critical", "workspace": "production", "user": "bob@acme.test",
+            "group": null, "grant": null, "since": "2026-11-26T21:40:00Z", "deadline": null,
+            "attribution": null, "reverted_by_scim": false,
+            "message": "bob@acme.test holds Workspace Owner directly.", "remedy": "Remove it."
+        }))
+        .unwrap();
+        let buf = Buf::default();
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .with_writer(buf.clone())
+            .with_max_level(tracing::Level::TRACE)
+            .finish();
+        tracing::subscriber::with_default(subscriber, || finding("Finding opened.", &f));
+        let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 1, "{text}");
+        let l = &lines[0];
+        assert_eq!(l["level"], "INFO", "{l}");
+        assert_eq!(l["target"], FINDING_TARGET, "{l}");
+        assert_eq!(l["fields"]["message"], "Finding opened.", "{l}");
+        assert_eq!(l["fields"]["severity"], "critical", "{l}");
+        assert_eq!(l["fields"]["kind"], "direct_grant", "{l}");
+        assert_eq!(l["fields"]["text"], f.message.as_str(), "{l}");
+    }
 }

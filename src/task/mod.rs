@@ -340,7 +340,7 @@ impl Reconciler {
             }
         }
         for r in &transitions.resolved {
-            tracing::info!(id = %r.finding.id, kind = %r.finding.kind, subject = %r.finding.subject(), "Finding resolved.");
+            tracing::info!(target: crate::telemetry::FINDING_TARGET, id = %r.finding.id, kind = %r.finding.kind, subject = %r.finding.subject(), "Finding resolved.");
         }
         Ok(())
     }

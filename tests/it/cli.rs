@@ -205,3 +205,36 @@ fn changes_before_the_first_run_says_so_and_creates_nothing() {
         "changes created the store's folder"
     );
 }
+
+/// `sim --write-config` into a folder that does not exist yet creates it and writes the
+/// config there before saying it listens.
+#[cfg(feature = "sim")]
+#[test]
+fn sim_write_config_creates_the_missing_folder() {
+    use std::io::BufRead as _;
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("not/yet/scimwatch.toml");
+    let seed = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/demo-seed.toml");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_scimwatch"))
+        .arg("sim")
+        .arg("--seed")
+        .arg(&seed)
+        .args(["--listen", "127.0.0.1:0", "--write-config"])
+        .arg(&target)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    let read = std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line);
+    let _ = child.kill();
+    let _ = child.wait();
+    read.unwrap();
+    assert!(
+        line.starts_with("listening on http://127.0.0.1:"),
+        "{line:?}"
+    );
+    let written = std::fs::read_to_string(&target).unwrap();
+    assert!(written.contains("[idp]"), "{written}");
+}
