@@ -144,9 +144,10 @@
 //!   fails as a whole; `check` then exits 2 and prints nothing on stdout. An IdP read where
 //!   every mapped group is unresolved or empty is a failure, not "everyone left".
 //! - **The decision core is pure.** `mapping::resolve`, `reconcile::diff`,
-//!   `reconcile::classify`, `reconcile::access`, `reconcile::consistency`,
-//!   `explain::build`, `report::build`, the chain walk (`store::chain`), `alert::plan`
-//!   and `enforce::plan_workspace` do no IO and never read the clock: `now` is a parameter.
+//!   `reconcile::classify`, `reconcile::suppress`, `reconcile::access`,
+//!   `reconcile::consistency`, `explain::build`, `report::build`, the chain walk
+//!   (`store::chain`), `alert::plan` and `enforce::plan_workspace` do no IO and never read
+//!   the clock: `now` is a parameter.
 //! - **Vendor JSON stays at the edges.** Only `idp/*`, `segment/wire.rs` and the hook
 //!   receivers' wire types in `server/` (and the simulator) know wire shapes; request
 //!   bodies are built through wire types too.
