@@ -205,6 +205,11 @@ impl Validated {
 
 /// `validate` once config and mappings are loaded: resolves every mapped group, role and
 /// resource against the IdP and each workspace's catalog (the demo and tests call this).
+///
+/// Every service is tried even when one fails, so one run names every credential that
+/// does not work, each by its config key, the reason before the request. A workspace
+/// that no mapping file maps a group for is a problem too: `check` would report every
+/// member as unmanaged.
 pub async fn validate_loaded<P: IdentityProvider>(
     config: &Config,
     mappings: &MappingSet,
@@ -213,26 +218,89 @@ pub async fn validate_loaded<P: IdentityProvider>(
 ) -> anyhow::Result<Validated> {
     let empty = Default::default();
     let refs = read::group_refs(mappings.workspaces.values());
-    let groups = idp.read_groups(&refs).await?;
+    let file = crate::paths::shown(&config.path);
     let mut out = Validated {
         workspaces: config.workspaces.len(),
         ..Validated::default()
     };
+    let groups = match idp.read_groups(&refs).await {
+        Ok(g) => Some(g),
+        Err(e) => {
+            out.problems.push(format!(
+                "{file}: {}: {}",
+                config.credential_keys.idp,
+                e.reason_first()
+            ));
+            None
+        }
+    };
+    let found: Vec<&str> = groups
+        .iter()
+        .flatten()
+        .filter_map(|(_, g)| match g {
+            crate::model::GroupRead::Found(g) => Some(g.name.as_str()),
+            crate::model::GroupRead::Unresolved { .. } => None,
+        })
+        .collect();
     for (ws, client) in config.workspaces.iter().zip(clients) {
         let mapping = mappings.workspaces.get(&ws.name).unwrap_or(&empty);
-        let (info, catalog) = client.read_catalog(read::catalog_needs(mapping)).await?;
-        let desired = resolve::resolve(
+        if mapping.groups.is_empty() {
+            out.problems.push(format!(
+                "{file}: workspace {:?} has no mapped group: no file in {} maps one for it, so `check` would report every member as unmanaged_user; add a mapping file with workspace = {:?} and its [[group]]s, or remove the [[workspace]]",
+                ws.name,
+                crate::paths::shown(&config.mappings.dir),
+                ws.name
+            ));
+        }
+        let read = async {
+            let (info, catalog) = client.read_catalog(read::catalog_needs(mapping)).await?;
+            let names = client.group_names().await?;
+            Ok::<_, crate::segment::SegmentError>((info, catalog, names))
+        }
+        .await;
+        let (info, catalog, segment_groups) = match read {
+            Ok(r) => r,
+            Err(e) => {
+                let key = config
+                    .credential_keys
+                    .workspaces
+                    .get(&ws.name)
+                    .cloned()
+                    .unwrap_or_else(|| format!("[[workspace]] {:?}", ws.name));
+                out.problems
+                    .push(format!("{file}: {key}: {}", e.reason_first()));
+                continue;
+            }
+        };
+        let mut desired = resolve::resolve(
             &ws.name,
             &info.id,
             mapping,
             &catalog,
-            &groups,
+            groups.as_deref().unwrap_or(&[]),
             &config.policy,
+        );
+        if groups.is_none() {
+            // The IdP could not be read: its group names are not judged (its problem is
+            // listed above); the catalog's are.
+            desired.unresolved.retain(|u| u.what != "IdP group");
+        }
+        crate::reconcile::suppress::suggest_idp_groups(
+            &mut desired.unresolved,
+            found
+                .iter()
+                .copied()
+                .chain(segment_groups.iter().map(String::as_str)),
         );
         for u in &desired.unresolved {
             out.problems.push(format!(
-                "{}: {} {:?} does not resolve in {}: {}",
-                u.origin, u.what, u.name, ws.name, u.reason
+                "{}:{}: {} {:?} does not resolve in {}: {}",
+                crate::paths::shown(&config.base_dir.join(&u.origin.file)),
+                u.origin.line,
+                u.what,
+                u.name,
+                ws.name,
+                u.reason
             ));
         }
         out.groups += desired.groups.iter().filter(|g| g.idp.is_some()).count();

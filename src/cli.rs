@@ -1,5 +1,5 @@
-//! The command line: `check`, `validate`, `explain`, `report`, `run`, `changes`
-//! (`changes verify`), `alerts test`, `sim`, `demo`.
+//! The command line: `check`, `validate`, `explain`, `report`, `plan`, `apply`, `run`,
+//! `changes` (`changes verify`), `alerts test`, `sim`, `demo`, `completions`, `man`.
 //!
 //! Why one file (~700 lines): it is the whole surface a person types and reads (the
 //! arguments, what is printed, the exit codes), and nothing else; the work behind each
@@ -9,7 +9,11 @@
 //! complete (one line on stderr naming what failed, nothing on stdout); `validate` 0 or 2;
 //! `explain` 0 explained, 1 nobody by that email anywhere scimwatch looks (a line on
 //! stderr, nothing on stdout), 2 a read failed (as `check`); `changes verify` 0 intact,
-//! 1 broken, 2 cannot check; `report` 0 written, 2 a read failed (nothing written).
+//! 1 broken, 2 cannot check; `report` 0 written, 2 a read failed (nothing written);
+//! `apply` 0 applied, nothing to do or declined, 1 held or failed, 2 a read failed or no
+//! terminal; `run`, `sim`, `demo` 0 on a clean end, 2 otherwise; `sim`, `demo`,
+//! `completions` and `man` refuse `--config` (exit 2), which they would not read.
+//! docs/commands.md is the table a person reads.
 
 use std::path::{Path, PathBuf};
 
@@ -23,18 +27,79 @@ use crate::error::chain;
 use crate::http::RequestStats;
 use crate::output;
 
+/// `--version`: the crate version and the git commit it was built from.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("SCIMWATCH_GIT_COMMIT"),
+    ")"
+);
+
 #[derive(Parser, Debug)]
 #[command(
     name = "scimwatch",
-    version,
-    about = "Watches Segment workspace access against the IdP and the reviewed mappings"
+    version = VERSION,
+    about = "Watches Segment workspace access against the IdP and the reviewed mappings",
+    after_help = "Exit codes, config keys and the findings JSON: docs/ in the repository (or `scimwatch man`)."
 )]
 pub struct Cli {
     /// Config file (default: $SCIMWATCH_CONFIG, else ./scimwatch.toml).
-    #[arg(long, global = true)]
+    #[arg(long, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// How logs on stderr are written: text for people, or json (one object a line).
+    /// Overrides `log.format` in the config.
+    #[arg(long, global = true, value_enum, value_name = "FORMAT")]
+    pub log_format: Option<LogFormatArg>,
     #[command(subcommand)]
     pub command: Command,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormatArg {
+    Text,
+    Json,
+}
+
+impl From<LogFormatArg> for crate::config::LogFormat {
+    fn from(f: LogFormatArg) -> Self {
+        match f {
+            LogFormatArg::Text => crate::config::LogFormat::Text,
+            LogFormatArg::Json => crate::config::LogFormat::Json,
+        }
+    }
+}
+
+impl Command {
+    /// Whether the command reads the config (`--config` means something to it).
+    pub fn reads_config(&self) -> bool {
+        match self {
+            #[cfg(feature = "sim")]
+            Command::Sim { .. } | Command::Demo { .. } => false,
+            Command::Completions { .. } | Command::Man => false,
+            _ => true,
+        }
+    }
+
+    /// The name a person typed, for messages.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Run => "run",
+            Command::Changes { .. } => "changes",
+            Command::Check { .. } => "check",
+            Command::Validate => "validate",
+            Command::Plan { .. } => "plan",
+            Command::Apply { .. } => "apply",
+            Command::Explain { .. } => "explain",
+            Command::Report { .. } => "report",
+            #[cfg(feature = "sim")]
+            Command::Sim { .. } => "sim",
+            #[cfg(feature = "sim")]
+            Command::Demo { .. } => "demo",
+            Command::Alerts { .. } => "alerts",
+            Command::Completions { .. } => "completions",
+            Command::Man => "man",
+        }
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -51,11 +116,13 @@ pub enum Command {
         /// How far back: a duration ("30d", "12h") or an RFC 3339 time.
         #[arg(long, default_value = "30d")]
         since: String,
+        /// csv (one row per change, with a header) or json.
         #[arg(long, value_enum, default_value_t = ChangesOutput::Csv)]
         output: ChangesOutput,
     },
     /// One pass over every workspace; prints findings; exit 0 clean, 1 drift, 2 failure.
     Check {
+        /// text (a table for people) or json (the document of docs/findings.md).
         #[arg(long, value_enum, default_value_t = Output::Text)]
         output: Output,
         /// Only this workspace (its `name` in the config).
@@ -71,12 +138,14 @@ pub enum Command {
         /// Only this workspace (its `name` in the config).
         #[arg(long)]
         workspace: Option<String>,
+        /// text (a readable diff) or json.
         #[arg(long, value_enum, default_value_t = Output::Text)]
         output: Output,
     },
     /// Show the plan, ask for confirmation (unless --yes), write it through Segment's
-    /// replace-permissions endpoints, re-read. Exit 0 all applied or nothing to do, 1
-    /// something held or failed, 2 the read failed or there was no confirmation.
+    /// replace-permissions endpoints, re-read. Exit 0 all applied, nothing to do or
+    /// declined ("Nothing applied."), 1 something held or failed, 2 the read failed or
+    /// there was no terminal to confirm on.
     Apply {
         /// Only this workspace (its `name` in the config).
         #[arg(long)]
@@ -91,6 +160,7 @@ pub enum Command {
     Explain {
         /// The person's email (the attribute Segment knows them by).
         email: String,
+        /// text or json.
         #[arg(long, value_enum, default_value_t = Output::Text)]
         output: Output,
     },
@@ -98,6 +168,7 @@ pub enum Command {
     /// sources, Owners and their justification, over-privileged and personal accounts,
     /// open findings, exceptions, propagation latency. Exit 0 written, 2 a read failed.
     Report {
+        /// html (one printable file), md or csv.
         #[arg(long, value_enum)]
         format: ReportFormat,
         /// The file to write (replaced when it exists).
@@ -111,16 +182,21 @@ pub enum Command {
         #[arg(long, default_value = "90d")]
         since: String,
     },
-    /// The simulator (sim.md).
+    /// The simulator: Okta, Entra ID, Segment and the alert receivers on one local
+    /// address, with a control API (docs/sim.md). Runs until SIGINT or SIGTERM.
     #[cfg(feature = "sim")]
     Sim {
-        #[arg(long)]
+        /// The company to simulate (TOML), e.g. deploy/demo-seed.toml.
+        #[arg(long, value_name = "FILE")]
         seed: PathBuf,
+        /// The address to serve everything on; port 0 picks a free one.
         #[arg(long, default_value = "127.0.0.1:8000")]
         listen: String,
-        #[arg(long)]
+        /// Write a scimwatch.toml that points at this simulator (its folder is created).
+        #[arg(long, value_name = "FILE")]
         write_config: Option<PathBuf>,
-        #[arg(long, default_value = "mappings")]
+        /// The mappings folder the written config names (made absolute).
+        #[arg(long, default_value = "mappings", value_name = "DIR")]
         mappings: PathBuf,
         /// The IdP `--write-config` points at when the seed has both [okta] and [azure].
         #[arg(long, value_enum)]
@@ -138,6 +214,14 @@ pub enum Command {
         #[command(subcommand)]
         command: AlertsCommand,
     },
+    /// Print a shell completion script, e.g.
+    /// `scimwatch completions bash > /etc/bash_completion.d/scimwatch`.
+    Completions {
+        /// The shell to complete for.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), e.g. `scimwatch man > /usr/local/share/man/man1/scimwatch.1`.
+    Man,
 }
 
 #[derive(Subcommand, Debug)]
@@ -186,7 +270,36 @@ pub enum Output {
 
 /// Runs the command and returns the process exit code.
 pub async fn main(cli: Cli) -> i32 {
+    if let (Some(path), false) = (&cli.config, cli.command.reads_config()) {
+        eprintln!(
+            "scimwatch {}: --config {} is not read by this command; remove it{}",
+            cli.command.name(),
+            path.display(),
+            if cli.command.name() == "sim" {
+                " (the simulator writes a config with --write-config instead)"
+            } else {
+                ""
+            }
+        );
+        return 2;
+    }
     match cli.command {
+        Command::Completions { shell } => {
+            use clap::CommandFactory as _;
+            let mut cmd = Cli::command();
+            clap_complete::generate(shell, &mut cmd, "scimwatch", &mut std::io::stdout());
+            0
+        }
+        Command::Man => {
+            use clap::CommandFactory as _;
+            match clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout()) {
+                Ok(()) => 0,
+                Err(e) => {
+                    eprintln!("scimwatch man: {e}");
+                    2
+                }
+            }
+        }
         Command::Check { output, workspace } => {
             check(cli.config.as_deref(), output, workspace.as_deref()).await
         }
@@ -228,23 +341,29 @@ pub async fn main(cli: Cli) -> i32 {
             write_config,
             mappings,
             idp,
-        } => match scimwatch_sim::run_cli(
-            &seed,
-            &listen,
-            write_config.as_deref(),
-            &mappings,
-            idp.map(|i| match i {
-                IdpArg::Okta => scimwatch_sim::IdpKind::Okta,
-                IdpArg::AzureAd => scimwatch_sim::IdpKind::AzureAd,
-            }),
-        )
-        .await
-        {
-            Ok(()) => 0,
+        } => match sim_config_folder(write_config.as_deref()) {
             Err(e) => {
-                eprintln!("scimwatch sim: {}", chain(e.as_ref()));
+                eprintln!("scimwatch sim: {e}");
                 2
             }
+            Ok(()) => match scimwatch_sim::run_cli(
+                &seed,
+                &listen,
+                write_config.as_deref(),
+                &mappings,
+                idp.map(|i| match i {
+                    IdpArg::Okta => scimwatch_sim::IdpKind::Okta,
+                    IdpArg::AzureAd => scimwatch_sim::IdpKind::AzureAd,
+                }),
+            )
+            .await
+            {
+                Ok(()) => 0,
+                Err(e) => {
+                    eprintln!("scimwatch sim: {}", chain(e.as_ref()));
+                    2
+                }
+            },
         },
         #[cfg(feature = "sim")]
         Command::Demo { idp } => match match idp {
@@ -288,6 +407,24 @@ pub async fn main(cli: Cli) -> i32 {
     }
 }
 
+/// `sim --write-config FILE`: creates the file's folder when it is missing, so the error,
+/// if any, names the folder and what to do.
+#[cfg(feature = "sim")]
+fn sim_config_folder(write_config: Option<&Path>) -> Result<(), String> {
+    let Some(dir) = write_config
+        .and_then(Path::parent)
+        .filter(|d| !d.as_os_str().is_empty())
+    else {
+        return Ok(());
+    };
+    std::fs::create_dir_all(dir).map_err(|e| {
+        format!(
+            "--write-config: cannot create the folder {} ({e}); pick a folder this user may write",
+            dir.display()
+        )
+    })
+}
+
 async fn run(config: Option<&Path>) -> anyhow::Result<()> {
     let Loaded { config, mappings } = app::load(config)?;
     crate::daemon::main(config, mappings).await
@@ -324,6 +461,7 @@ async fn report(
     let since_t = crate::store::parse_since(since, now)
         .map_err(|e| anyhow::anyhow!("--since {since:?}: {e}"))?;
     let session = Session::open(config, only)?;
+    let progress = crate::progress::Progress::attach(&session.stats);
     let review = crate::report::gather(
         &session.config,
         &session.selected(),
@@ -334,6 +472,7 @@ async fn report(
         now,
     )
     .await?;
+    drop(progress);
     let text = match format {
         ReportFormat::Html => crate::report::html::html(&review),
         ReportFormat::Md => crate::report::render::markdown(&review),
@@ -437,6 +576,7 @@ async fn check(config: Option<&Path>, out: Output, only: Option<&str>) -> i32 {
 
 async fn check_inner(config: Option<&Path>, only: Option<&str>) -> anyhow::Result<output::Report> {
     let session = Session::open(config, only)?;
+    let _progress = crate::progress::Progress::attach(&session.stats);
     let report = session.check(Utc::now()).await?;
     tracing::info!(requests = ?session.stats.by_service(), "Pass complete.");
     Ok(report)
@@ -450,6 +590,7 @@ struct Planned {
 
 async fn planned(config: Option<&Path>, only: Option<&str>) -> anyhow::Result<Planned> {
     let session = Session::open(config, only)?;
+    let _progress = crate::progress::Progress::attach(&session.stats);
     let opts = crate::enforce::Options {
         max_changes: session.config.enforce.max_changes,
         revert_expired: session.config.enforce.revert_expired,
@@ -515,8 +656,9 @@ async fn apply(config: Option<&Path>, only: Option<&str>, yes: bool) -> i32 {
         let mut answer = String::new();
         let _ = std::io::stdin().lock().read_line(&mut answer);
         if !matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes") {
-            eprintln!("Not applied. Nothing was written.");
-            return 2;
+            // Declining is an answer, not a failure.
+            println!("Nothing applied.");
+            return 0;
         }
     }
     let mut applied = Vec::new();
@@ -600,6 +742,7 @@ async fn explain_inner(
     email: &crate::model::Email,
 ) -> anyhow::Result<crate::explain::Explanation> {
     let session = Session::open(config, None)?;
+    let _progress = crate::progress::Progress::attach(&session.stats);
     Ok(crate::explain::gather(
         email,
         &session.config,
@@ -638,6 +781,7 @@ async fn validate_inner(config: Option<&Path>) -> anyhow::Result<(app::Validated
     for w in app::unrouted_critical(&session.config) {
         eprintln!("warning: {w}");
     }
+    let _progress = crate::progress::Progress::attach(&session.stats);
     let v = app::validate_loaded(
         &session.config,
         &session.mappings,

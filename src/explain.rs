@@ -408,7 +408,7 @@ fn workspace(
     let held = access::holdings(email, desired, w.snapshot, now)
         .into_iter()
         .map(|h| {
-            let source = source(&h, desired, email, now);
+            let source = source(&h, desired, email, &findings, now);
             let (via, group) = match &h.via {
                 Via::Direct => ("direct", None),
                 Via::Group(g) => ("group", Some(g.clone())),
@@ -438,10 +438,15 @@ fn workspace(
 }
 
 /// Where a held grant comes from, in words.
+///
+/// A membership the IdP group does not list is worded from the `membership_unexpected`
+/// finding about it in `findings`: an IdP change SCIM has not carried yet, the SCIM sync,
+/// or a person by hand — never "by hand" on a guess.
 pub(crate) fn source(
     h: &access::Holding,
     desired: &crate::mapping::resolve::Desired,
     email: &Email,
+    findings: &[Finding],
     now: DateTime<Utc>,
 ) -> String {
     let exception = h.exception.map(|i| &desired.exceptions[i].rule);
@@ -477,7 +482,8 @@ pub(crate) fn source(
                     exc_words(r)
                 ),
                 (Some(false), None) => format!(
-                    "{mapping}; {email} is not an active member of the IdP group (a membership made by hand)"
+                    "{mapping}; {email} is not an active member of the IdP group ({})",
+                    unlisted_membership(h, email, findings)
                 ),
                 (None, _) => format!("{mapping} (the IdP group did not resolve)"),
             }
@@ -489,6 +495,32 @@ pub(crate) fn source(
             ),
             None => format!("the Segment group {name}, which no mapping names"),
         },
+    }
+}
+
+/// How a membership the IdP group does not list came about, from its finding.
+fn unlisted_membership(h: &access::Holding, email: &Email, findings: &[Finding]) -> &'static str {
+    use crate::reconcile::{AttributionKind, Kind};
+    let Via::Group(group) = &h.via else {
+        return "who made it is unknown";
+    };
+    let finding = findings.iter().find(|f| {
+        f.kind == Kind::MembershipUnexpected
+            && f.user.as_ref() == Some(email)
+            && f.group.as_deref() == Some(group.as_str())
+    });
+    match finding {
+        // An IdP change explains it: SCIM has yet to carry (or failed to carry) it.
+        Some(f) if f.deadline.is_some() => "an IdP change SCIM has not carried into Segment",
+        Some(f) => match f.attribution.as_ref().map(|a| a.kind) {
+            Some(AttributionKind::Human) => "a membership made by hand in the Segment app",
+            Some(AttributionKind::Scim) => "added by the SCIM sync",
+            Some(AttributionKind::SelfActor) => "added by scimwatch's own token",
+            Some(AttributionKind::Automation) => "added by automation",
+            Some(AttributionKind::Token) => "added with an API token",
+            None => "who added them is unknown",
+        },
+        None => "who added them is unknown",
     }
 }
 

@@ -119,21 +119,66 @@ impl RetryConfig {
     }
 }
 
+/// Someone watching the requests as they happen: the progress display of one-shot
+/// commands (`crate::progress`). Called from the request path, so it must not block.
+pub trait Observer: Send + Sync {
+    /// One request to `service` was answered (or got no answer).
+    fn request(&self, service: &str);
+    /// `service` is about to wait `wait` for its rate limit.
+    fn waiting(&self, service: &str, wait: Duration);
+    /// The read now expects `n` more requests to `service` (an estimate: it learns how
+    /// many users and groups there are as it goes).
+    fn expect(&self, service: &str, n: u64);
+}
+
+#[derive(Default, Clone)]
+struct Observed(Option<Arc<dyn Observer>>);
+
+impl std::fmt::Debug for Observed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() { "Observed" } else { "None" })
+    }
+}
+
 /// Requests sent, by (service, endpoint, status). Status 0 means "no answer".
 #[derive(Default, Debug)]
 pub struct RequestStats {
     counts: Mutex<BTreeMap<(String, String, u16), u64>>,
     waited: Mutex<Duration>,
+    observer: Mutex<Observed>,
 }
 
 impl RequestStats {
     pub fn new() -> Arc<RequestStats> {
         Arc::new(RequestStats::default())
     }
+    /// Tells `observer` about every request and rate-limit wait from now on.
+    pub fn observe(&self, observer: Arc<dyn Observer>) {
+        if let Ok(mut o) = self.observer.lock() {
+            *o = Observed(Some(observer));
+        }
+    }
+    fn observer(&self) -> Option<Arc<dyn Observer>> {
+        self.observer.lock().ok().and_then(|o| o.0.clone())
+    }
+    /// A client announces `n` more requests to `service` (for the progress display).
+    pub fn expect(&self, service: &str, n: u64) {
+        if let Some(o) = self.observer() {
+            o.expect(service, n);
+        }
+    }
     fn record(&self, service: &str, endpoint: &str, status: u16) {
         if let Ok(mut c) = self.counts.lock() {
             *c.entry((service.to_string(), endpoint.to_string(), status))
                 .or_default() += 1;
+        }
+        if let Some(o) = self.observer() {
+            o.request(service);
+        }
+    }
+    fn announce_wait(&self, service: &str, wait: Duration) {
+        if let Some(o) = self.observer() {
+            o.waiting(service, wait);
         }
     }
     fn add_wait(&self, d: Duration) {
@@ -329,6 +374,7 @@ impl Http {
                         "Rate limited (429), waiting as the server asked."
                     );
                     self.stats.add_wait(wait);
+                    self.stats.announce_wait(self.service, wait);
                     tokio::time::sleep(wait).await;
                 }
                 Err(Attempt::ServerError(answer)) => return Ok(answer),
@@ -435,9 +481,7 @@ impl Http {
             .ok()
             .and_then(|b| b.get(endpoint).map(|(_, l)| l.clone()));
         if let Some(limiter) = budget {
-            let start = Instant::now();
-            limiter.until_ready().await;
-            self.stats.add_wait(start.elapsed());
+            self.wait_for(&limiter).await;
         }
         let hold = self.hold_until.lock().ok().and_then(|h| *h);
         if let Some(until) = hold {
@@ -445,11 +489,23 @@ impl Http {
             if until > now {
                 let wait = until - now;
                 self.stats.add_wait(wait);
+                self.stats.announce_wait(self.service, wait);
                 tokio::time::sleep(wait).await;
             }
         }
         if let Some(limiter) = &self.limiter {
+            self.wait_for(limiter).await;
+        }
+    }
+
+    /// Takes one cell of `limiter`, waiting for it when none is free (and saying how long
+    /// to whoever watches). A free cell is taken by `check` itself, as `until_ready` would.
+    async fn wait_for(&self, limiter: &DefaultDirectRateLimiter) {
+        use governor::clock::Clock as _;
+        if let Err(not_until) = limiter.check() {
             let start = Instant::now();
+            let wait = not_until.wait_time_from(governor::clock::DefaultClock::default().now());
+            self.stats.announce_wait(self.service, wait);
             limiter.until_ready().await;
             self.stats.add_wait(start.elapsed());
         }

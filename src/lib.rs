@@ -4,7 +4,8 @@
 //! through reviewed files in `mappings/`, reads each Segment workspace's actual Team
 //! Members state, and reports every difference as a *finding*: SCIM still propagating
 //! (`pending`), a stalled push or a manual override (`drift`), attributed from Segment's
-//! audit trail. `../shared/spec/product.md` is the contract.
+//! audit trail. `../shared/spec/product.md` is the contract; `docs/` (in the repository) is
+//! the user's reference: config keys, the findings schema, commands, metrics, the simulator.
 //!
 //! # Code map
 //!
@@ -21,7 +22,8 @@
 //! secret.rs          `Secret`: Debug/Display `***`, `expose()` only where it goes on the wire
 //! redact.rs          remote text is an excerpt (short, no control characters) and every
 //!                    configured secret value is masked wherever text leaves the process
-//! telemetry.rs       tracing setup (logs on stderr; stdout is for results)
+//! telemetry.rs       tracing setup (logs on stderr as text or JSON; stdout is for results);
+//!                    findings are logged at INFO under `scimwatch::finding`, never ERROR
 //! daemon/            `run`, wiring only: build the components and the task, serve HTTP,
 //!                    start the triggers and alert workers, the activator loop (one
 //!                    activation at a time, deadlines, the retry floor), signals, shutdown;
@@ -74,6 +76,9 @@
 //!   access.rs        who holds what in a workspace and where each grant comes from (pure)
 //!   consistency.rs   workspace_inconsistent: the one check across workspaces, a pure
 //!                    function over the per-workspace evaluations
+//!   suppress.rs      an unresolved IdP group name holds back the findings it causes
+//!                    (unmapped_group of its carrier, unmanaged_user of its members) and
+//!                    lists them on its mapping_unresolved (pure); did-you-mean for IdP names
 //!   mod.rs           `evaluate` (one workspace) and `evaluate_pass` (every workspace a
 //!                    pass read, then the consistency check): the one evaluation `check`
 //!                    and the daemon share; `Settings::from_config`
@@ -100,6 +105,8 @@
 //!                    (constant-time bearer/secret), limits.rs (`serve`: connection cap,
 //!                    read timeouts, so a flood on the hooks leaves health answering)
 //! output.rs          the text table and the JSON findings document
+//! paths.rs           paths in messages as the person at the terminal finds them
+//! progress.rs        progress on stderr while one-shot commands read (a terminal only)
 //! ../sim/            the simulator is its own package, `scimwatch-sim` in sim/ at
 //!                    the repository root (lib `scimwatch_sim`, nothing of scimwatch in
 //!                    it; a dev-dependency, and optional behind the default feature
@@ -140,9 +147,10 @@
 //!   fails as a whole; `check` then exits 2 and prints nothing on stdout. An IdP read where
 //!   every mapped group is unresolved or empty is a failure, not "everyone left".
 //! - **The decision core is pure.** `mapping::resolve`, `reconcile::diff`,
-//!   `reconcile::classify`, `reconcile::access`, `reconcile::consistency`,
-//!   `explain::build`, `report::build`, the chain walk (`store::chain`), `alert::plan`
-//!   and `enforce::plan_workspace` do no IO and never read the clock: `now` is a parameter.
+//!   `reconcile::classify`, `reconcile::suppress`, `reconcile::access`,
+//!   `reconcile::consistency`, `explain::build`, `report::build`, the chain walk
+//!   (`store::chain`), `alert::plan` and `enforce::plan_workspace` do no IO and never read
+//!   the clock: `now` is a parameter.
 //! - **Vendor JSON stays at the edges.** Only `idp/*`, `segment/wire.rs` and the hook
 //!   receivers' wire types in `server/` (and the simulator) know wire shapes; request
 //!   bodies are built through wire types too.
@@ -188,6 +196,8 @@ pub mod mapping;
 pub mod metrics;
 pub mod model;
 pub mod output;
+pub mod paths;
+pub mod progress;
 pub mod reconcile;
 pub mod redact;
 pub mod report;

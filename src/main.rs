@@ -13,7 +13,14 @@ fn main() {
         scimwatch::cli::Command::Demo { .. } => "warn,scimwatch::daemon=off",
         _ => "warn",
     };
-    scimwatch::telemetry::init(level);
+    let format = match cli.log_format {
+        Some(f) => f.into(),
+        None if cli.command.reads_config() => {
+            scimwatch::config::peek_log_format(cli.config.as_deref())
+        }
+        None => scimwatch::config::LogFormat::Text,
+    };
+    scimwatch::telemetry::init(level, format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

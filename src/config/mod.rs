@@ -1,4 +1,4 @@
-//! `scimwatch.toml`: typed, strict, with positions (`../shared/spec/config.md`).
+//! `scimwatch.toml`: typed, strict, with positions (`docs/config.md` is the reference).
 //!
 //! Contract:
 //! - Unknown keys are errors; every problem in a file is reported at once, each naming the
@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use crate::model::{Email, IdpKind};
 
-pub use load::{load, load_str, ConfigError};
+pub use load::{load, load_str, peek_log_format, ConfigError};
 pub use strict::{Problem, Problems};
 
 use crate::secret::Secret;
@@ -43,8 +43,12 @@ pub struct Config {
     pub store: StoreConfig,
     pub server: ServerConfig,
     pub policy: PolicyConfig,
+    /// `[log]`: how logs are written.
+    pub log: LogConfig,
     /// `[alerts]`: sinks, routes and hygiene knobs (empty when the section is absent).
     pub alerts: AlertsConfig,
+    /// Where each credential was configured, for messages about one that does not work.
+    pub credential_keys: CredentialKeys,
     /// Non-fatal notes from loading (an inline secret, ...), to log once.
     pub warnings: Vec<String>,
 }
@@ -187,6 +191,29 @@ pub struct ServerConfig {
     pub max_connections: u32,
     /// A connection that sends nothing for this long is closed (`server.read_timeout`).
     pub read_timeout: Duration,
+}
+
+/// The config key each credential came from, as a person finds it in the file:
+/// `[idp] token_env = "OKTA_API_TOKEN"`, `[[workspace]] "staging" token_env = "…"`.
+/// Names of variables and files only, never a secret.
+#[derive(Clone, Debug, Default)]
+pub struct CredentialKeys {
+    pub idp: String,
+    /// By workspace name.
+    pub workspaces: std::collections::BTreeMap<String, String>,
+}
+
+/// `log.format`: logs for people, or one JSON object a line for machines.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LogConfig {
+    pub format: LogFormat,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

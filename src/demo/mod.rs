@@ -94,9 +94,12 @@ async fn scenario(sim_url: &str, config_text: &str) -> anyhow::Result<()> {
 
     println!("scimwatch demo: Acme has 40 people in Okta and 6 groups pushed into two Segment workspaces");
     println!(
-        "(production, staging). scimwatch compares three things: who Okta says is in each group,"
+        "(production, staging; one group goes to both, so 7 mapped groups). scimwatch compares who"
     );
-    println!("what mappings/*.toml says each group may do, and what Segment actually holds.");
+    println!(
+        "Okta says is in each group, what mappings/*.toml says each group may do, and what Segment"
+    );
+    println!("actually holds.");
     println!("Everything runs against a local simulator at {sim_url}. SCIM pushes take {PUSH_DELAY_SECS} s and the");
     println!("propagation window is {WINDOW_SECS} s (in production: an hour).");
 
@@ -495,11 +498,15 @@ impl Demo {
                 Some(o) if o.evidence.is_none() && f.evidence.is_some() => "evidence",
                 Some(_) => continue,
             };
+            // "now drift" already says the state: do not repeat it.
+            let how = if tag == "now drift" {
+                f.severity.as_str().to_string()
+            } else {
+                format!("{} {}", f.severity.as_str(), f.state.as_str())
+            };
             lines.push(format!(
-                "   +{:>4.1} s  {tag:<9} {} {} {} · {}",
+                "   +{:>4.1} s  {tag:<9} {} ({how}) · {}",
                 t.elapsed().as_secs_f64(),
-                f.severity.as_str(),
-                f.state.as_str(),
                 f.kind,
                 f.subject()
             ));

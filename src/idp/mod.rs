@@ -43,6 +43,30 @@ pub enum IdpError {
     Auth { service: &'static str, what: String },
 }
 
+impl IdpError {
+    /// The one line with the reason first and the request last, for people reading a
+    /// list of problems (`validate`): "okta: 401 E0000011 Invalid token provided (GET …)".
+    pub fn reason_first(&self) -> String {
+        match self {
+            IdpError::Api {
+                service,
+                request,
+                reason,
+                ..
+            } => format!("{service}: {reason} ({request})"),
+            IdpError::Transport {
+                service,
+                request,
+                source,
+            } => format!(
+                "{service}: no answer: {} ({request})",
+                crate::error::chain(source)
+            ),
+            IdpError::Auth { .. } => crate::error::chain(self),
+        }
+    }
+}
+
 /// Reads one IdP. Implemented by `okta::Okta` and `azure::Azure`; [`Idp`] picks one from
 /// the config.
 #[allow(async_fn_in_trait)]

@@ -61,7 +61,7 @@ pub fn load_configured(
             key: "mappings.dir".into(),
             message: format!(
                 "the mappings folder `{}` {what}; create it with the mapping files, or point `mappings.dir` at it",
-                dir.display()
+                crate::paths::shown(dir)
             ),
             hint: None,
         }])));
@@ -111,7 +111,19 @@ pub fn load_dir(
         };
         files.push((shown, text));
     }
-    parse_files(&files, known_workspaces, now)
+    // Origins (and so findings' `mapping.file`) stay relative to the config file's folder;
+    // a problem names the file as the person at the terminal finds it.
+    parse_files(&files, known_workspaces, now).map_err(|e| match e {
+        MappingError::Invalid(Problems(mut problems)) => {
+            for p in &mut problems {
+                if !p.file.is_empty() {
+                    p.file = crate::paths::shown(&base_dir.join(&p.file));
+                }
+            }
+            MappingError::Invalid(Problems(problems))
+        }
+        other => other,
+    })
 }
 
 fn collect(dir: &Path, paths: &mut Vec<PathBuf>) -> Result<(), MappingError> {

@@ -192,6 +192,21 @@ pub struct MappingRef {
     pub file: String,
     pub line: u32,
     pub name: String,
+    /// The findings this unresolved IdP group name holds back because they follow from it
+    /// (`reconcile::suppress`); absent from the JSON when none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub suppressed: Vec<Suppressed>,
+}
+
+/// One finding held back by an unresolved mapping: `unmapped_group` (with `group`) or
+/// `unmanaged_user` (with `user`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Suppressed {
+    pub kind: Kind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -13,6 +13,7 @@ pub mod diff;
 pub mod finding;
 pub mod history;
 pub mod read;
+pub mod suppress;
 
 use std::collections::BTreeMap;
 
@@ -144,7 +145,7 @@ pub fn evaluate_remembering(
     first_seen: Option<&FirstSeen>,
     now: DateTime<Utc>,
 ) -> Evaluation {
-    let desired = resolve::resolve(
+    let mut desired = resolve::resolve(
         &ws.name,
         &snapshot.id,
         mapping,
@@ -152,6 +153,18 @@ pub fn evaluate_remembering(
         &idp.groups,
         &settings.policy,
     );
+    // "Did you mean" for IdP group names: the groups the IdP did find, and the Segment
+    // groups it pushed under their real names.
+    let near: Vec<&str> = idp
+        .groups
+        .iter()
+        .filter_map(|(_, g)| match g {
+            crate::model::GroupRead::Found(g) => Some(g.name.as_str()),
+            crate::model::GroupRead::Unresolved { .. } => None,
+        })
+        .chain(snapshot.groups.iter().map(|g| g.name.as_str()))
+        .collect();
+    suppress::suggest_idp_groups(&mut desired.unresolved, near.iter().copied());
     let view = diff::IdpView::new(
         desired.groups.iter().filter_map(|g| g.idp.as_ref()),
         &idp.lookups,
@@ -188,6 +201,7 @@ pub fn evaluate_remembering(
         }
     }
     let mut out: Vec<Finding> = by_id.into_values().collect();
+    out = suppress::apply(out, &desired, snapshot);
     sort(&mut out);
     Evaluation {
         desired,

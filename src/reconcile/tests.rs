@@ -905,3 +905,4 @@ mod governance;
 mod grants;
 mod membership;
 mod report;
+mod suppress;

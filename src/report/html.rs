@@ -331,10 +331,10 @@ fn latency_chart(s: &mut String, l: &Latency) {
     let _ = writeln!(s, "</svg>");
     let _ = writeln!(
         s,
-        "<p>p50 {}, p95 {}, max {} over {} changes.</p></figure>",
+        "<p>p50 {}, p95 {}, max {} over {}.</p></figure>",
         l.p50_ms.map_or("–".into(), super::duration_words),
         l.p95_ms.map_or("–".into(), super::duration_words),
         l.max_ms.map_or("–".into(), super::duration_words),
-        l.samples
+        super::render::changes(l.samples)
     );
 }

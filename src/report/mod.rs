@@ -308,7 +308,7 @@ fn workspace(
                 Via::Direct => "direct".to_string(),
                 Via::Group(g) => format!("group {g}"),
             };
-            let src = source(h, desired, email, now);
+            let src = source(h, desired, email, &findings, now);
             if h.grant.is_owner() {
                 let exception = h
                     .exception
@@ -368,10 +368,14 @@ fn workspace(
             })
             .collect()
     };
+    // Access beyond what was reviewed: direct grants, people no mapping accounts for, an
+    // expired exception's leftovers, and memberships the IdP group does not list (the way
+    // an unjustified Owner usually holds it).
     let over_privileged = flagged(&[
         Kind::DirectGrant,
         Kind::UnmanagedUser,
         Kind::ExceptionExpired,
+        Kind::MembershipUnexpected,
     ]);
     let personal_accounts = desired
         .corporate_domains

@@ -23,13 +23,22 @@ pub fn change_log_words(r: &AccessReview) -> String {
     }
 }
 
+/// "1 change", "3 changes".
+pub fn changes(n: usize) -> String {
+    if n == 1 {
+        "1 change".into()
+    } else {
+        format!("{n} changes")
+    }
+}
+
 pub fn latency_words(l: &Latency) -> String {
     match (l.p50_ms, l.p95_ms) {
         (Some(p50), Some(p95)) => format!(
-            "p50 {}, p95 {} over {} changes an IdP event explains",
+            "p50 {}, p95 {} over {} an IdP event explains",
             duration_words(p50),
             duration_words(p95),
-            l.samples
+            changes(l.samples)
         ),
         _ => "no change an IdP event explains in the window".into(),
     }

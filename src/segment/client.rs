@@ -190,12 +190,22 @@ impl SegmentClient {
         audit_since: DateTime<Utc>,
     ) -> Result<WorkspaceSnapshot, SegmentError> {
         let inner = &self.inner;
+        // For the progress display: the workspace, roles, groups, users and audit trail
+        // (one page each at least), then per group and per user below.
+        let stats = inner.http.stats().clone();
+        stats.expect("segment", 5);
         let info = inner.workspace_info().await?;
         let catalog = inner.catalog(needs).await?;
 
         let groups: Vec<wire::UserGroupV1> = inner
             .list("GET /groups", "/groups", &[], "userGroups")
             .await?;
+        // A member page per group, and its permissions when the list left them out.
+        let per_group: usize = groups
+            .iter()
+            .map(|g| if g.permissions.is_some() { 1 } else { 2 })
+            .sum();
+        stats.expect("segment", per_group as u64);
         let ws_id = Arc::new(info.id.clone());
         let groups = self
             .bounded(groups, {
@@ -208,6 +218,7 @@ impl SegmentClient {
             .await?;
 
         let users: Vec<wire::UserV1> = inner.list("GET /users", "/users", &[], "users").await?;
+        stats.expect("segment", users.len() as u64);
         let users = self
             .bounded(users, move |inner, u| {
                 let ws_id = ws_id.clone();
@@ -354,6 +365,17 @@ impl SegmentClient {
             })?;
         inner.read(&request, answer)?;
         Ok(())
+    }
+
+    /// The names of the workspace's user groups (one paged list; no members or
+    /// permissions): `validate`'s "did you mean" for IdP group names, since the IdP pushes
+    /// each group under its real name.
+    pub async fn group_names(&self) -> Result<Vec<String>, SegmentError> {
+        let groups: Vec<wire::UserGroupV1> = self
+            .inner
+            .list("GET /groups", "/groups", &[], "userGroups")
+            .await?;
+        Ok(groups.into_iter().map(|g| g.name).collect())
     }
 
     /// The workspace's members (ids and emails; no permissions).

@@ -88,6 +88,37 @@ pub enum SegmentError {
 }
 
 impl SegmentError {
+    /// The request that failed ("GET https://…"), when one did.
+    pub fn request(&self) -> Option<&str> {
+        match self {
+            SegmentError::Unauthorized { request, .. }
+            | SegmentError::NotFound { request, .. }
+            | SegmentError::Validation { request, .. }
+            | SegmentError::PlanLimit { request, .. }
+            | SegmentError::RateLimited { request, .. }
+            | SegmentError::Server { request, .. }
+            | SegmentError::Api { request, .. }
+            | SegmentError::Transport { request, .. }
+            | SegmentError::Decode { request, .. }
+            | SegmentError::RepeatedCursor { request, .. } => Some(request),
+            SegmentError::Internal { .. } => None,
+        }
+    }
+
+    /// The one line with the reason first and the request last, for people reading a
+    /// list of problems (`validate`): "segment workspace staging: 401 unauthorized: …
+    /// (GET https://…)".
+    pub fn reason_first(&self) -> String {
+        let full = crate::error::chain(self);
+        let (Some(request), Some((service, _))) = (self.request(), full.split_once(": ")) else {
+            return full;
+        };
+        match full.strip_prefix(&format!("{service}: {request}: ")) {
+            Some(reason) => format!("{service}: {reason} ({request})"),
+            None => full,
+        }
+    }
+
     /// How a caller should treat this error.
     pub fn class(&self) -> ErrorClass {
         match self {

@@ -72,15 +72,17 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("the store {path} does not exist (or is empty) and store.must_exist = true; restore it from a backup, or set store.must_exist = false to start with an empty store (every open finding is then alerted again and the change log starts over)")]
+    #[error("no store at {} yet: `scimwatch run` creates it on its first pass and keeps the change log there; run the daemon first, or point store.path at the store it uses", crate::paths::shown(.path))]
+    NotCreated { path: PathBuf },
+    #[error("the store {} does not exist (or is empty) and store.must_exist = true; restore it from a backup, or set store.must_exist = false to start with an empty store (every open finding is then alerted again and the change log starts over)", crate::paths::shown(.path))]
     Missing { path: PathBuf },
-    #[error("creating the store {path}")]
+    #[error("cannot create the store {} (store.path): scimwatch creates its folder (0700) and the file (0600); check that this user may write there, or point store.path at a writable place", crate::paths::shown(.path))]
     Create {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
-    #[error("opening the store {path}")]
+    #[error("cannot open the store {} (store.path): check that the file and its folder exist and that this user may read and write both", crate::paths::shown(.path))]
     Open {
         path: PathBuf,
         #[source]
@@ -203,6 +205,11 @@ impl Store {
     }
 
     async fn open_with(path: &Path, create: bool) -> Result<Store, StoreError> {
+        if !create && is_missing(path) {
+            return Err(StoreError::NotCreated {
+                path: path.to_path_buf(),
+            });
+        }
         let new = create && is_missing(path);
         if new {
             create_private(path)?;

@@ -417,7 +417,7 @@ impl Reconciler {
             }
         }
         for r in &transitions.resolved {
-            tracing::info!(id = %r.finding.id, kind = %r.finding.kind, subject = %r.finding.subject(), "Finding resolved.");
+            tracing::info!(target: crate::telemetry::FINDING_TARGET, id = %r.finding.id, kind = %r.finding.kind, subject = %r.finding.subject(), "Finding resolved.");
         }
         Ok(())
     }
@@ -510,16 +510,5 @@ fn reason_rank(label: &str) -> u8 {
 }
 
 fn log_finding(what: &str, f: &Finding) {
-    use crate::reconcile::{Severity, State};
-    match (f.state, f.severity) {
-        (State::Drift, Severity::Critical | Severity::Error) => {
-            tracing::error!(id = %f.id, kind = %f.kind, state = f.state.as_str(), severity = f.severity.as_str(), workspace = %f.workspace, message = %f.message, "{what}")
-        }
-        (State::Drift, _) => {
-            tracing::warn!(id = %f.id, kind = %f.kind, state = f.state.as_str(), severity = f.severity.as_str(), workspace = %f.workspace, message = %f.message, "{what}")
-        }
-        _ => {
-            tracing::info!(id = %f.id, kind = %f.kind, state = f.state.as_str(), severity = f.severity.as_str(), workspace = %f.workspace, message = %f.message, "{what}")
-        }
-    }
+    crate::telemetry::finding(what, f);
 }

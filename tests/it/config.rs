@@ -227,7 +227,19 @@ fn shipped_deploy_files_load() {
         ("SCIMWATCH_CHAIN_KEY", "dummy-chain-key-0123456789"),
         ("SCIMWATCH_API_TOKEN", "dummy-api-token-0123456789"),
     ]);
-    let cfg = config::load_str(&text, &file, &vars).unwrap();
+    // Installed where the README puts it: /etc/scimwatch/scimwatch.toml, the mapping
+    // files beside it in mappings/ (here under a temporary root).
+    let root = tempfile::tempdir().unwrap();
+    let etc = root.path().join("etc/scimwatch");
+    std::fs::create_dir_all(etc.join("mappings")).unwrap();
+    for e in std::fs::read_dir(repo().join("mappings")).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), etc.join("mappings").join(e.file_name())).unwrap();
+    }
+    let installed = etc.join("scimwatch.toml");
+    std::fs::write(&installed, &text).unwrap();
+    let cfg = config::load_str(&text, &installed, &vars).unwrap();
+    assert_eq!(cfg.mappings.dir, etc.join("mappings"));
     assert_eq!(cfg.workspaces.len(), 2);
     assert!(cfg.warnings.is_empty(), "{:?}", cfg.warnings);
     assert!(matches!(cfg.idp.credential, IdpCredential::OktaToken(_)));

@@ -609,13 +609,16 @@ async fn validate_lists_every_unresolved_name_with_file_and_line_and_exits_2() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
+    // Files are named as the person at the terminal can open them: this one is not below
+    // the current directory, so absolutely.
+    let file = mdir.join("production.toml").display().to_string();
     let problems: Vec<&str> = stderr
         .lines()
-        .filter(|l| l.starts_with("mappings/production.toml:"))
+        .filter(|l| l.starts_with(&format!("{file}:")))
         .collect();
     assert_eq!(problems.len(), 3, "{stderr}");
     assert!(
-        problems[0].starts_with("mappings/production.toml:6: role \"Source Reader\""),
+        problems[0].starts_with(&format!("{file}:6: role \"Source Reader\"")),
         "{stderr}"
     );
     assert!(
@@ -624,12 +627,103 @@ async fn validate_lists_every_unresolved_name_with_file_and_line_and_exits_2() {
             .any(|p| p.contains("\"web-prd\"") && p.contains("did you mean \"web-prod\"")),
         "{stderr}"
     );
+    // An IdP group name gets "did you mean" too (Okta pushed the real name to Segment).
     assert!(
-        problems
-            .iter()
-            .any(|p| p.starts_with("mappings/production.toml:10: IdP group \"Segment Markting\"")),
+        problems.iter().any(|p| p
+            .starts_with(&format!("{file}:10: IdP group \"Segment Markting\""))
+            && p.contains("did you mean \"Segment Marketing\"")),
         "{stderr}"
     );
+    // staging has no mapping file here: that fails validate, naming the workspace.
+    assert!(
+        stderr.contains("workspace \"staging\" has no mapped group"),
+        "{stderr}"
+    );
+    w.sim.stop().await;
+}
+
+/// With every token wrong, `validate` still tries every service and names each failing
+/// credential by its config key, the reason before the request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validate_names_every_failing_credential_by_its_key_reason_first() {
+    let w = world(&seed("1s"), "60m").await;
+    let dir = tempfile::tempdir().unwrap();
+    let mappings_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("mappings");
+    let text = w
+        .sim
+        .config_toml(&mappings_dir, "")
+        .replace("okta-sim-token", "wrong-okta-token")
+        .replace("seg-prod-token", "wrong-prod-token")
+        .replace("seg-staging-token", "wrong-staging-token");
+    let path = dir.path().join("scimwatch.toml");
+    std::fs::write(&path, text).unwrap();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_scimwatch"))
+        .arg("--config")
+        .arg(&path)
+        .arg("validate")
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = stderr
+        .lines()
+        .filter(|l| !l.starts_with("warning"))
+        .collect();
+    let idp = lines
+        .iter()
+        .find(|l| l.contains("[idp] token (inline)"))
+        .unwrap_or_else(|| panic!("{stderr}"));
+    let prod = lines
+        .iter()
+        .find(|l| l.contains("[[workspace]] \"production\" token (inline)"))
+        .unwrap_or_else(|| panic!("{stderr}"));
+    let staging = lines
+        .iter()
+        .find(|l| l.contains("[[workspace]] \"staging\" token (inline)"))
+        .unwrap_or_else(|| panic!("{stderr}"));
+    for l in [idp, prod, staging] {
+        let status = l.find("401").unwrap_or_else(|| panic!("no status: {l}"));
+        let url = l
+            .find("http://")
+            .unwrap_or_else(|| panic!("no request: {l}"));
+        assert!(status < url, "the reason comes before the request: {l}");
+        assert!(!l.contains("wrong-"), "a token leaked: {l}");
+    }
+    w.sim.stop().await;
+}
+
+/// A typo in an IdP group name is one `mapping_unresolved` that says "did you mean" and
+/// lists what it holds back — not an `unmapped_group` for the real group and an
+/// `unmanaged_user` for each of its members.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_misspelt_idp_group_is_one_finding_not_a_cascade() {
+    let w = world(&seed("1s"), "60m").await;
+    let mut mappings = w.mappings.clone();
+    for g in &mut mappings.workspaces.get_mut("production").unwrap().groups {
+        if g.idp_group.text() == "Segment Marketing" {
+            g.idp_group = scimwatch::model::GroupRef::Name("Segment Marketting".into());
+        }
+    }
+    let stats = RequestStats::new();
+    let report = run_check(&w.config, &mappings, &stats).await.unwrap();
+    let doc: Value = serde_json::from_str(&output::json(&report)).unwrap();
+    let unresolved = find(&doc, "mapping_unresolved");
+    assert_eq!(unresolved.len(), 1, "{doc:#}");
+    let f = unresolved[0];
+    assert!(
+        f["message"]
+            .as_str()
+            .unwrap()
+            .contains("did you mean \"Segment Marketing\""),
+        "{f:#}"
+    );
+    let held = f["mapping"]["suppressed"].as_array().unwrap();
+    assert!(held.iter().any(|h| h["kind"] == "unmanaged_user"), "{f:#}");
+    assert!(find(&doc, "unmanaged_user").is_empty(), "{doc:#}");
+    assert!(find(&doc, "unmapped_group").is_empty(), "{doc:#}");
+    assert_eq!(crate::docs::schema_errors(&doc), Vec::<String>::new());
     w.sim.stop().await;
 }
 
@@ -711,6 +805,71 @@ async fn attribution_does_not_depend_on_the_audit_resource_type_strings() {
     assert_eq!(
         member[0]["attribution"]["actor_email"],
         "ana.silva@acme.test"
+    );
+    w.sim.stop().await;
+}
+
+/// `docs/findings.schema.json` describes what `check --output json` really prints: a
+/// document with a pending finding (deadline set), a manual membership (attributed, SCIM
+/// reverts it) and a direct Owner grant (a grant with resources) validates against it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_output_validates_against_the_documented_schema() {
+    let w = world(&seed("1s"), "60m").await;
+    w.control(
+        reqwest::Method::POST,
+        "/_sim/push",
+        Some(json!({"mode": "paused"})),
+    )
+    .await;
+    w.control(
+        reqwest::Method::POST,
+        "/_sim/okta/groups/Segment Prod Owners/members",
+        Some(json!({"login": "olivia.chen@acme.test"})),
+    )
+    .await;
+    let owners = w
+        .segment_group_id("production", "Segment Prod Owners")
+        .await;
+    w.segment(
+        reqwest::Method::POST,
+        "production",
+        &format!("/groups/{owners}/users"),
+        "ui-ana-token",
+        Some(json!({"emails": ["maria.garcia@acme.test"]})),
+    )
+    .await;
+    let ws = w
+        .segment(
+            reqwest::Method::GET,
+            "production",
+            "/",
+            "ui-ana-token",
+            None,
+        )
+        .await;
+    let ws_id = ws["data"]["workspace"]["id"].as_str().unwrap().to_string();
+    let omar = w.segment_user_id("production", "omar.khan@acme.test").await;
+    w.segment(
+        reqwest::Method::POST,
+        "production",
+        &format!("/users/{omar}/permissions"),
+        "ui-ana-token",
+        Some(json!({"permissions": [{"roleId": "1WDUuRLxv84rrfCNUwvkrRtkxnS", "resources": [{"id": ws_id, "type": "WORKSPACE"}]}]})),
+    )
+    .await;
+    let doc = w.json().await;
+    assert!(!find(&doc, "direct_grant").is_empty(), "{doc:#}");
+    assert!(!find(&doc, "membership_unexpected").is_empty(), "{doc:#}");
+    assert!(
+        findings(&doc)
+            .iter()
+            .any(|f| f["state"] == "pending" && f["deadline"].is_string()),
+        "{doc:#}"
+    );
+    assert_eq!(
+        crate::docs::schema_errors(&doc),
+        Vec::<String>::new(),
+        "{doc:#}"
     );
     w.sim.stop().await;
 }

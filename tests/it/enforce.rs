@@ -794,3 +794,55 @@ async fn in_apply_mode_a_failed_write_is_reported_and_its_drift_pages() {
     d.stop().await;
     w.sim.stop().await;
 }
+
+/// Answering "n" to `apply`'s question on a terminal prints "Nothing applied." and exits 0
+/// (declining is not a failure), and nothing is written. The terminal is a pseudo-terminal
+/// made by util-linux `script` (part of Debian's base system); where it is missing the
+/// test says so loudly and skips, unless `CI` is set.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn declining_apply_on_a_terminal_exits_0_and_writes_nothing() {
+    if std::process::Command::new("script")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        let msg = "util-linux `script` is not installed, so no terminal can be made";
+        if std::env::var_os("CI").is_some() {
+            panic!("{msg}; CI is set, so this fails instead of skipping");
+        }
+        eprintln!("\n!!!!!!!! SKIPPED the apply confirmation test: {msg}. !!!!!!!!\n");
+        return;
+    }
+    let w = world(|p| p, "").await;
+    w.add_to_group("Segment Marketing", OWNER).await;
+    let line = format!(
+        "{} --config {} apply",
+        env!("CARGO_BIN_EXE_scimwatch"),
+        w.config_path.display()
+    );
+    let out = tokio::task::spawn_blocking(move || {
+        use std::io::Write as _;
+        let mut child = std::process::Command::new("script")
+            .args(["-q", "-e", "-c", &line, "/dev/null"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Typed ahead: the terminal keeps it until `apply` asks.
+        child.stdin.take().unwrap().write_all(b"n\n").unwrap();
+        child.wait_with_output().unwrap()
+    })
+    .await
+    .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("to Segment? [y/N]"), "{text}");
+    assert!(text.contains("Nothing applied."), "{text}");
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(w
+        .group_permissions("Segment Marketing")
+        .await
+        .to_string()
+        .contains(OWNER));
+    w.sim.stop().await;
+}

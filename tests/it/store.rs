@@ -186,7 +186,25 @@ async fn open_existing_refuses_a_missing_file_and_names_it() {
     let path = dir.path().join("absent.db");
     let err = Store::open_existing(&path).await.unwrap_err();
     assert!(err.to_string().contains("absent.db"), "{err}");
+    // It says what to do, not SQLite's "(code: 14) unable to open database file".
+    let text = scimwatch::error::chain(&err);
+    assert!(text.contains("`scimwatch run` creates it"), "{text}");
+    assert!(!text.contains("code: 14"), "{text}");
     assert!(!path.exists());
+}
+
+#[tokio::test]
+async fn a_store_that_cannot_be_created_says_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    // A regular file where the store's folder should be: no folder can be made there.
+    let blocker = dir.path().join("not-a-folder");
+    std::fs::write(&blocker, "x").unwrap();
+    let path = blocker.join("state.db");
+    let err = Store::open(&path).await.unwrap_err();
+    let text = scimwatch::error::chain(&err);
+    assert!(text.starts_with("cannot create the store "), "{text}");
+    assert!(text.contains("not-a-folder/state.db"), "{text}");
+    assert!(text.contains("store.path"), "{text}");
 }
 
 #[tokio::test]

@@ -157,14 +157,14 @@ fn read_okta_credential(
                         Err(e) => {
                             out.push(o.key_problem(
                                 "private_key_file",
-                                format!("cannot read `{}` ({e}); fix the path or the file's permissions", path.display()),
+                                format!("cannot read `{}` ({e}); fix the path or the file's permissions", crate::paths::shown(&path)),
                             ));
                             None
                         }
                         Ok(pem) if !pem.contains("-----BEGIN") || !pem.contains("PRIVATE KEY") => {
                             out.push(o.key_problem(
                                 "private_key_file",
-                                format!("`{}` is not a PEM private key; point it at the RSA or EC key of the service app", path.display()),
+                                format!("`{}` is not a PEM private key; point it at the RSA or EC key of the service app", crate::paths::shown(&path)),
                             ));
                             None
                         }
@@ -217,7 +217,7 @@ fn read_azure_credential(
                     key,
                     format!(
                         "cannot read `{}` ({e}); fix the path or the file's permissions",
-                        path.display()
+                        crate::paths::shown(&path)
                     ),
                 ));
                 None
@@ -263,4 +263,26 @@ fn read_azure_credential(
         secret: secret?,
         login_url: login_url?,
     })
+}
+
+/// The `[idp]` key the credential came from, for `validate`'s message when it does not
+/// work (the variable's name or the file's path, never a secret).
+pub(super) fn credential_key(t: &mut Table<'_, '_>) -> String {
+    for key in [
+        "token_env",
+        "token_file",
+        "token",
+        "client_secret_env",
+        "client_secret_file",
+        "client_secret",
+        "certificate_file",
+    ] {
+        if t.has(key) {
+            return format!("[idp] {}", secret_key(t, key));
+        }
+    }
+    if t.has("oauth") {
+        return "[idp.oauth] (client_id, private_key_file)".into();
+    }
+    "[idp]".into()
 }

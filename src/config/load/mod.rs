@@ -22,9 +22,9 @@ use super::strict::{
 };
 use super::{
     AlertRoute, AlertSinkConfig, AlertTarget, AlertsConfig, AzureCredential, AzureSecret, Config,
-    EnforceConfig, EnforceMode, IdpConfig, IdpCredential, MappingsConfig, OktaOAuth, Problem,
-    Problems, Secret, ServerConfig, StoreConfig, SyncConfig, TriggersConfig, UserAttribute,
-    WorkspaceConfig,
+    CredentialKeys, EnforceConfig, EnforceMode, IdpConfig, IdpCredential, LogConfig, LogFormat,
+    MappingsConfig, OktaOAuth, Problem, Problems, Secret, ServerConfig, StoreConfig, SyncConfig,
+    TriggersConfig, UserAttribute, WorkspaceConfig,
 };
 use crate::model::IdpKind;
 
@@ -47,8 +47,8 @@ pub enum ConfigError {
 }
 
 /// The top-level tables whose scalar keys `SCIMWATCH__SECTION__KEY` may set.
-const OVERRIDABLE: [&str; 8] = [
-    "idp", "mappings", "sync", "triggers", "enforce", "store", "server", "policy",
+const OVERRIDABLE: [&str; 9] = [
+    "idp", "mappings", "sync", "triggers", "enforce", "store", "server", "policy", "log",
 ];
 
 /// `sync.interval` and other periods: 100 ms to ten years.
@@ -105,6 +105,36 @@ pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
     })?;
     let base_dir = abs.parent().map(Path::to_path_buf).unwrap_or_default();
     load_text(&text, &shown.display().to_string(), abs, base_dir, &env)
+}
+
+/// `log.format` as the config would set it, read before logging starts (and so before
+/// the config is loaded for real): `SCIMWATCH__LOG__FORMAT`, else the file's `[log]
+/// format`, else text. A file that cannot be read or parsed gives text here; loading it
+/// reports the problem properly.
+pub fn peek_log_format(path: Option<&Path>) -> super::LogFormat {
+    let pick = |s: &str| match s {
+        "json" => Some(super::LogFormat::Json),
+        "text" => Some(super::LogFormat::Text),
+        _ => None,
+    };
+    if let Some(f) = std::env::var("SCIMWATCH__LOG__FORMAT")
+        .ok()
+        .and_then(|v| pick(&v))
+    {
+        return f;
+    }
+    let path = match path {
+        Some(p) => p.to_path_buf(),
+        None => match std::env::var("SCIMWATCH_CONFIG") {
+            Ok(p) if !p.is_empty() => PathBuf::from(p),
+            _ => PathBuf::from("scimwatch.toml"),
+        },
+    };
+    read_capped(&path, MAX_FILE_BYTES)
+        .ok()
+        .and_then(|text| toml::from_str::<toml::Table>(&text).ok())
+        .and_then(|t| t.get("log")?.get("format")?.as_str().and_then(pick))
+        .unwrap_or_default()
 }
 
 /// Parses config text as if it were the file `file`; `env` stands for the process
@@ -283,7 +313,7 @@ fn read_secret_any(
                     key,
                     format!(
                         "cannot read `{}` ({e}); fix the path or the file's permissions",
-                        path.display()
+                        crate::paths::shown(&path)
                     ),
                 ));
                 SecretRead::Invalid
@@ -291,7 +321,10 @@ fn read_secret_any(
             Ok(v) if v.trim().is_empty() => {
                 out.push(t.key_problem(
                     key,
-                    format!("`{}` is empty; write the secret into it", path.display()),
+                    format!(
+                        "`{}` is empty; write the secret into it",
+                        crate::paths::shown(&path)
+                    ),
                 ));
                 SecretRead::Invalid
             }
@@ -485,11 +518,18 @@ fn load_text(
     let mut root = Table::root(&src, &doc);
 
     // Workspaces first: [policy] consistent refers to their names.
-    let workspaces = read_workspaces(&mut root, &mut ctx, &mut out);
+    let mut credential_keys = CredentialKeys::default();
+    let workspaces = read_workspaces(
+        &mut root,
+        &mut ctx,
+        &mut out,
+        &mut credential_keys.workspaces,
+    );
     let names: Vec<String> = workspaces.iter().map(|w| w.name.clone()).collect();
 
     let mut t = section(&mut root, &src, &empty, "idp", &mut overrides, &mut out);
     let idp = read_idp(&mut t, &mut ctx, &mut out);
+    credential_keys.idp = idp::credential_key(&mut t);
     t.finish(&mut out);
 
     let mut t = section(
@@ -632,6 +672,23 @@ fn load_text(
     );
     t.finish(&mut out);
 
+    let mut t = section(&mut root, &src, &empty, "log", &mut overrides, &mut out);
+    let log = LogConfig {
+        format: t
+            .opt_str("format", &mut out)
+            .and_then(|f| {
+                choice(
+                    &t,
+                    "format",
+                    &f,
+                    &[("text", LogFormat::Text), ("json", LogFormat::Json)],
+                    &mut out,
+                )
+            })
+            .unwrap_or_default(),
+    };
+    t.finish(&mut out);
+
     let mut t = section(&mut root, &src, &empty, "policy", &mut overrides, &mut out);
     let mut policy = read_policy(&mut t, PolicyPlace::Config(&names), &mut out);
     if policy.expiry_notice.is_none() {
@@ -678,7 +735,9 @@ fn load_text(
             read_timeout,
         },
         policy,
+        log,
         alerts,
+        credential_keys,
         warnings: ctx.warnings,
     })
 }
@@ -702,10 +761,25 @@ fn sort(out: &mut [Problem]) {
     out.sort_by_key(|p| p.line.unwrap_or(u32::MAX));
 }
 
+/// How a secret was given, for messages about a credential that does not work:
+/// `token_env = "VAR"`, `token_file = "/path"`, or the inline key alone (never its value).
+pub(super) fn secret_key(t: &mut Table<'_, '_>, key: &'static str) -> String {
+    if key.ends_with("_env") || key.ends_with("_file") {
+        match t.opt_str(key, &mut Vec::new()) {
+            Some(v) => format!("{key} = {}", shown(&v)),
+            None => key.to_string(),
+        }
+    } else {
+        format!("{key} (inline)")
+    }
+}
+
+/// The workspaces, and for each (by name) the config key its token came from.
 fn read_workspaces(
     root: &mut Table<'_, '_>,
     ctx: &mut Ctx<'_>,
     out: &mut Vec<Problem>,
+    keys: &mut BTreeMap<String, String>,
 ) -> Vec<WorkspaceConfig> {
     let tables = root.array_of_tables("workspace", out);
     if tables.is_empty() && !root.has("workspace") {
@@ -731,7 +805,15 @@ fn read_workspaces(
         let api_url = check_url(&t, "api_url", &api_url, out);
         let token = match read_secret(&mut t, &keys3("token_env", "token_file", "token"), ctx, out)
         {
-            SecretRead::Found(s, _) => Some(s),
+            SecretRead::Found(s, key) => {
+                if let Some(n) = &name {
+                    keys.insert(
+                        n.clone(),
+                        format!("[[workspace]] {} {}", shown(n), secret_key(&mut t, key)),
+                    );
+                }
+                Some(s)
+            }
             SecretRead::Invalid => None,
             SecretRead::Absent => {
                 out.push(t.problem(

@@ -152,6 +152,7 @@ pub fn classify(m: &Mismatch, cx: &Context<'_>) -> Finding {
                 file: u.origin.file.clone(),
                 line: u.origin.line,
                 name: u.name.clone(),
+                suppressed: Vec::new(),
             });
             f.message = format!(
                 "{} names the {} {:?}, which does not resolve: {}. Nothing is checked for what depends on it.",
@@ -390,7 +391,15 @@ fn group_event(
         })
         .collect();
     let latest = matching.iter().max_by_key(|a| (a.at, a.id.clone()))?;
-    Some((attribution(cx, latest), matching.len()))
+    let latest = attribution(cx, latest);
+    // "The latest of n such changes" counts the changes made the same way as the latest
+    // (by people in the app, by SCIM, …): the SCIM push that filled the group is not one
+    // of "such" changes when a person added someone by hand.
+    let alike = matching
+        .iter()
+        .filter(|a| attribution(cx, a).kind == latest.kind)
+        .count();
+    Some((latest, alike))
 }
 
 fn user_policy_event(

@@ -192,7 +192,31 @@ fn membership_attribution_says_when_several_events_matched() {
     let f = fx.run();
     let f = one(&f);
     assert_eq!(f.severity, Severity::Error);
-    assert!(f.message.contains("latest of 2"), "{}", f.message);
+    // The SCIM push that filled the group is not "such" a change: one was made by hand.
+    assert!(
+        f.message.contains("The latest change to this group"),
+        "{}",
+        f.message
+    );
+    assert!(!f.message.contains("latest of"), "{}", f.message);
+    assert_eq!(f.attribution.as_ref().unwrap().at, ago(3));
+    // A second change by a person: now there are two such changes.
+    fx.audit(
+        "User Added To User Group",
+        "user/u7",
+        Some("dan@acme.test"),
+        "user_group",
+        "sgEng",
+        "Engineers",
+        20,
+    );
+    let f = fx.run();
+    let f = one(&f);
+    assert!(
+        f.message.contains("The latest of 2 such changes"),
+        "{}",
+        f.message
+    );
     assert_eq!(f.attribution.as_ref().unwrap().at, ago(3));
 }
 
