@@ -5,6 +5,7 @@ mod alerts;
 mod alerts_e2e;
 mod azure;
 mod azure_daemon;
+mod backup;
 mod chain;
 mod config;
 mod daemon;
