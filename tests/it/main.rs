@@ -9,6 +9,7 @@ mod backup;
 mod chain;
 mod config;
 mod daemon;
+mod deploy;
 mod e2e;
 mod empty_group;
 mod enforce;
