@@ -1,5 +1,10 @@
+<<<<<<< HEAD
 //! The command line: `check`, `validate`, `explain`, `report`, `plan`, `apply`, `run`,
 //! `changes` (`changes verify`), `alerts test`, `sim`, `demo`, `completions`, `man`.
+=======
+//! The command line: `check`, `validate`, `explain`, `report`, `run`, `changes`
+//! (`changes verify`), `store backup`, `alerts test`, `sim`, `demo`.
+>>>>>>> wt-deploy
 //!
 //! Why one file (~700 lines): it is the whole surface a person types and reads (the
 //! arguments, what is printed, the exit codes), and nothing else; the work behind each
@@ -10,10 +15,14 @@
 //! `explain` 0 explained, 1 nobody by that email anywhere scimwatch looks (a line on
 //! stderr, nothing on stdout), 2 a read failed (as `check`); `changes verify` 0 intact,
 //! 1 broken, 2 cannot check; `report` 0 written, 2 a read failed (nothing written);
+<<<<<<< HEAD
 //! `apply` 0 applied, nothing to do or declined, 1 held or failed, 2 a read failed or no
 //! terminal; `run`, `sim`, `demo` 0 on a clean end, 2 otherwise; `sim`, `demo`,
 //! `completions` and `man` refuse `--config` (exit 2), which they would not read.
 //! docs/commands.md is the table a person reads.
+=======
+//! `store backup` 0 written, 2 not written (no file left behind).
+>>>>>>> wt-deploy
 
 use std::path::{Path, PathBuf};
 
@@ -209,6 +218,11 @@ pub enum Command {
         #[arg(long, value_enum)]
         idp: Option<IdpArg>,
     },
+    /// The store: `store backup FILE` copies it while the daemon runs.
+    Store {
+        #[command(subcommand)]
+        command: StoreCommand,
+    },
     /// Alert sinks: `alerts test` sends a labelled test alert through each.
     Alerts {
         #[command(subcommand)]
@@ -229,6 +243,18 @@ pub enum ChangesCommand {
     /// Walk the change log's HMAC chain and report the first broken link; exit 0 intact,
     /// 1 broken, 2 cannot check (no chain key, another key, nothing chained, no store).
     Verify,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum StoreCommand {
+    /// Copy the store (`store.path`) into FILE, consistent as of one commit, while the
+    /// daemon runs; the copy is checked, created 0600, and never replaces a file. Restore
+    /// by stopping the daemon and putting the copy at `store.path`. Exit 0 written, 2 not.
+    Backup {
+        /// The file to write (it must not exist; its folder must), or `-` for standard
+        /// output (`kubectl exec … store backup - > FILE`).
+        file: PathBuf,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -386,6 +412,18 @@ pub async fn main(cli: Cli) -> i32 {
         Command::Alerts {
             command: AlertsCommand::Test { sink },
         } => alerts_test(cli.config.as_deref(), sink.as_deref()).await,
+        Command::Store {
+            command: StoreCommand::Backup { file },
+        } => match store_backup(cli.config.as_deref(), &file).await {
+            Ok(line) => {
+                eprintln!("{line}");
+                0
+            }
+            Err(e) => {
+                eprintln!("scimwatch store backup: {}", chain(e.as_ref()));
+                2
+            }
+        },
         Command::Changes {
             command: Some(ChangesCommand::Verify),
             ..
@@ -445,6 +483,45 @@ async fn changes(
         ChangesOutput::Csv => crate::store::changes_csv(&records),
         ChangesOutput::Json => crate::store::changes_json(&records),
     })
+}
+
+/// `scimwatch store backup FILE`: the copy, and the line printed on stderr.
+async fn store_backup(config: Option<&Path>, file: &Path) -> anyhow::Result<String> {
+    let config = crate::config::load(config)?;
+    let to_stdout = file == Path::new("-");
+    let s = if to_stdout {
+        let mut out = std::io::stdout();
+        crate::store::backup_to_writer(&config.store.path, &mut out).await?
+    } else {
+        crate::store::backup(&config.store.path, file).await?
+    };
+    let dest = if to_stdout {
+        "standard output".to_string()
+    } else {
+        s.path.display().to_string()
+    };
+    Ok(format!(
+        "Backed up {} to {dest} ({} bytes, schema version {}): {} change-log records, {} open findings, integrity ok, in {} ms (the live store read for {} ms).",
+        config.store.path.display(),
+        s.bytes,
+        s.schema_version,
+        s.changes,
+        s.open_findings,
+        s.took.as_millis(),
+        s.held.as_millis()
+    ) + &slow_backup_note(s.held))
+}
+
+/// The daemon's commits wait for a backup's read of the live store and give up after the
+/// store's 5 s busy timeout: say so when a copy came close.
+fn slow_backup_note(held: std::time::Duration) -> String {
+    if held < std::time::Duration::from_millis(2500) {
+        return String::new();
+    }
+    format!(
+        " The copy read the live store for {:.1} s; the daemon's commits wait for it and give up after 5 s: back up a store this large from a stopped daemon or a file-system snapshot.",
+        held.as_secs_f64()
+    )
 }
 
 /// `scimwatch report`: reads everything like `check` (all or nothing), builds the review

@@ -12,7 +12,8 @@
 //! ```text
 //! main.rs            thin: parse the CLI, start telemetry, hand over to cli.rs
 //! cli.rs             arguments, exit codes and what is printed: check, validate, explain,
-//!                    report, plan, apply, run, changes (verify), alerts test, sim, demo.
+//!                    report, plan, apply, run, changes (verify), store (backup), alerts
+//!                    test, sim, demo.
 //!                    Nothing imports it.
 //! app.rs             the composition root: load config and mappings, build the IdP and
 //!                    Segment clients (`Session`), `check` (the all-or-nothing read, then
@@ -93,10 +94,13 @@
 //!                    the explain value and its snapshots
 //! triggers/          Activator (reasons coalesce), pollers.rs (System Log, audit trail),
 //!                    graph.rs (Entra: groups/delta poller, subscription manager)
-//! store/             SQLite via sqlx (WAL, migrations/ embedded): findings.rs, changes.rs
+//! store/             SQLite via sqlx (rollback journal, no mmap, migrations/ embedded and
+//!                    run at open; a store a newer binary migrated is refused): findings.rs, changes.rs
 //!                    (append-only; chained appends, head, prune, verify), chain.rs (the
 //!                    HMAC chain: canonical bytes, anchors, the verify walk; pure, table
-//!                    tests in chain/tests.rs), checkpoints.rs, snapshots.rs, activations.rs.
+//!                    tests in chain/tests.rs), checkpoints.rs, snapshots.rs, activations.rs,
+//!                    backup.rs (`store backup`: VACUUM INTO a checked 0600 copy, read-only,
+//!                    never migrating the live store).
 //!                    Knows nothing of alerts: their tables' queries live in alert/store.rs
 //! server/            router(state): /livez /readyz /metrics /status /findings, POST
 //!                    /-/full-pass (operator, bearer token), hooks.rs
@@ -139,6 +143,10 @@
 //! demo/              (feature `sim`) the narrated scenario: the daemon in-process on the
 //!                    simulator crate `scimwatch_sim`;
 //!                    mod.rs (Okta), azure.rs (`demo --idp azure_ad`: Entra ID, delta, evidence)
+//! ../deploy/         not code: the example config and demo seeds, the container recipes,
+//!                    the systemd unit, the Kubernetes manifests, the Prometheus rules and
+//!                    the Grafana dashboard (README, Install); `deploy/check` checks them with
+//!                    their own tools, tests/it/deploy.rs against `/metrics` and the config
 //! ```
 //!
 //! # Invariants

@@ -1,4 +1,5 @@
-//! Durable state in embedded SQLite (sqlx; migrations embedded from `migrations/`; WAL).
+//! Durable state in embedded SQLite (sqlx; migrations embedded from `migrations/`; the
+//! rollback journal).
 //!
 //! What lives here: findings with first-seen, last-seen and resolved-at; poller
 //! checkpoints; activation history; the last snapshots the daemon compares against; open
@@ -23,8 +24,8 @@
 //! Guarantees:
 //! - A restart (even after SIGKILL) keeps finding ids, `first_seen`, deadlines,
 //!   checkpoints, snapshots and the change log: every write is committed before the call
-//!   returns (WAL, `synchronous = NORMAL`: a power loss may drop the last commits, a
-//!   process crash drops none).
+//!   returns (`synchronous = FULL`: neither a process crash nor a power loss drops a
+//!   commit).
 //! - The change log is append-only: no code path updates it, the one delete is retention's
 //!   prune (rows below a boundary written inside the prune transaction, see
 //!   `migrations/0003_chain.sql`), and the schema's triggers refuse every other update or
@@ -40,7 +41,13 @@
 //! two writers wait for each other (busy timeout) instead of failing on an upgrade.
 //!
 //! Files: `findings.rs`, `changes.rs` (plus the CSV/JSON renderings and `parse_since`),
-//! `checkpoints.rs` (checkpoints), `snapshots.rs`, `activations.rs`. The alert tables' queries
+//! `checkpoints.rs` (checkpoints), `snapshots.rs`, `activations.rs`, `backup.rs` (`store
+//! backup`: a consistent copy while the daemon runs, never migrating the live store).
+//!
+//! Upgrades and downgrades: `Store::open` applies the migrations this binary embeds and
+//! does not have yet, at start. A store that carries a migration this binary does not
+//! know (it was opened by a newer scimwatch) is refused with [`StoreError::Newer`]: an
+//! older binary never writes into a schema it does not know. The alert tables' queries
 //! live with their owner, in `alert/store.rs` (open alerts, source failure counters, the
 //! durable outbox, broken sinks), so this module knows nothing of alerts.
 
@@ -57,12 +64,14 @@ use sqlx::sqlite::{
 use crate::reconcile::Finding;
 
 mod activations;
+mod backup;
 pub mod chain;
 mod changes;
 mod checkpoints;
 mod findings;
 mod snapshots;
 
+pub use backup::{backup, backup_to_writer, BackupError, BackupSummary};
 pub use chain::{ChainKey, Summary as ChainSummary, Verdict};
 pub(crate) use changes::csv_field;
 pub use changes::{changes_csv, changes_json, parse_since, PruneOutcome, CHANGES_CSV_HEADER};
@@ -88,8 +97,14 @@ pub enum StoreError {
         #[source]
         source: sqlx::Error,
     },
-    #[error("migrating the store")]
-    Migrate(#[source] sqlx::migrate::MigrateError),
+    #[error("migrating the store {path}")]
+    Migrate {
+        path: PathBuf,
+        #[source]
+        source: sqlx::migrate::MigrateError,
+    },
+    #[error("the store {path} was migrated by a newer scimwatch (its migration {version} is unknown to this one), so this version cannot use it: run the newer version again, or restore the backup taken before the upgrade (`scimwatch store backup`)")]
+    Newer { path: PathBuf, version: i64 },
     #[error("store: {what}")]
     Query {
         what: &'static str,
@@ -235,7 +250,7 @@ impl Store {
                 path: path.to_path_buf(),
                 source,
             })?;
-        let mut store = Store::migrate(pool).await?;
+        let mut store = Store::migrate(pool, path).await?;
         if new {
             let now = time_to_db(&Utc::now());
             sqlx::query("INSERT OR IGNORE INTO store_meta (key, value) VALUES ('created_at', ?)")
@@ -277,14 +292,24 @@ impl Store {
                 path: PathBuf::from(":memory:"),
                 source,
             })?;
-        Store::migrate(pool).await
+        Store::migrate(pool, Path::new(":memory:")).await
     }
 
-    async fn migrate(pool: sqlx::SqlitePool) -> Result<Store, StoreError> {
+    async fn migrate(pool: sqlx::SqlitePool, path: &Path) -> Result<Store, StoreError> {
         sqlx::migrate!("./migrations")
             .run(&pool)
             .await
-            .map_err(StoreError::Migrate)?;
+            .map_err(|source| match source {
+                // A downgrade: the store carries a migration this binary does not know.
+                sqlx::migrate::MigrateError::VersionMissing(version) => StoreError::Newer {
+                    path: path.to_path_buf(),
+                    version,
+                },
+                source => StoreError::Migrate {
+                    path: path.to_path_buf(),
+                    source,
+                },
+            })?;
         Ok(Store {
             pool,
             created_at: None,
