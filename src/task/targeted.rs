@@ -481,8 +481,10 @@ impl Reconciler {
         let wanted: Vec<Email> = merged_all
             .iter()
             .flat_map(|(_, _, _, s)| s.users.iter().map(|u| u.email.clone()))
-            // The members of a re-read group carry their status in that read.
-            .filter(|e| touched_emails.contains(e) && !group_members.contains(e))
+            // A mapped group's members carry their status in its read (kept or fresh;
+            // an event about one of them is in touched_logins): only people no mapped
+            // group lists need a lookup.
+            .filter(|e| touched_emails.contains(e) && !listed.contains(e))
             .chain(touched_logins.iter().cloned())
             .chain(planned.idp_users.iter().cloned())
             .collect::<BTreeSet<_>>()
