@@ -1,10 +1,6 @@
-<<<<<<< HEAD
 //! The command line: `check`, `validate`, `explain`, `report`, `plan`, `apply`, `run`,
-//! `changes` (`changes verify`), `alerts test`, `sim`, `demo`, `completions`, `man`.
-=======
-//! The command line: `check`, `validate`, `explain`, `report`, `run`, `changes`
-//! (`changes verify`), `store backup`, `alerts test`, `sim`, `demo`.
->>>>>>> wt-deploy
+//! `changes` (`changes verify`), `store backup`, `alerts test`, `sim`, `demo`,
+//! `completions`, `man`.
 //!
 //! Why one file (~700 lines): it is the whole surface a person types and reads (the
 //! arguments, what is printed, the exit codes), and nothing else; the work behind each
@@ -15,14 +11,11 @@
 //! `explain` 0 explained, 1 nobody by that email anywhere scimwatch looks (a line on
 //! stderr, nothing on stdout), 2 a read failed (as `check`); `changes verify` 0 intact,
 //! 1 broken, 2 cannot check; `report` 0 written, 2 a read failed (nothing written);
-<<<<<<< HEAD
 //! `apply` 0 applied, nothing to do or declined, 1 held or failed, 2 a read failed or no
-//! terminal; `run`, `sim`, `demo` 0 on a clean end, 2 otherwise; `sim`, `demo`,
-//! `completions` and `man` refuse `--config` (exit 2), which they would not read.
-//! docs/commands.md is the table a person reads.
-=======
-//! `store backup` 0 written, 2 not written (no file left behind).
->>>>>>> wt-deploy
+//! terminal; `store backup` 0 written, 2 not written (no file left behind); `run`, `sim`,
+//! `demo` 0 on a clean end, 2 otherwise; `sim`, `demo`, `completions` and `man` refuse
+//! `--config` (exit 2), which they would not read. docs/commands.md is the table a person
+//! reads.
 
 use std::path::{Path, PathBuf};
 
