@@ -98,6 +98,7 @@ impl Command {
             #[cfg(feature = "sim")]
             Command::Demo { .. } => "demo",
             Command::Alerts { .. } => "alerts",
+            Command::Store { .. } => "store",
             Command::Completions { .. } => "completions",
             Command::Man => "man",
         }
