@@ -16,8 +16,12 @@ pub fn shown(path: &Path) -> String {
     }
 }
 
-/// [`shown`] from `cwd` (pure, for tests).
+/// [`shown`] from `cwd` (pure, for tests). Standing at `/` (a service, a container),
+/// every path is below it and none reads better relative: absolute then.
 pub fn shown_from(path: &Path, cwd: &Path) -> String {
+    if cwd.parent().is_none() {
+        return path.display().to_string();
+    }
     match path.strip_prefix(cwd) {
         Ok(rel) if !rel.as_os_str().is_empty() => rel.display().to_string(),
         _ => path.display().to_string(),
@@ -27,6 +31,14 @@ pub fn shown_from(path: &Path, cwd: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn standing_at_the_root_paths_stay_absolute() {
+        assert_eq!(
+            shown_from(Path::new("/etc/scimwatch/scimwatch.toml"), Path::new("/")),
+            "/etc/scimwatch/scimwatch.toml"
+        );
+    }
 
     #[test]
     fn below_the_current_directory_is_relative_elsewhere_absolute() {
