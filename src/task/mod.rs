@@ -78,7 +78,23 @@ pub struct Reconciler {
     refresh_status: Mutex<Option<serde_json::Value>>,
     /// When the change log's upkeep (retention, head) last ran.
     last_upkeep: Mutex<Option<DateTime<Utc>>>,
+    /// Findings opened, changed and resolved by the running activation (its summary line).
+    tally: Mutex<Tally>,
 }
+
+/// Findings opened, changed (state or severity) and resolved in one activation.
+#[derive(Clone, Copy, Debug, Default)]
+struct Tally {
+    opened: usize,
+    changed: usize,
+    resolved: usize,
+}
+
+/// Activation ids, in this process (the span's `id`).
+static NEXT_ACTIVATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+/// How often a running pass logs its progress.
+const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The pieces a [`Reconciler`] is built from (the daemon builds them).
 pub struct Parts {
@@ -122,6 +138,7 @@ impl Reconciler {
             graph_scope,
             refresh_status: Mutex::new(None),
             last_upkeep: Mutex::new(None),
+            tally: Mutex::new(Tally::default()),
         })
     }
 
@@ -140,8 +157,12 @@ impl Reconciler {
             .into_iter()
             .collect();
         let trigger = labels.join(",");
-        let span = tracing::info_span!("activation", trigger = %trigger);
+        let id = NEXT_ACTIVATION.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let span = tracing::info_span!("activation", id, trigger = %trigger);
         let _enter = span.enter();
+        if let Ok(mut t) = self.tally.lock() {
+            *t = Tally::default();
+        }
         let started = Utc::now();
         let clock = Instant::now();
         // Start-up, an operator's request and enforcement's apply mode read everything;
@@ -157,6 +178,25 @@ impl Reconciler {
             .iter()
             .all(|r| matches!(r, Reason::OktaHook | Reason::SystemLog | Reason::Audit(_)));
         let requests_before = self.stats.total();
+        let per_service_before = self.stats.by_service();
+        // A pass that runs longer than a few seconds says so while it runs.
+        let progress = {
+            let stats = self.stats.clone();
+            let span = span.clone();
+            tokio::spawn(async move {
+                let mut every = tokio::time::interval(PROGRESS_EVERY);
+                every.tick().await;
+                loop {
+                    every.tick().await;
+                    let _e = span.enter();
+                    tracing::info!(
+                        requests = stats.total().saturating_sub(requests_before),
+                        waited_s = stats.waited().as_secs(),
+                        "Pass still running."
+                    );
+                }
+            })
+        };
         let mut pass = FullPass::default();
         let mut read: Option<targeted::Targeted> = None;
         let (scope, result) = if wants_full {
@@ -266,12 +306,27 @@ impl Reconciler {
             .unwrap_or("none");
         self.metrics
             .activation_requests(reason, status.scope.as_str(), spent);
+        progress.abort();
+        let per_service: Vec<String> = self
+            .stats
+            .by_service()
+            .into_iter()
+            .filter_map(|(svc, n)| {
+                let d = n.saturating_sub(per_service_before.get(&svc).copied().unwrap_or(0));
+                (d > 0).then(|| format!("{svc}={d}"))
+            })
+            .collect();
+        let t = self.tally.lock().map(|t| *t).unwrap_or_default();
         tracing::info!(
             reason,
             scope = status.scope.as_str(),
-            requests = spent,
             ok = status.ok(),
-            took_ms = clock.elapsed().as_millis() as u64,
+            requests = spent,
+            per_service = %per_service.join(","),
+            opened = t.opened,
+            changed = t.changed,
+            resolved = t.resolved,
+            took_ms = u64::try_from(clock.elapsed().as_millis()).unwrap_or(u64::MAX),
             "Activation finished."
         );
         self.record(&status, clock.elapsed()).await;
@@ -408,13 +463,20 @@ impl Reconciler {
         self.store
             .changes_append(&changes, self.chain_key().as_ref())
             .await?;
+        let mut changed = 0;
         for f in &transitions.opened {
             log_finding("New finding.", f);
         }
         for (before, after) in &transitions.changed {
             if before.state != after.state || before.severity != after.severity {
                 log_finding("Finding changed.", after);
+                changed += 1;
             }
+        }
+        if let Ok(mut t) = self.tally.lock() {
+            t.opened += transitions.opened.len();
+            t.changed += changed;
+            t.resolved += transitions.resolved.len();
         }
         for r in &transitions.resolved {
             tracing::info!(target: crate::telemetry::FINDING_TARGET, id = %r.finding.id, kind = %r.finding.kind, subject = %r.finding.subject(), "Finding resolved.");

@@ -221,3 +221,77 @@ async fn checkpoints_older_than_the_event_sources_reach_run_a_full_pass() {
     assert_eq!(scope_of(&d, "full_pass"), "full");
     sim.stop().await;
 }
+
+/// A writer the test reads back.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Each activation has an id in its span and ends with one summary line: reason, scope,
+/// requests per service, findings opened / changed / resolved, duration.
+#[test]
+fn every_activation_ends_with_one_summary_line_under_its_id() {
+    let out = Captured::default();
+    let writer = out.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .with_current_span(true)
+        .with_writer(move || writer.clone())
+        .with_max_level(tracing::Level::INFO)
+        .finish();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    tracing::subscriber::with_default(subscriber, || {
+        rt.block_on(async {
+            let sim = sim::start(&seed(), "127.0.0.1:0").await.unwrap();
+            let dir = tempfile::tempdir().unwrap();
+            let d = daemon(&config_text(&sim, dir.path(), "60m", "")).await;
+            // Something to find at start-up.
+            control(
+                &sim,
+                reqwest::Method::POST,
+                "/_sim/okta/users/nina.berg@acme.test/status",
+                Some(json!({"status": "SUSPENDED"})),
+            )
+            .await;
+            assert!(d.activate([Reason::Startup].into()).await.ok());
+            assert!(d.activate([Reason::Periodic].into()).await.ok());
+            sim.stop().await;
+        })
+    });
+    let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+    let summaries: Vec<Value> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["fields"]["message"] == "Activation finished.")
+        .collect();
+    assert_eq!(summaries.len(), 2, "{text}");
+    let (first, second) = (&summaries[0], &summaries[1]);
+    assert_eq!(first["fields"]["reason"], "startup");
+    assert_eq!(first["fields"]["scope"], "full");
+    assert!(first["fields"]["opened"].as_u64().unwrap() > 0, "{first}");
+    let per_service = first["fields"]["per_service"].as_str().unwrap();
+    assert!(
+        per_service.contains("okta=") && per_service.contains("segment"),
+        "{first}"
+    );
+    assert_eq!(second["fields"]["reason"], "periodic");
+    assert_eq!(second["fields"]["scope"], "tick");
+    assert_eq!(second["fields"]["opened"], 0, "nothing changed: {second}");
+    assert!(second["fields"]["took_ms"].is_u64());
+    // The span carries the activation's id: two activations, two ids.
+    let ids: Vec<&Value> = summaries.iter().map(|s| &s["span"]["id"]).collect();
+    assert!(ids.iter().all(|i| i.is_u64()), "{text}");
+    assert_ne!(ids[0], ids[1]);
+}
