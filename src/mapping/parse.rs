@@ -113,9 +113,23 @@ pub fn load_dir(
     }
     // Origins (and so findings' `mapping.file`) stay relative to the config file's folder;
     // a problem names the file as the person at the terminal finds it.
+    // Other places a message quotes ("already … at mappings/a.toml:3") are rewritten the
+    // same way, longest name first so that no name is rewritten inside another.
+    let mut names: Vec<(String, String)> = files
+        .iter()
+        .map(|(rel, _)| (rel.clone(), crate::paths::shown(&base_dir.join(rel))))
+        .filter(|(rel, shown)| rel != shown)
+        .collect();
+    names.sort_by_key(|(rel, _)| std::cmp::Reverse(rel.len()));
     parse_files(&files, known_workspaces, now).map_err(|e| match e {
         MappingError::Invalid(Problems(mut problems)) => {
             for p in &mut problems {
+                for (rel, shown) in &names {
+                    let quoted = format!(" {rel}:");
+                    if p.message.contains(&quoted) {
+                        p.message = p.message.replace(&quoted, &format!(" {shown}:"));
+                    }
+                }
                 if !p.file.is_empty() {
                     p.file = crate::paths::shown(&base_dir.join(&p.file));
                 }

@@ -457,3 +457,23 @@ fn enforce_apply_needs_self_actor_on_every_workspace() {
     );
     config::load_str(&ok, Path::new("scimwatch.toml"), &vars).expect("self_actor set: loads");
 }
+
+/// Loaded from a folder outside where the user stands, a problem names both places the
+/// way the user can open them: absolute, the quoted other place included.
+#[test]
+fn a_problem_quoting_another_file_names_it_as_the_user_finds_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let maps = dir.path().join("mappings");
+    std::fs::create_dir_all(&maps).unwrap();
+    let a = "workspace = \"staging\"\n\n[[group]]\nidp_group = \"Ops\"\n\n[policy]\nunmanaged_users = \"ignore\"\n";
+    let b = "workspace = \"staging\"\n[[group]]\nidp_group = \"Ops Leads\"\n[policy]\nunmanaged_users = \"ignore\"\n";
+    std::fs::write(maps.join("a.toml"), a).unwrap();
+    std::fs::write(maps.join("b.toml"), b).unwrap();
+    let err = match mapping::load_dir(&maps, dir.path(), &workspaces(), now()) {
+        Err(MappingError::Invalid(p)) => p.to_string(),
+        other => panic!("expected the mappings to be refused: {:?}", other.err()),
+    };
+    let a_shown = format!("{}:6", maps.join("a.toml").display());
+    assert!(err.contains(&a_shown), "{err}");
+    assert!(!err.contains(" mappings/a.toml:"), "{err}");
+}
