@@ -128,7 +128,7 @@ pub trait Observer: Send + Sync {
     fn waiting(&self, service: &str, wait: Duration);
     /// The read now expects `n` more requests to `service` (an estimate: it learns how
     /// many users and groups there are as it goes).
-    fn expect(&self, service: &str, n: u64);
+    fn expect_requests(&self, service: &str, n: u64);
 }
 
 #[derive(Default, Clone)]
@@ -162,9 +162,9 @@ impl RequestStats {
         self.observer.lock().ok().and_then(|o| o.0.clone())
     }
     /// A client announces `n` more requests to `service` (for the progress display).
-    pub fn expect(&self, service: &str, n: u64) {
+    pub fn expect_requests(&self, service: &str, n: u64) {
         if let Some(o) = self.observer() {
-            o.expect(service, n);
+            o.expect_requests(service, n);
         }
     }
     fn record(&self, service: &str, endpoint: &str, status: u16) {

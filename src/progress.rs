@@ -67,7 +67,7 @@ impl Counts {
         c.waiting = None;
         c
     }
-    pub fn expect(&mut self, service: &str, n: u64) -> &Count {
+    pub fn expect_requests(&mut self, service: &str, n: u64) -> &Count {
         let c = self.0.entry(service.to_string()).or_default();
         c.expected += n;
         c
@@ -126,9 +126,9 @@ impl Observer for Watch {
             }
         }
     }
-    fn expect(&self, service: &str, n: u64) {
+    fn expect_requests(&self, service: &str, n: u64) {
         if let Ok(mut b) = self.0.lock() {
-            let c = b.counts.expect(service, n).clone();
+            let c = b.counts.expect_requests(service, n).clone();
             b.show(service, c);
         }
     }
@@ -176,9 +176,9 @@ mod tests {
     fn counts_requests_expected_and_waits_per_service() {
         let mut c = Counts::default();
         assert_eq!(c.request("okta").line(), "1 request");
-        c.expect("segment", 5);
+        c.expect_requests("segment", 5);
         c.request("segment");
-        assert_eq!(c.expect("segment", 20).line(), "1/25 requests");
+        assert_eq!(c.expect_requests("segment", 20).line(), "1/25 requests");
         // A short pause is not mentioned; a long one is, until the next answer.
         assert!(c.waiting("segment", Duration::from_millis(300)).is_none());
         assert_eq!(
@@ -204,6 +204,6 @@ mod tests {
         let stats = RequestStats::new();
         let p = Progress::attach(&stats);
         assert!(!p.shown());
-        stats.expect("segment", 3); // no observer: nothing happens
+        stats.expect_requests("segment", 3); // no observer: nothing happens
     }
 }

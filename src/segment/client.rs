@@ -193,7 +193,7 @@ impl SegmentClient {
         // For the progress display: the workspace, roles, groups, users and audit trail
         // (one page each at least), then per group and per user below.
         let stats = inner.http.stats().clone();
-        stats.expect("segment", 5);
+        stats.expect_requests("segment", 5);
         let info = inner.workspace_info().await?;
         let catalog = inner.catalog(needs).await?;
 
@@ -205,7 +205,7 @@ impl SegmentClient {
             .iter()
             .map(|g| if g.permissions.is_some() { 1 } else { 2 })
             .sum();
-        stats.expect("segment", per_group as u64);
+        stats.expect_requests("segment", per_group as u64);
         let ws_id = Arc::new(info.id.clone());
         let groups = self
             .bounded(groups, {
@@ -218,7 +218,7 @@ impl SegmentClient {
             .await?;
 
         let users: Vec<wire::UserV1> = inner.list("GET /users", "/users", &[], "users").await?;
-        stats.expect("segment", users.len() as u64);
+        stats.expect_requests("segment", users.len() as u64);
         let users = self
             .bounded(users, move |inner, u| {
                 let ws_id = ws_id.clone();

@@ -370,7 +370,10 @@ impl IdentityProvider for Okta {
                 .filter_map(|r| r.as_ref().ok().map(|(id, _)| id.clone())),
         );
         // For the progress display: one member page per group at least.
-        self.inner.http.stats().expect(SERVICE, wanted.len() as u64);
+        self.inner
+            .http
+            .stats()
+            .expect_requests(SERVICE, wanted.len() as u64);
         let me = self.clone();
         let lists = bounded(wanted.clone(), GROUP_CONCURRENCY, move |id: String| {
             let me = me.clone();
@@ -403,7 +406,10 @@ impl IdentityProvider for Okta {
             .collect::<BTreeSet<_>>()
             .into_iter()
             .collect();
-        self.inner.http.stats().expect(SERVICE, keys.len() as u64);
+        self.inner
+            .http
+            .stats()
+            .expect_requests(SERVICE, keys.len() as u64);
         let me = self.clone();
         let found = bounded(keys.clone(), LOOKUP_CONCURRENCY, move |key: Email| {
             let me = me.clone();
