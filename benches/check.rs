@@ -19,27 +19,15 @@ use scimwatch::segment::SegmentClient;
 
 #[path = "common/org.rs"]
 mod org;
-use org::{ceil_div, env_usize, generate, peak_rss_kib, spawn_sim};
+use org::{ceil_div, env_usize, generate, peak_rss_kib, start_org};
 
 fn main() -> anyhow::Result<()> {
     let users = env_usize("BENCH_USERS", 10_000);
     let groups = env_usize("BENCH_GROUPS", 200);
     let org = generate(users, groups);
     let dir = tempfile::tempdir()?;
-    let seed_path = dir.path().join("seed.toml");
-    std::fs::write(&seed_path, &org.seed)?;
-    let mappings_dir = dir.path().join("mappings");
-    std::fs::create_dir_all(&mappings_dir)?;
-    for (name, text) in &org.mappings {
-        std::fs::write(dir.path().join(name), text)?;
-    }
     let config_path = dir.path().join("scimwatch.toml");
-    let mut sim = spawn_sim(
-        env!("CARGO_BIN_EXE_scimwatch"),
-        &seed_path,
-        &config_path,
-        &mappings_dir,
-    )?;
+    let mut sim = start_org(env!("CARGO_BIN_EXE_scimwatch"), &org, dir.path())?;
 
     let result = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -21,7 +21,7 @@ mod org;
 use std::time::Instant;
 
 use chrono::Utc;
-use org::{env_usize, generate, peak_rss_kib, spawn_sim};
+use org::{env_usize, generate, peak_rss_kib, start_org};
 use scimwatch::daemon::Daemon;
 use scimwatch::http::RetryConfig;
 use scimwatch::triggers::Reason;
@@ -56,20 +56,8 @@ fn main() -> anyhow::Result<()> {
     let ticks = env_usize("BENCH_TICKS", 12);
     let org = generate(users, groups);
     let dir = tempfile::tempdir()?;
-    let seed_path = dir.path().join("seed.toml");
-    std::fs::write(&seed_path, &org.seed)?;
-    let mappings_dir = dir.path().join("mappings");
-    std::fs::create_dir_all(&mappings_dir)?;
-    for (name, text) in &org.mappings {
-        std::fs::write(dir.path().join(name), text)?;
-    }
     let config_path = dir.path().join("scimwatch.toml");
-    let mut sim = spawn_sim(
-        env!("CARGO_BIN_EXE_scimwatch"),
-        &seed_path,
-        &config_path,
-        &mappings_dir,
-    )?;
+    let mut sim = start_org(env!("CARGO_BIN_EXE_scimwatch"), &org, dir.path())?;
     let mut text = std::fs::read_to_string(&config_path)?;
     text.push_str(&format!(
         "\n[store]\npath = {:?}\n[sync]\ninterval = \"5m\"\nfull_refresh = \"12h\"\n",

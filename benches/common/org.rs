@@ -107,6 +107,19 @@ pub fn peak_rss_kib() -> Option<u64> {
         .ok()
 }
 
+/// Writes `org` (seed, mappings) into `dir` and starts the simulator on it, which writes
+/// `dir/scimwatch.toml`; returns once it listens.
+pub fn start_org(exe: &str, org: &Org, dir: &Path) -> anyhow::Result<Child> {
+    let seed_path = dir.join("seed.toml");
+    std::fs::write(&seed_path, &org.seed)?;
+    let mappings_dir = dir.join("mappings");
+    std::fs::create_dir_all(&mappings_dir)?;
+    for (name, text) in &org.mappings {
+        std::fs::write(dir.join(name), text)?;
+    }
+    spawn_sim(exe, &seed_path, &dir.join("scimwatch.toml"), &mappings_dir)
+}
+
 /// Starts `scimwatch sim` with `seed`, writing the config for it; returns once listening.
 pub fn spawn_sim(exe: &str, seed: &Path, config: &Path, mappings: &Path) -> anyhow::Result<Child> {
     let mut sim = Command::new(exe)

@@ -274,9 +274,15 @@ impl Reconciler {
             // Everything was read: the rolling refresh's window starts over.
             let views: Vec<(&str, &WorkspaceSnapshot)> =
                 read.iter().map(|(n, s, _)| (n.as_str(), s)).collect();
-            let state = self.refresh_state().await?;
-            self.finish_refresh(now, state, super::tick::Done::Full, &membership, &views)
-                .await?;
+            // A full pass replaces every part of the kept state: nothing to read first.
+            self.finish_refresh(
+                now,
+                super::tick::RefreshState::default(),
+                super::tick::Done::Full,
+                &membership,
+                &views,
+            )
+            .await?;
         }
         let report = self.publish_findings(now, Some(summaries)).await?;
         if failed.is_empty() {
